@@ -1,0 +1,49 @@
+# pgautomator: PGXS build plus the two commands (make demo, make test).
+EXTENSION    = pgautomator
+EXTVERSION   = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\(.*\)'/\1/p" $(EXTENSION).control)
+
+# The install script is assembled from the numbered parts under sql/.
+SQL_PARTS    = $(sort $(wildcard sql/[0-9]*.sql))
+DATA_built   = $(EXTENSION)--$(EXTVERSION).sql
+DATA         = $(wildcard sql/updates/$(EXTENSION)--*--*.sql)
+EXTRA_CLEAN  = $(EXTENSION)--*.sql
+
+# The background worker library, once its sources exist.
+C_SOURCES    = $(sort $(wildcard bgworker/*.c))
+ifneq ($(C_SOURCES),)
+MODULE_big   = $(EXTENSION)
+OBJS         = $(C_SOURCES:.c=.o)
+PG_CPPFLAGS  = -I$(srcdir)/bgworker
+SHLIB_LINK_INTERNAL = $(libpq)
+endif
+
+PG_CONFIG   ?= pg_config
+PGXS        := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+endif
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control Makefile
+	@echo "-- pgautomator $(EXTVERSION): generated from sql/*.sql by make; do not edit." > $@
+	@printf '%s\n' '\echo Use "CREATE EXTENSION pgautomator" to load this file. \quit' >> $@
+	@for f in $(SQL_PARTS); do printf '\n-- ===== %s =====\n' "$$f" >> $@; cat "$$f" >> $@; done
+
+.PHONY: deps test demo demo-stop bench lint
+# Installs what the commands need (apt packages, .venv); idempotent.
+deps:
+	@scripts/deps.sh
+
+test:
+	@scripts/deps.sh
+	@scripts/test.sh
+
+demo:
+	@scripts/deps.sh
+	@scripts/demo.sh start
+
+demo-stop:
+	@scripts/demo.sh stop
+
+lint:
+	@scripts/deps.sh
+	@scripts/lint.sh

@@ -1,0 +1,64 @@
+-- Schedules are objects of their own, attached to jobs many-to-many.
+-- Their exact semantics are in README "Schedules"; the engine that turns a
+-- definition into fire instants is sql/45_schedule_engine.sql.
+
+CREATE TABLE pgautomator.schedule (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name            text NOT NULL UNIQUE
+                    CHECK (name OPERATOR(pg_catalog.~) '\S' AND pg_catalog.length(name) <= 200),
+    description     text NOT NULL DEFAULT '',
+    enabled         boolean NOT NULL DEFAULT true,
+    owner           name NOT NULL,
+    frequency       text NOT NULL
+                    CHECK (frequency IN ('once', 'daily', 'weekly', 'monthly', 'monthly_relative', 'cron')),
+    -- Day level: every N days / weeks / months, counted from starts_at's date.
+    every           integer NOT NULL DEFAULT 1 CHECK (every BETWEEN 1 AND 1000),
+    on_date         date,                    -- once
+    weekdays        smallint[],              -- weekly: ISO 1 = Monday .. 7 = Sunday
+    month_day       smallint CHECK (month_day BETWEEN 1 AND 31),   -- monthly
+    month_last      boolean NOT NULL DEFAULT false,                -- monthly: last day
+    relative_week   text CHECK (relative_week IN ('first', 'second', 'third', 'fourth', 'last')),
+    relative_day    text CHECK (relative_day IN ('monday', 'tuesday', 'wednesday', 'thursday', 'friday',
+                                                 'saturday', 'sunday', 'day', 'weekday', 'weekend_day')),
+    -- Within the day: once at at_time, or every every_n every_unit from
+    -- between_start to between_end (inclusive), local wall-clock time.
+    at_time         time,
+    every_n         integer CHECK (every_n >= 1),
+    every_unit      text CHECK (every_unit IN ('second', 'minute', 'hour')),
+    between_start   time,
+    between_end     time,
+    cron            text,
+    timezone        text NOT NULL,
+    starts_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    ends_at         timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    modified_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK (ends_at IS NULL OR ends_at > starts_at)
+);
+COMMENT ON TABLE pgautomator.schedule IS 'When jobs run: a calendar rule, a time-of-day rule, a time zone.';
+
+-- Dates, or date-and-time windows, on which a schedule does not fire.
+CREATE TABLE pgautomator.exclusion (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    schedule_id bigint NOT NULL REFERENCES pgautomator.schedule ON DELETE CASCADE,
+    on_date     date,                  -- a whole local day
+    from_at     timestamptz,           -- or a window [from_at, until_at)
+    until_at    timestamptz,
+    reason      text NOT NULL DEFAULT '',
+    CHECK ((on_date IS NOT NULL AND from_at IS NULL AND until_at IS NULL)
+        OR (on_date IS NULL AND from_at IS NOT NULL AND until_at IS NOT NULL AND until_at > from_at))
+);
+CREATE INDEX exclusion_schedule_idx ON pgautomator.exclusion (schedule_id);
+
+-- Which schedules fire which jobs, with the next fire instant kept current
+-- so that the dispatcher finds what is due through one index range scan.
+CREATE TABLE pgautomator.job_schedule (
+    job_id       bigint NOT NULL REFERENCES pgautomator.job ON DELETE CASCADE,
+    schedule_id  bigint NOT NULL REFERENCES pgautomator.schedule ON DELETE CASCADE,
+    attached_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    next_fire_at timestamptz,          -- NULL: never again (ended, disabled)
+    last_fire_at timestamptz,
+    PRIMARY KEY (job_id, schedule_id)
+);
+CREATE INDEX job_schedule_schedule_idx ON pgautomator.job_schedule (schedule_id);
+CREATE INDEX job_schedule_due_idx ON pgautomator.job_schedule (next_fire_at) WHERE next_fire_at IS NOT NULL;

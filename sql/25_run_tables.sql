@@ -1,0 +1,60 @@
+-- Runs and step runs: the log of everything that ran (DESIGN.md section 5)
+-- and, while a run is going, its state machine.
+-- States: queued, running, succeeded, failed, stopped, crashed, skipped.
+
+CREATE TABLE pgautomator.run (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id            bigint NOT NULL REFERENCES pgautomator.job ON DELETE CASCADE,
+    owner             name NOT NULL,            -- the job's owner, for row-level security
+    schedule_id       bigint REFERENCES pgautomator.schedule ON DELETE SET NULL,
+    scheduled_at      timestamptz,              -- the fire instant (NULL when started by hand)
+    trigger           text NOT NULL CHECK (trigger IN ('schedule', 'manual', 'crash_retry')),
+    started_by        name,                     -- who started it by hand
+    retry_of          bigint REFERENCES pgautomator.run ON DELETE SET NULL,
+    start_step_id     bigint,
+    state             text NOT NULL DEFAULT 'queued'
+                      CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'stopped', 'crashed', 'skipped')),
+    agent_id          bigint REFERENCES pgautomator.agent ON DELETE SET NULL,
+    queued_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    duration          interval GENERATED ALWAYS AS (finished_at - started_at) STORED,
+    message           text,
+    stop_requested_at timestamptz,
+    stop_requested_by name
+);
+COMMENT ON TABLE pgautomator.run IS 'One execution of a job: who or what started it, when, and how it ended.';
+-- A fire instant of a (job, schedule) pair becomes at most one run.
+CREATE UNIQUE INDEX run_fire_once_idx ON pgautomator.run (job_id, schedule_id, scheduled_at)
+    WHERE trigger = 'schedule';
+CREATE INDEX run_job_idx ON pgautomator.run (job_id, id);
+CREATE INDEX run_active_idx ON pgautomator.run (job_id) WHERE state IN ('queued', 'running');
+CREATE INDEX run_finished_idx ON pgautomator.run (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE pgautomator.step_run (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id        bigint NOT NULL REFERENCES pgautomator.run ON DELETE CASCADE,
+    step_id       bigint REFERENCES pgautomator.step ON DELETE SET NULL,
+    step_name     text NOT NULL,
+    kind          text NOT NULL CHECK (kind IN ('sql', 'shell', 'remote_sql')),
+    attempt       integer NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+    state         text NOT NULL DEFAULT 'queued'
+                  CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'stopped', 'crashed', 'skipped')),
+    not_before    timestamptz NOT NULL DEFAULT pg_catalog.now(),   -- retry delay
+    agent_id      bigint REFERENCES pgautomator.agent ON DELETE SET NULL,
+    worker_pid    integer,
+    queued_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at    timestamptz,
+    finished_at   timestamptz,
+    duration      interval GENERATED ALWAYS AS (finished_at - started_at) STORED,
+    rows_affected bigint,
+    sqlstate      text,
+    exit_code     integer,
+    output        text,          -- bounded; the tail is kept
+    messages      text,          -- NOTICE / WARNING lines, bounded
+    error         text
+);
+COMMENT ON TABLE pgautomator.step_run IS 'One attempt of one step within a run, with its output and error.';
+CREATE INDEX step_run_run_idx ON pgautomator.step_run (run_id, id);
+CREATE INDEX step_run_ready_idx ON pgautomator.step_run (not_before) WHERE state = 'queued';
+CREATE INDEX step_run_running_idx ON pgautomator.step_run (agent_id) WHERE state = 'running';

@@ -1,0 +1,246 @@
+-- Internal helpers shared by the API functions: who is calling, name
+-- resolution, rights checks, argument checks, waking the launcher.
+-- The caller is session_user: inside a SECURITY DEFINER function the
+-- invoker's current_user is not visible, and session_user can never carry
+-- fewer rights than a role the session switched to.
+
+CREATE FUNCTION pgautomator._is_admin()
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.pg_has_role(session_user, 'pgautomator_admin', 'MEMBER') $$;
+COMMENT ON FUNCTION pgautomator._is_admin() IS 'Whether the session user may manage every object (superusers and pgautomator_admin members).';
+
+CREATE FUNCTION pgautomator._is_operator()
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.pg_has_role(session_user, 'pgautomator_operator', 'MEMBER') $$;
+COMMENT ON FUNCTION pgautomator._is_operator() IS 'Whether the session user may read everything and start or stop any run.';
+
+-- Whether the session user may manage an object owned by p_owner.
+CREATE FUNCTION pgautomator._may_manage(p_owner name)
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgautomator._is_admin()
+        OR (EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = p_owner)
+            AND pg_catalog.pg_has_role(session_user, p_owner, 'MEMBER'))
+$$;
+COMMENT ON FUNCTION pgautomator._may_manage(name) IS 'Whether the session user is an admin or a member of the given owner role.';
+
+CREATE FUNCTION pgautomator._require_user()
+RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(session_user, 'pgautomator_user', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied: role "%" is not a member of pgautomator_user', session_user
+            USING ERRCODE = '42501';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._require_user() IS 'Raises 42501 unless the session user may use pgautomator at all.';
+
+CREATE FUNCTION pgautomator._require_admin(p_action text)
+RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pgautomator._is_admin() THEN
+        RAISE EXCEPTION 'permission denied to %', p_action
+            USING ERRCODE = '42501', HINT = 'Only members of pgautomator_admin may do this.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._require_admin(text) IS 'Raises 42501 unless the session user is a pgautomator admin.';
+
+-- A name argument: present, not blank, at most 200 characters.
+CREATE FUNCTION pgautomator._check_name(p_what text, p_name text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_name IS NULL OR p_name !~ '\S' THEN
+        RAISE EXCEPTION '% name must not be empty', p_what USING ERRCODE = '22023';
+    END IF;
+    IF length(p_name) > 200 THEN
+        RAISE EXCEPTION '% name is longer than 200 characters', p_what USING ERRCODE = '22023';
+    END IF;
+    RETURN p_name;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_name(text, text) IS 'Validates an object name and returns it.';
+
+-- Raises 22023 naming the argument when p_value is not one of p_allowed.
+CREATE FUNCTION pgautomator._check_choice(p_arg text, p_value text, p_allowed text[])
+RETURNS text LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NOT NULL AND NOT (p_value = ANY (p_allowed)) THEN
+        RAISE EXCEPTION 'invalid % "%"', p_arg, p_value
+            USING ERRCODE = '22023', HINT = format('Use one of: %s.', array_to_string(p_allowed, ', '));
+    END IF;
+    RETURN p_value;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_choice(text, text, text[]) IS 'Validates an enumerated argument and returns it.';
+
+-- Raises 22023 unless p_value is NULL or within [p_min, p_max].
+CREATE FUNCTION pgautomator._check_range(p_arg text, p_value bigint, p_min bigint, p_max bigint)
+RETURNS bigint LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NOT NULL AND (p_value < p_min OR p_value > p_max) THEN
+        RAISE EXCEPTION '% must be between % and %, not %', p_arg, p_min, p_max, p_value
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN p_value;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_range(text, bigint, bigint, bigint) IS 'Validates an integer argument against bounds and returns it.';
+
+-- Raises 22023 unless p_value is NULL or a positive interval (or zero when allowed).
+CREATE FUNCTION pgautomator._check_interval(p_arg text, p_value interval, p_allow_zero boolean DEFAULT false)
+RETURNS interval LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NOT NULL AND (p_value < interval '0' OR (p_value = interval '0' AND NOT p_allow_zero)) THEN
+        RAISE EXCEPTION '% must be % interval, not %', p_arg,
+            CASE WHEN p_allow_zero THEN 'a non-negative' ELSE 'a positive' END, p_value
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN p_value;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_interval(text, interval, boolean) IS 'Validates an interval argument and returns it.';
+
+-- The run-as rule: the role exists, can log in (a worker connects as it),
+-- and the session user is a member of it (superusers are members of all).
+CREATE FUNCTION pgautomator._check_run_as(p_role text)
+RETURNS name LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_login boolean;
+BEGIN
+    IF p_role IS NULL OR p_role !~ '\S' THEN
+        RAISE EXCEPTION 'run_as must name a role' USING ERRCODE = '22023';
+    END IF;
+    SELECT rolcanlogin INTO v_login FROM pg_catalog.pg_roles WHERE rolname = p_role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run_as role "%" does not exist', p_role USING ERRCODE = '42704';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(session_user, p_role, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to run jobs as role "%"', p_role
+            USING ERRCODE = '42501',
+                  HINT = format('Only superusers and members of "%s" may create jobs that run as it.', p_role);
+    END IF;
+    IF NOT v_login THEN
+        RAISE EXCEPTION 'run_as role "%" cannot log in', p_role
+            USING ERRCODE = '22023',
+                  HINT = 'Steps connect as the run-as role: grant it LOGIN (ALTER ROLE ... LOGIN).';
+    END IF;
+    RETURN p_role::name;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_run_as(text) IS 'Validates a run-as role: it exists, can log in, and the session user is a member of it.';
+
+-- The owner of a new object: the session user, or a role it is a member of.
+CREATE FUNCTION pgautomator._check_owner(p_role text)
+RETURNS name LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_role IS NULL THEN
+        RETURN session_user;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = p_role) THEN
+        RAISE EXCEPTION 'owner role "%" does not exist', p_role USING ERRCODE = '42704';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(session_user, p_role, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to give objects to role "%"', p_role USING ERRCODE = '42501';
+    END IF;
+    RETURN p_role::name;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_owner(text) IS 'Validates the owner of a new object: the session user or one of its roles.';
+
+CREATE FUNCTION pgautomator._category_id(p_category text)
+RETURNS bigint LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_category IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT id INTO v_id FROM pgautomator.category WHERE name = p_category;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'category "%" does not exist', p_category USING ERRCODE = '42704';
+    END IF;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._category_id(text) IS 'Resolves a category name to its id; 42704 when missing.';
+
+-- Resolves a job by id or name, locks it, and checks that the session user
+-- may act on it: p_for 'manage' (owner members and admins) or 'operate'
+-- (also operators: start, stop, enable, disable).
+CREATE FUNCTION pgautomator._job_for(p_job_id bigint, p_job_name text, p_for text)
+RETURNS pgautomator.job LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job pgautomator.job;
+BEGIN
+    IF p_job_id IS NULL AND p_job_name IS NULL THEN
+        RAISE EXCEPTION 'job must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO v_job FROM pgautomator.job
+     WHERE CASE WHEN p_job_id IS NOT NULL THEN id = p_job_id ELSE name = p_job_name END
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" does not exist', coalesce(p_job_name, p_job_id::text) USING ERRCODE = '42704';
+    END IF;
+    IF NOT (pgautomator._may_manage(v_job.owner)
+            OR (p_for = 'operate' AND pgautomator._is_operator())) THEN
+        RAISE EXCEPTION 'permission denied for job "%"', v_job.name USING ERRCODE = '42501';
+    END IF;
+    RETURN v_job;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._job_for(bigint, text, text) IS 'Resolves, locks and checks rights on a job.';
+
+-- Resolves a step of a job by name, or by its id.
+CREATE FUNCTION pgautomator._step_of(p_job_id bigint, p_step text)
+RETURNS pgautomator.step LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_step pgautomator.step;
+BEGIN
+    IF p_step IS NULL THEN
+        RAISE EXCEPTION 'step must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO v_step FROM pgautomator.step WHERE job_id = p_job_id AND name = p_step FOR UPDATE;
+    IF NOT FOUND AND p_step ~ '^[0-9]{1,18}$' THEN
+        SELECT * INTO v_step FROM pgautomator.step WHERE job_id = p_job_id AND id = p_step::bigint FOR UPDATE;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'step "%" does not exist in job %', p_step, p_job_id USING ERRCODE = '42704';
+    END IF;
+    RETURN v_step;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._step_of(bigint, text) IS 'Resolves a step of a job by name or id; 42704 when missing.';
+
+-- Wakes the launcher: it listens on this channel and re-reads what is due.
+-- NOTIFY is delivered at commit, so a rolled-back change wakes nobody.
+CREATE FUNCTION pgautomator._wake(p_reason text)
+RETURNS void LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.pg_notify('pgautomator_wake', p_reason) $$;
+COMMENT ON FUNCTION pgautomator._wake(text) IS 'Notifies the launcher and agents that jobs, schedules or runs changed.';
