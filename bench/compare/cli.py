@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(__file__).resolve().parents[1] / "results" / stamp(now_utc())
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o777)  # pgAgent, running as postgres, appends its log here
-    console = Console()
+    # Wide enough for the tables when the output is a pipe or a log file.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     extra = json.loads(args.settings_file.read_text()) if args.settings_file else {}
     ctx = Context(dsn=args.dsn, out=out, options=options_for(args), log=console.print, settings=extra)
     meta, results = run(ctx, systems, wanted, console)

@@ -63,9 +63,10 @@ def _fmt(v: Metric) -> str:
     return str(v)
 
 
-def _cells(r: Result, fam: str) -> list[str]:
+def _cells(r: Result, fam: str, reasons: dict[str, int]) -> list[str]:
     if r.status != "ok":
-        return [f"{r.status}: {r.reason}"] + [""] * (len(COLUMNS[fam]) - 1)
+        mark = reasons.setdefault(f"{r.system} {r.status}: {r.reason}", len(reasons) + 1)
+        return [f"{r.status} [{mark}]"] + [""] * (len(COLUMNS[fam]) - 1)
     cells = []
     for key, _ in COLUMNS[fam]:
         if key.startswith("*"):
@@ -91,13 +92,16 @@ def print_tables(console: Console, results: list[Result]) -> None:
         if not rows:
             continue
         t = Table(title=fam, show_lines=fam == "scale")
-        t.add_column("workload")
-        t.add_column("system")
+        t.add_column("workload", no_wrap=True)
+        t.add_column("system", no_wrap=True)
         for _, head in cols:
             t.add_column(head, overflow="fold")
+        reasons: dict[str, int] = {}
         for r in rows:
-            t.add_row(r.workload, r.system, *_cells(r, fam))
+            t.add_row(r.workload, r.system, *_cells(r, fam, reasons))
         console.print(t)
+        for text, mark in reasons.items():
+            console.print(f"  [{mark}] {text}", highlight=False, markup=False)
 
 
 def markdown(results: list[Result]) -> str:
@@ -109,10 +113,12 @@ def markdown(results: list[Result]) -> str:
         out.append(f"### {fam}\n")
         out.append("| workload | system | " + " | ".join(h for _, h in cols) + " |")
         out.append("|---|---|" + "---|" * len(cols))
+        reasons: dict[str, int] = {}
         for r in rows:
-            cells = [c.replace("\n", "<br>").replace("|", "\\|") for c in _cells(r, fam)]
+            cells = [c.replace("\n", "<br>").replace("|", "\\|") for c in _cells(r, fam, reasons)]
             out.append(f"| {r.workload} | {r.system} | " + " | ".join(cells) + " |")
-        notes = sorted({f"{r.system}: {n}" for r in rows for n in r.notes})
+        notes = [f"[{m}] {t}" for t, m in reasons.items()]
+        notes += sorted({f"{r.system}: {n}" for r in rows for n in r.notes})
         if notes:
             out.append("")
             out.extend(f"- {n}" for n in notes)

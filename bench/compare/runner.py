@@ -75,15 +75,27 @@ def machine() -> dict[str, Any]:
     }
 
 
-def setup_db(ctx: Context) -> None:
+def setup_db(ctx: Context) -> bool:
+    """Creates the hit table and the run-as role; returns whether the role is new."""
+    created = False
     with ctx.connect() as conn:
         conn.execute(HITS_DDL)
         role = ctx.options.run_as
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
             conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            created = True
         conn.execute(f'GRANT USAGE ON SCHEMA bench_compare TO "{role}"')
         conn.execute(f'GRANT INSERT ON bench_compare.hit TO "{role}"')
         conn.execute("TRUNCATE bench_compare.hit")
+    return created
+
+
+def teardown_db(ctx: Context, drop_role: bool) -> None:
+    """Leaves a shared database as it was (the smoke test runs in the test database)."""
+    with ctx.connect() as conn:
+        conn.execute("DROP SCHEMA bench_compare CASCADE")
+        if drop_role:
+            conn.execute(f'DROP ROLE "{ctx.options.run_as}"')
 
 
 def cluster_settings(ctx: Context) -> dict[str, str]:
@@ -149,7 +161,7 @@ def run(
     ctx: Context, systems: list[str], wanted: list[str], console: Console
 ) -> tuple[dict[str, Any], list[Result]]:
     started = now_utc()
-    setup_db(ctx)
+    new_role = setup_db(ctx)
     ads = make_adapters(ctx, systems)
     results: list[Result] = []
     live: list[Adapter] = []
@@ -207,6 +219,8 @@ def run(
                 ad.stop()
             finally:
                 ad.close()
+        if not ctx.options.private_cluster:
+            teardown_db(ctx, new_role)
     order = {s: i for i, s in enumerate(SYSTEMS)}
     results.sort(key=lambda r: (_workload_order(r.workload), order.get(r.system, 9)))
     meta: dict[str, Any] = {

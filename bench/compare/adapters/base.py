@@ -123,22 +123,17 @@ class Adapter(ABC):
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process, from /proc."""
+    """CPU time of a process (all its threads), in seconds: from
+    /proc/PID/schedstat (nanoseconds) where the kernel has it, else from
+    /proc/PID/stat (clock ticks, usually 10 ms)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def thread_cpu_seconds(pid: int) -> float | None:
-    """CPU time of a process including its exited children's (for pgAgent's threads)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(x) for x in fields[11:15]) / ticks
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

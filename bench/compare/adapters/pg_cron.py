@@ -112,8 +112,9 @@ class PgCron(Adapter):
         # Rows as cron.schedule() writes them, in one statement (faster than
         # n calls; the statement trigger reloads the launcher's cache once).
         self.q(
-            """INSERT INTO cron.job (schedule, command, jobname)
-               SELECT format('%%s %%s * * *', i %% 60, %s), 'SELECT 1', %s || '-' || i
+            """INSERT INTO cron.job (schedule, command, nodename, nodeport, jobname)
+               SELECT format('%%s %%s * * *', i %% 60, %s), 'SELECT 1',
+                      current_setting('cron.host'), current_setting('port')::int, %s || '-' || i
                  FROM generate_series(1, %s) AS i""",
             (hour, tag, n),
         )

@@ -27,6 +27,9 @@ def _bools(n: int, true_at: set[int] | None) -> str:
     return "{" + ",".join("t" if true_at is None or i in true_at else "f" for i in range(n)) + "}"
 
 
+STATES = {"f": "failed", "i": "internal failure", "d": "aborted"}
+
+
 class PgAgent(Adapter):
     name = "pgagent"
     minute_only = True
@@ -161,13 +164,24 @@ class PgAgent(Adapter):
                 WHERE j.jobname LIKE %s AND l.jlgstart >= %s - interval '1 minute'""",
             (since, f"{tag}-%", since),
         )[0]
+        # pgAgent writes no message for a job it could not start (status i)
+        # or for a step whose connection failed: count the states instead.
         errors = [
+            f"{n} runs in state {st} ({STATES.get(st, '?')})"
+            for st, n in self.q(
+                """SELECT l.jlgstatus, count(*) FROM pgagent.pga_joblog l
+                     JOIN pgagent.pga_job j ON j.jobid = l.jlgjobid
+                    WHERE j.jobname LIKE %s AND l.jlgstatus IN ('f', 'i', 'd') GROUP BY 1""",
+                (f"{tag}-%",),
+            )
+        ]
+        errors += [
             str(r[0])
             for r in self.q(
                 """SELECT left(s.jsloutput, 200) FROM pgagent.pga_jobsteplog s
                      JOIN pgagent.pga_joblog l ON l.jlgid = s.jsljlgid
                      JOIN pgagent.pga_job j ON j.jobid = l.jlgjobid
-                    WHERE j.jobname LIKE %s AND s.jslstatus = 'f' LIMIT 3""",
+                    WHERE j.jobname LIKE %s AND s.jslstatus = 'f' AND s.jsloutput <> '' LIMIT 2""",
                 (f"{tag}-%",),
             )
         ]
