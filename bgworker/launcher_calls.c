@@ -60,14 +60,13 @@ pga_extension_ready(bool *has_release)
 	bool		ready;
 	bool		isnull;
 
-	pga_spi_run("SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgautomator')"
-				" THEN pg_catalog.to_regprocedure('pgautomator._launcher_start(integer)') IS NOT NULL"
-				"  AND pg_catalog.to_regprocedure('pgautomator._launcher_tick()') IS NOT NULL"
-				"  AND pg_catalog.to_regprocedure('pgautomator._launcher_claim(integer)') IS NOT NULL"
-				"  AND pg_catalog.to_regprocedure('pgautomator._launcher_started(bigint,integer)') IS NOT NULL"
-				"  AND pg_catalog.to_regprocedure('pgautomator._launcher_report(bigint,boolean,text,text,text,bigint,text)') IS NOT NULL"
-				" ELSE false END,"
-				" pg_catalog.to_regprocedure('pgautomator._launcher_release(bigint)') IS NOT NULL",
+	/* by name: the dispatcher may add parameters with defaults */
+	pga_spi_run("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgautomator')"
+				"   AND pg_catalog.count(DISTINCT p.proname) FILTER (WHERE p.proname <> '_launcher_release') = 5,"
+				" pg_catalog.count(*) FILTER (WHERE p.proname = '_launcher_release') > 0"
+				" FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+				" WHERE n.nspname = 'pgautomator' AND p.proname IN ('_launcher_start', '_launcher_tick',"
+				" '_launcher_claim', '_launcher_started', '_launcher_report', '_launcher_release')",
 				0, NULL, NULL, NULL);
 	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*has_release = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));

@@ -91,7 +91,7 @@ pga_pass_work(bool notified)
 	{
 		if (!pga_waiting_logged)
 			ereport(LOG,
-					(errmsg("pgautomator launcher: waiting for the pgautomator extension in database \"%s\"",
+					(errmsg("pgautomator launcher: waiting for the pgautomator extension and its launcher functions in database \"%s\"",
 							get_database_name(MyDatabaseId)),
 					 errhint("Run CREATE EXTENSION pgautomator there, or set pgautomator.database.")));
 		pga_waiting_logged = true;

@@ -242,6 +242,9 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome)
 		pga_xact_started = false;
 		MemoryContextSwitchTo(step_context);
 		outcome->succeeded = false;
+		/* single: nothing the statements did was kept */
+		if (input->single_transaction)
+			outcome->rows = 0;
 		strlcpy(outcome->sqlstate, unpack_sql_state(edata->sqlerrcode), sizeof(outcome->sqlstate));
 		outcome->error = pga_error_text(edata);
 		RESUME_INTERRUPTS();
