@@ -19,7 +19,7 @@ class _Inbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -43,7 +43,8 @@ def inbox() -> Iterator[tuple[_Inbox, int]]:
 def _smtp(admin: psycopg.Connection, port: int) -> None:
     # Fixture data written directly: the SMTP settings of the database agent.
     admin.execute(
-        """INSERT INTO pgautomator.agent (name, kind, capabilities, smtp_host, smtp_port, smtp_security, smtp_from)
+        """INSERT INTO pgautomator.agent
+                  (name, kind, capabilities, smtp_host, smtp_port, smtp_security, smtp_from)
            VALUES ('database', 'database', '{sql}', '127.0.0.1', %s, 'none', 'scheduler@example.com')
            ON CONFLICT (name) DO UPDATE SET smtp_host = excluded.smtp_host, smtp_port = excluded.smtp_port,
                                             smtp_security = 'none', smtp_from = excluded.smtp_from""",
@@ -69,8 +70,8 @@ def test_failure_mail_is_sent_and_success_is_not(
     _smtp(admin, port)
     job = f"mail-{uuid.uuid4().hex[:8]}"
     admin.execute(
-        "SELECT pgautomator.create_job(%s, notify_on => 'failure', notify_to => ARRAY['dba@example.com', 'ops@example.com'],"
-        " notify_subject => '[{state}] {job}')",
+        "SELECT pgautomator.create_job(%s, notify_on => 'failure',"
+        " notify_to => ARRAY['dba@example.com', 'ops@example.com'], notify_subject => '[{state}] {job}')",
         (job,),
     )
     ok_run = _finished_run(admin, job, "succeeded")
