@@ -746,3 +746,205 @@ RETURNS TABLE (fire_at timestamptz, schedule text) LANGUAGE sql STABLE SECURITY 
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM pgautomator._next_job_runs(NULL, $1, $2, $3) $$;
 COMMENT ON FUNCTION pgautomator.next_job_runs(text, timestamptz, integer) IS 'The next n instants at which a job (by name) fires, over its enabled schedules, with the schedule that fires it.';
+
+-- Plain English for a schedule, e.g. "every 15 minutes from 08:00 to 18:00
+-- on weekdays, Europe/Berlin".
+CREATE FUNCTION pgautomator._hhmm(p_t time)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.to_char(p_t, CASE WHEN pg_catalog.extract('second', p_t) = 0 THEN 'HH24:MI' ELSE 'HH24:MI:SS' END) $$;
+COMMENT ON FUNCTION pgautomator._hhmm(time) IS 'A time of day as HH:MM, with seconds only when they are not zero.';
+
+-- "a", "a and b", "a, b and c".
+CREATE FUNCTION pgautomator._and_list(p_items text[])
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN cardinality(p_items) <= 1 THEN p_items[1]
+                ELSE array_to_string(p_items[1:cardinality(p_items) - 1], ', ')
+                     || ' and ' || p_items[cardinality(p_items)] END
+$$;
+COMMENT ON FUNCTION pgautomator._and_list(text[]) IS 'Joins words as an English list: a, b and c.';
+
+CREATE FUNCTION pgautomator._describe(p_s pgautomator.schedule)
+RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_names text[] := ARRAY['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
+    v_time  text;
+    v_day   text;
+    v_days  text[];
+    v_out   text;
+BEGIN
+    IF p_s.frequency = 'cron' THEN
+        v_out := format('on cron schedule "%s"', p_s.cron);
+    ELSE
+        IF p_s.every_n IS NOT NULL THEN
+            v_time := CASE WHEN p_s.every_n = 1 THEN 'every ' || p_s.every_unit
+                           ELSE format('every %s %ss', p_s.every_n, p_s.every_unit) END;
+            IF NOT (p_s.between_start = time '00:00' AND p_s.between_end >= time '23:59:59') THEN
+                v_time := v_time || format(' from %s to %s', pgautomator._hhmm(p_s.between_start),
+                                           pgautomator._hhmm(p_s.between_end));
+            END IF;
+        ELSE
+            v_time := 'at ' || pgautomator._hhmm(p_s.at_time);
+        END IF;
+        CASE p_s.frequency
+        WHEN 'once' THEN
+            v_day := 'on ' || to_char(p_s.on_date, 'YYYY-MM-DD');
+        WHEN 'daily' THEN
+            v_day := CASE WHEN p_s.every = 1 THEN 'every day' ELSE format('every %s days', p_s.every) END;
+        WHEN 'weekly' THEN
+            v_day := CASE
+                WHEN p_s.weekdays = '{1,2,3,4,5,6,7}' THEN 'every day'
+                WHEN p_s.weekdays = '{1,2,3,4,5}' THEN 'on weekdays'
+                WHEN p_s.weekdays = '{6,7}' THEN 'on weekends'
+                ELSE 'on ' || pgautomator._and_list(ARRAY(SELECT v_names[d] FROM unnest(p_s.weekdays) AS d ORDER BY d))
+                END || CASE WHEN p_s.every > 1 THEN format(' every %s weeks', p_s.every) ELSE '' END;
+        WHEN 'monthly' THEN
+            v_days := ARRAY(SELECT d::text FROM unnest(p_s.month_days) AS d ORDER BY d);
+            v_day := CASE WHEN cardinality(v_days) = 0 THEN ''
+                          WHEN cardinality(v_days) = 1 THEN 'day ' ELSE 'days ' END;
+            IF p_s.month_last THEN
+                v_days := v_days || 'the last day'::text;
+            END IF;
+            v_day := 'on ' || v_day || pgautomator._and_list(v_days) || ' of '
+                     || CASE WHEN p_s.every = 1 THEN 'every month' ELSE format('every %s months', p_s.every) END;
+        ELSE  -- monthly_relative
+            v_day := format('on the %s %s of ', p_s.relative_week,
+                            CASE WHEN p_s.relative_day IN ('day', 'weekday') THEN p_s.relative_day
+                                 WHEN p_s.relative_day = 'weekend_day' THEN 'weekend day'
+                                 ELSE initcap(p_s.relative_day) END)
+                     || CASE WHEN p_s.every = 1 THEN 'every month' ELSE format('every %s months', p_s.every) END;
+        END CASE;
+        v_out := v_time || ' ' || v_day;
+    END IF;
+    v_out := v_out || ', ' || p_s.timezone;
+    IF p_s.ends_at IS NOT NULL THEN
+        v_out := v_out || ', until ' || to_char(p_s.ends_at AT TIME ZONE p_s.timezone, 'YYYY-MM-DD HH24:MI');
+    END IF;
+    IF NOT p_s.enabled THEN
+        v_out := v_out || ' (disabled)';
+    END IF;
+    RETURN v_out;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._describe(pgautomator.schedule) IS 'A schedule in plain English.';
+
+CREATE FUNCTION pgautomator.describe_schedule(schedule bigint)
+RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_s pgautomator.schedule;
+BEGIN
+    PERFORM pgautomator._require_user();
+    SELECT * INTO v_s FROM pgautomator.schedule s WHERE s.id = describe_schedule.schedule;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', coalesce(describe_schedule.schedule::text, 'NULL')
+            USING ERRCODE = '42704';
+    END IF;
+    RETURN pgautomator._describe(v_s);
+END
+$$;
+COMMENT ON FUNCTION pgautomator.describe_schedule(bigint) IS 'A schedule (by id) in plain English, e.g. "every 15 minutes from 08:00 to 18:00 on weekdays, Europe/Berlin".';
+
+CREATE FUNCTION pgautomator.describe_schedule(schedule text)
+RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_s pgautomator.schedule;
+BEGIN
+    PERFORM pgautomator._require_user();
+    SELECT * INTO v_s FROM pgautomator.schedule s WHERE s.name = describe_schedule.schedule;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'schedule "%" does not exist', coalesce(describe_schedule.schedule, 'NULL')
+            USING ERRCODE = '42704';
+    END IF;
+    RETURN pgautomator._describe(v_s);
+END
+$$;
+COMMENT ON FUNCTION pgautomator.describe_schedule(text) IS 'A schedule (by name) in plain English, e.g. "every 15 minutes from 08:00 to 18:00 on weekdays, Europe/Berlin".';
+
+-- Through public functions only: the view runs with the caller's rights.
+CREATE VIEW pgautomator.schedules WITH (security_invoker = true) AS
+SELECT s.id, s.name, s.frequency, pgautomator.describe_schedule(s.id) AS summary, s.timezone, s.enabled,
+       s.owner,
+       CASE WHEN s.enabled THEN (SELECT min(t) FROM pgautomator.next_runs(s.id, pg_catalog.now(), 1) AS t) END
+           AS next_fire_at,
+       (SELECT count(*) FROM pgautomator.job_schedule js WHERE js.schedule_id = s.id) AS jobs,
+       (SELECT count(*) FROM pgautomator.exclusion e WHERE e.schedule_id = s.id) AS exclusions,
+       s.starts_at, s.ends_at, s.description, s.created_at, s.modified_at
+  FROM pgautomator.schedule s;
+COMMENT ON VIEW pgautomator.schedules IS 'Schedules in plain English with their next fire instant and how many (visible) jobs use each.';
+
+-- pg_cron's shorthand: a job with one sql step running as the caller, fired
+-- by a cron schedule of the same name. Calling it again with the same name
+-- replaces the command and the cron expression, as pg_cron does.
+CREATE FUNCTION pgautomator.schedule(name text, cron text, command text)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job pgautomator.job;
+    v_schedule_id bigint;
+BEGIN
+    PERFORM pgautomator._require_user();
+    PERFORM pgautomator._check_name('job', schedule.name);
+    IF NOT EXISTS (SELECT FROM pgautomator.job j WHERE j.name = schedule.name) THEN
+        v_job.id := pgautomator.create_job(schedule.name, description => 'created by schedule()');
+        PERFORM pgautomator.add_step(v_job.id, 'command', schedule.command);
+        v_schedule_id := pgautomator.create_schedule(schedule.name, 'cron', cron => schedule.cron,
+                                                     description => 'created by schedule()');
+        PERFORM pgautomator.attach_schedule(v_job.id, v_schedule_id);
+        RETURN v_job.id;
+    END IF;
+    v_job := pgautomator._job_for(NULL, schedule.name, 'manage');
+    SELECT js.schedule_id INTO v_schedule_id
+      FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id
+     WHERE js.job_id = v_job.id AND s.name = schedule.name AND s.frequency = 'cron';
+    IF v_schedule_id IS NULL
+       OR NOT EXISTS (SELECT FROM pgautomator.step st WHERE st.job_id = v_job.id AND st.name = 'command') THEN
+        RAISE EXCEPTION 'job "%" already exists and was not created by schedule()', schedule.name
+            USING ERRCODE = '23505', HINT = 'Use another name, or alter_step and alter_schedule.';
+    END IF;
+    PERFORM pgautomator.alter_step(v_job.id, 'command', code => schedule.command);
+    PERFORM pgautomator.alter_schedule(v_schedule_id, cron => schedule.cron);
+    RETURN v_job.id;
+END
+$$;
+COMMENT ON FUNCTION pgautomator.schedule(text, text, text) IS 'pg_cron style: runs a SQL command as the caller on a cron schedule; returns the job id. The same name again replaces command and cron.';
+
+CREATE FUNCTION pgautomator._unschedule(p_job pgautomator.job)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_s pgautomator.schedule;
+BEGIN
+    SELECT s.* INTO v_s FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id
+     WHERE js.job_id = p_job.id AND s.name = p_job.name;
+    PERFORM pgautomator.drop_job(p_job.id);
+    -- The job's own schedule goes too, unless another job uses it.
+    IF v_s.id IS NOT NULL AND pgautomator._may_manage(v_s.owner)
+       AND NOT EXISTS (SELECT FROM pgautomator.job_schedule js WHERE js.schedule_id = v_s.id) THEN
+        DELETE FROM pgautomator.schedule WHERE id = v_s.id;
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._unschedule(pgautomator.job) IS 'Drops a job made by schedule() and its schedule of the same name.';
+
+CREATE FUNCTION pgautomator.unschedule(name text)
+RETURNS boolean LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pgautomator._unschedule(pgautomator._job_for(NULL, $1, 'manage')) $$;
+COMMENT ON FUNCTION pgautomator.unschedule(text) IS 'pg_cron style: drops a job (by name) made by schedule(), with its schedule of the same name.';
+
+CREATE FUNCTION pgautomator.unschedule(job bigint)
+RETURNS boolean LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pgautomator._unschedule(pgautomator._job_for($1, NULL, 'manage')) $$;
+COMMENT ON FUNCTION pgautomator.unschedule(bigint) IS 'pg_cron style: drops a job (by id) made by schedule(), with its schedule of the same name.';
