@@ -43,6 +43,9 @@ log "pytest suite"
 # shellcheck disable=SC2086
 .venv/bin/python -m pytest -p no:cacheprovider ${PYTEST_ARGS:-test/python} || status=1
 
+log "static checks (ruff, mypy)"
+scripts/lint.sh || status=1
+
 if [ $status -ne 0 ]; then
     log "FAILED; last server log lines:"
     tail -n 40 "$base/log/server.log" >&2

@@ -95,16 +95,22 @@ def test_users_see_only_their_own_jobs(make_role: Callable[..., str]) -> None:
             conn.execute("SELECT pgautomator.drop_job(%s)", (f"{alice}-job",))
 
 
-def test_run_as_requires_membership_and_login(make_role: Callable[..., str], admin: psycopg.Connection) -> None:
+def test_run_as_requires_membership_and_login(
+    make_role: Callable[..., str], admin: psycopg.Connection
+) -> None:
     alice, target = make_role("pgautomator_user"), make_role()
-    with connect_as(alice, autocommit=True) as conn:
-        with pytest.raises(errors.InsufficientPrivilege, match=f'run jobs as role "{target}"'):
-            conn.execute("SELECT pgautomator.create_job(%s, run_as => %s)", (_name("j"), target))
+    with (
+        connect_as(alice, autocommit=True) as conn,
+        pytest.raises(errors.InsufficientPrivilege, match=f'run jobs as role "{target}"'),
+    ):
+        conn.execute("SELECT pgautomator.create_job(%s, run_as => %s)", (_name("j"), target))
     admin.execute(f'GRANT "{target}" TO "{alice}"')
     admin.execute(f'ALTER ROLE "{target}" NOLOGIN')
-    with connect_as(alice, autocommit=True) as conn:
-        with pytest.raises(errors.InvalidParameterValue, match="cannot log in"):
-            conn.execute("SELECT pgautomator.create_job(%s, run_as => %s)", (_name("j"), target))
+    with (
+        connect_as(alice, autocommit=True) as conn,
+        pytest.raises(errors.InvalidParameterValue, match="cannot log in"),
+    ):
+        conn.execute("SELECT pgautomator.create_job(%s, run_as => %s)", (_name("j"), target))
     admin.execute(f'ALTER ROLE "{target}" LOGIN')
     with connect_as(alice, autocommit=True) as conn:
         conn.execute("SELECT pgautomator.create_job(%s, run_as => %s)", (_name("j"), target))
