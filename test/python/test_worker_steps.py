@@ -30,6 +30,13 @@ def wait_until(what: str, check: Callable[[], Any], deadline: float = DEADLINE) 
         time.sleep(0.05)
 
 
+def scalar(admin: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the first row of a query."""
+    row = admin.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
 def run_state(admin: psycopg.Connection, run_id: int) -> str:
     row = admin.execute("SELECT state FROM pgautomator.run WHERE id = %s", (run_id,)).fetchone()
     assert row is not None
@@ -38,15 +45,16 @@ def run_state(admin: psycopg.Connection, run_id: int) -> str:
 
 def wait_run(admin: psycopg.Connection, run_id: int) -> str:
     """Waits until the run has ended and returns its state."""
-    return str(wait_until(f"run {run_id} to end",
-                          lambda: (s := run_state(admin, run_id)) in FINISHED and s))
+    return str(wait_until(f"run {run_id} to end", lambda: (s := run_state(admin, run_id)) in FINISHED and s))
 
 
 def step_runs(admin: psycopg.Connection, run_id: int) -> list[dict[str, Any]]:
     cur = admin.cursor(row_factory=psycopg.rows.dict_row)
     return cur.execute(
         "SELECT step_name, state, sqlstate, error, messages, output, rows_affected, worker_pid"
-        " FROM pgautomator.step_run WHERE run_id = %s ORDER BY id", (run_id,)).fetchall()
+        " FROM pgautomator.step_run WHERE run_id = %s ORDER BY id",
+        (run_id,),
+    ).fetchall()
 
 
 @pytest.fixture
@@ -90,13 +98,19 @@ def start(admin: psycopg.Connection, job_id: int) -> int:
 
 
 def test_launcher_shows_in_pg_stat_activity(admin: psycopg.Connection) -> None:
-    row = wait_until("the launcher", lambda: admin.execute(
-        "SELECT application_name, datname, usename FROM pg_stat_activity"
-        " WHERE backend_type = 'pgautomator launcher'").fetchone())
+    row = wait_until(
+        "the launcher",
+        lambda: admin.execute(
+            "SELECT application_name, datname, usename FROM pg_stat_activity"
+            " WHERE backend_type = 'pgautomator launcher'"
+        ).fetchone(),
+    )
     assert row[0] == "pgautomator launcher"
     assert row[1] == "pgautomator_test"
-    agent = wait_until("the database agent", lambda: admin.execute(
-        "SELECT kind, pid FROM pgautomator.agent WHERE name = 'database'").fetchone())
+    agent = wait_until(
+        "the database agent",
+        lambda: admin.execute("SELECT kind, pid FROM pgautomator.agent WHERE name = 'database'").fetchone(),
+    )
     assert agent[0] == "database"
 
 
@@ -116,7 +130,8 @@ def test_top_level_statements(admin: psycopg.Connection, job: Callable[..., int]
         f"CREATE PROCEDURE {proc}() LANGUAGE plpgsql AS $$ BEGIN"
         f" INSERT INTO {table} (x) VALUES (10); COMMIT;"
         f" INSERT INTO {table} (x) VALUES (11); ROLLBACK;"
-        f" INSERT INTO {table} (x) VALUES (12); END $$")
+        f" INSERT INTO {table} (x) VALUES (12); END $$"
+    )
     try:
         job_id = job(
             {"code": f"INSERT INTO {table} (x) SELECT g FROM generate_series(1, 100) g"},
@@ -130,20 +145,21 @@ def test_top_level_statements(admin: psycopg.Connection, job: Callable[..., int]
         state = wait_run(admin, run_id)
         assert state == "succeeded", step_runs(admin, run_id)
         valid = admin.execute(
-            "SELECT bool_and(i.indisvalid) FROM pg_index i WHERE i.indrelid = %s::regclass",
-            (table,)).fetchone()
+            "SELECT bool_and(i.indisvalid) FROM pg_index i WHERE i.indrelid = %s::regclass", (table,)
+        ).fetchone()
         assert valid is not None and valid[0] is True
         got = admin.execute(f"SELECT x FROM {table} WHERE x >= 10 ORDER BY x").fetchall()
         assert [r[0] for r in got] == [10, 12]
         assert admin.execute(
-            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass",
-            (table,)).fetchone() == (True,)
+            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass", (table,)
+        ).fetchone() == (True,)
     finally:
         admin.execute(f"DROP PROCEDURE IF EXISTS {proc}()")
 
 
 def test_run_as_role_has_its_rights_and_no_more(
-        admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]) -> None:
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
     role = make_role("pgautomator_user")
     secret = f"public.ws_{uuid.uuid4().hex[:8]}"
     admin.execute(f"CREATE TABLE {secret} (x int)")
@@ -155,9 +171,11 @@ def test_run_as_role_has_its_rights_and_no_more(
             "SET ROLE postgres; SELECT * FROM {t}",
             "SET SESSION AUTHORIZATION postgres; SELECT * FROM {t}",
         ]
-        job_id = job({"code": "SELECT session_user, current_user", "on_failure": "next"},
-                     *({"code": a.format(t=secret), "on_failure": "next"} for a in attempts),
-                     run_as=role)
+        job_id = job(
+            {"code": "SELECT session_user, current_user", "on_failure": "next"},
+            *({"code": a.format(t=secret), "on_failure": "next"} for a in attempts),
+            run_as=role,
+        )
         run_id = start(admin, job_id)
         wait_run(admin, run_id)
         results = step_runs(admin, run_id)
@@ -172,8 +190,12 @@ def test_run_as_role_has_its_rights_and_no_more(
 
 
 def test_single_rolls_back_everything(admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
-    job_id = job({"code": f"INSERT INTO {table} (x) VALUES (1); INSERT INTO {table} (x) VALUES (1/0)",
-                  "transaction": "single"})
+    job_id = job(
+        {
+            "code": f"INSERT INTO {table} (x) VALUES (1); INSERT INTO {table} (x) VALUES (1/0)",
+            "transaction": "single",
+        }
+    )
     run_id = start(admin, job_id)
     assert wait_run(admin, run_id) == "failed"
     [result] = step_runs(admin, run_id)
@@ -183,17 +205,24 @@ def test_single_rolls_back_everything(admin: psycopg.Connection, job: Callable[.
 
 
 def test_autocommit_keeps_earlier_statements(
-        admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
-    job_id = job({"code": f"INSERT INTO {table} (x) VALUES (1); INSERT INTO {table} (x) VALUES (1/0);"
-                          f" INSERT INTO {table} (x) VALUES (3)"})
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    job_id = job(
+        {
+            "code": f"INSERT INTO {table} (x) VALUES (1); INSERT INTO {table} (x) VALUES (1/0);"
+            f" INSERT INTO {table} (x) VALUES (3)"
+        }
+    )
     run_id = start(admin, job_id)
     assert wait_run(admin, run_id) == "failed"
     assert [r[0] for r in admin.execute(f"SELECT x FROM {table}").fetchall()] == [1]
 
 
 def test_messages_and_output_are_captured(admin: psycopg.Connection, job: Callable[..., int]) -> None:
-    code = ("DO $$BEGIN RAISE NOTICE 'hello %', 42; RAISE WARNING 'careful'; RAISE INFO 'fyi'; END$$;"
-            " SELECT g, 'row ' || g, NULL FROM generate_series(1, 3) g")
+    code = (
+        "DO $$BEGIN RAISE NOTICE 'hello %', 42; RAISE WARNING 'careful'; RAISE INFO 'fyi'; END$$;"
+        " SELECT g, 'row ' || g, NULL FROM generate_series(1, 3) g"
+    )
     run_id = start(admin, job({"code": code}))
     assert wait_run(admin, run_id) == "succeeded"
     [result] = step_runs(admin, run_id)
@@ -202,7 +231,9 @@ def test_messages_and_output_are_captured(admin: psycopg.Connection, job: Callab
     assert result["rows_affected"] == 3
 
 
-def test_left_open_transaction_block_fails(admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
+def test_left_open_transaction_block_fails(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
     run_id = start(admin, job({"code": f"BEGIN; INSERT INTO {table} (x) VALUES (1)"}))
     assert wait_run(admin, run_id) == "failed"
     [result] = step_runs(admin, run_id)
@@ -219,33 +250,45 @@ def test_timeout_stops_a_sleep(admin: psycopg.Connection, job: Callable[..., int
 
 
 def test_stop_run_cancels_the_running_statement(
-        admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
     job_id = job({"code": "SELECT pg_sleep(300)"}, {"code": f"INSERT INTO {table} (x) VALUES (1)"})
     run_id = start(admin, job_id)
-    pid = wait_until("the step worker", lambda: admin.execute(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgautomator step ' || ("
-        " SELECT id FROM pgautomator.step_run WHERE run_id = %s ORDER BY id LIMIT 1)"
-        " AND state = 'active'", (run_id,)).fetchone())[0]
+    pid = wait_until(
+        "the step worker",
+        lambda: admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgautomator step ' || ("
+            " SELECT id FROM pgautomator.step_run WHERE run_id = %s ORDER BY id LIMIT 1)"
+            " AND state = 'active'",
+            (run_id,),
+        ).fetchone(),
+    )[0]
     admin.execute("SELECT pgautomator.stop_run(%s::bigint)", (run_id,))
     assert wait_run(admin, run_id) == "stopped"
-    wait_until("the worker to exit", lambda: admin.execute(
-        "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", (pid,)).fetchone()[0])
-    assert [s["state"] for s in step_runs(admin, run_id)][0] == "stopped"
+    wait_until(
+        "the worker to exit",
+        lambda: scalar(admin, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", (pid,)),
+    )
+    assert step_runs(admin, run_id)[0]["state"] == "stopped"
     assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
 
 
 def test_more_ready_steps_than_workers_all_run(
-        admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
-    workers = int(admin.execute("SHOW pgautomator.max_workers").fetchone()[0])
-    jobs = [job({"code": f"SELECT pg_sleep(0.05); INSERT INTO {table} (x) VALUES ({i})"})
-            for i in range(workers * 3)]
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    workers = int(scalar(admin, "SHOW pgautomator.max_workers"))
+    jobs = [
+        job({"code": f"SELECT pg_sleep(0.05); INSERT INTO {table} (x) VALUES ({i})"})
+        for i in range(workers * 3)
+    ]
     runs = [start(admin, j) for j in jobs]
     assert [wait_run(admin, r) for r in runs] == ["succeeded"] * len(runs)
     assert admin.execute(f"SELECT count(DISTINCT x) FROM {table}").fetchone() == (len(runs),)
 
 
 def test_role_that_cannot_log_in_fails_clearly(
-        admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]) -> None:
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
     role = make_role("pgautomator_user")
     job_id = job({"code": "SELECT 1"}, run_as=role)
     admin.execute(f'ALTER ROLE "{role}" NOLOGIN')
@@ -260,7 +303,8 @@ def test_role_that_cannot_log_in_fails_clearly(
 
 
 def test_steps_connect_as_the_role_without_a_client(
-        admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]) -> None:
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
     role = make_role("pgautomator_user")
     with connect_as(role, autocommit=True) as conn:
         row = conn.execute("SELECT pgautomator.create_job(%s)", (f"own_{uuid.uuid4().hex[:8]}",)).fetchone()
