@@ -134,7 +134,7 @@ def test_top_level_statements(admin: psycopg.Connection, job: Callable[..., int]
     )
     try:
         job_id = job(
-            {"code": f"INSERT INTO {table} (x) SELECT g FROM generate_series(1, 100) g"},
+            {"code": f"INSERT INTO {table} (x) SELECT -g FROM generate_series(1, 100) g"},
             {"code": f"VACUUM (ANALYZE) {table}"},
             {"code": f"CREATE INDEX CONCURRENTLY ON {table} (x)"},
             {"code": f"ANALYZE {table}; REINDEX TABLE CONCURRENTLY {table}"},
