@@ -47,7 +47,8 @@ def query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Runs one statement on a fresh connection (the old ones die with the
     server); libpq takes the harness's PGHOST, PGPORT, PGUSER, PGDATABASE."""
     with psycopg.connect(autocommit=True, connect_timeout=5) as conn:
-        return conn.execute(sql, params).fetchall()
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else []
 
 
 def as_cluster_owner(*args: str) -> list[str]:
