@@ -70,8 +70,8 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._next_enabled(bigint, bigint, integer) IS 'Returns the first enabled step of a job at or after a position (NULL: none), recording disabled ones as skipped.';
 
--- Ends a run.  Step runs not yet started end with it; running ones (a
--- worker that is being cancelled) report later and are recorded then.
+-- Ends a run and queues its notification.  Step runs not yet started end
+-- with it; running ones (a worker being cancelled) report later.
 CREATE FUNCTION pgautomator._finish_run(p_run_id bigint, p_state text, p_message text)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -85,6 +85,7 @@ BEGIN
            finished_at = pg_catalog.now(),
            messages = 'not started: the run ended ' || p_state
      WHERE run_id = p_run_id AND state = 'queued';
+    PERFORM pgautomator._queue_run_mail(p_run_id);
 END
 $$;
 COMMENT ON FUNCTION pgautomator._finish_run(bigint, text, text) IS 'Ends a run in a final state with a message; its queued step runs end too.';
@@ -101,7 +102,9 @@ DECLARE
     v_from integer := 1;
     v_step pgautomator.step;
 BEGIN
-    UPDATE pgautomator.run SET state = 'running', started_at = pg_catalog.now(), message = NULL
+    UPDATE pgautomator.run
+       SET state = 'running', started_at = pg_catalog.now(),
+           message = CASE WHEN message LIKE 'waiting:%' THEN NULL ELSE message END
      WHERE id = p_run_id AND state = 'queued'
     RETURNING * INTO v_run;
     IF NOT FOUND THEN
@@ -210,6 +213,7 @@ BEGIN
                                         pg_catalog.now() + v_step.retry_interval);
         RETURN;
     END IF;
+    PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
 
     IF p_ok THEN
         v_action := v_step.on_success;
@@ -339,6 +343,9 @@ BEGIN
     IF v_run.state <> 'running' THEN
         RETURN true;                        -- the run already ended (forced)
     END IF;
+    IF v_end IS NOT NULL THEN
+        PERFORM pgautomator._queue_step_mail(v_sr.id);
+    END IF;
     IF v_end = 'stopped' THEN
         PERFORM pgautomator._finish_run(v_run.id, 'stopped',
             pg_catalog.format('stopped by %s during step "%s"', coalesce(v_run.stop_requested_by, 'request'),
@@ -371,8 +378,9 @@ DECLARE
     v_sr    pgautomator.step_run;
     v_run   pgautomator.run;
     v_job   pgautomator.job;
-    v_depth integer;
-    v_retry bigint;
+    v_depth   integer;
+    v_retry   bigint;
+    v_message text;
 BEGIN
     UPDATE pgautomator.step_run
        SET state = 'crashed', finished_at = pg_catalog.now(), error = p_reason
@@ -386,8 +394,8 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
-    PERFORM pgautomator._finish_run(v_run.id, 'crashed',
-        pg_catalog.format('crashed during step "%s": %s', v_sr.step_name, p_reason));
+    PERFORM pgautomator._queue_step_mail(v_sr.id);
+    v_message := pg_catalog.format('crashed during step "%s": %s', v_sr.step_name, p_reason);
     IF v_job.retry_on_crash AND v_run.stop_requested_at IS NULL THEN
         WITH RECURSIVE chain AS (
             SELECT r.id, r.retry_of, 0 AS depth FROM pgautomator.run r WHERE r.id = v_run.id
@@ -402,14 +410,12 @@ BEGIN
                     v_run.started_by, v_run.id, v_sr.step_id, 'queued',
                     pg_catalog.format('retry of crashed run %s from step "%s"', v_run.id, v_sr.step_name))
             RETURNING id INTO v_retry;
-            UPDATE pgautomator.run SET message = message || pg_catalog.format('; retried as run %s', v_retry)
-             WHERE id = v_run.id;
+            v_message := v_message || pg_catalog.format('; retried as run %s', v_retry);
         ELSE
-            UPDATE pgautomator.run
-               SET message = message || pg_catalog.format('; not retried: %s crash retries already made', v_depth)
-             WHERE id = v_run.id;
+            v_message := v_message || pg_catalog.format('; not retried: %s crash retries already made', v_depth);
         END IF;
     END IF;
+    PERFORM pgautomator._finish_run(v_run.id, 'crashed', v_message);
     PERFORM pgautomator._admit(v_job);
     PERFORM pgautomator._wake('crash');
     RETURN v_retry;
