@@ -189,11 +189,29 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if proc.poll() is not None and not _signal_group(pgid, 0):
+        if proc.poll() is not None and not _group_alive(pgid):
             return
         time.sleep(0.02)
     _signal_group(pgid, signal.SIGKILL)
     proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether the group has a member that is not a zombie. Orphans become
+    zombies until init reaps them, which some inits do slowly."""
+    if not sys.platform.startswith("linux"):
+        return _signal_group(pgid, 0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def _signal_group(pgid: int, signo: int) -> bool:
