@@ -83,11 +83,16 @@ def run_remote_sql(step: ClaimedStep, ctx: StepContext, connect: Connect = psyco
             succeeded=True, rows_affected=rows, output=output.text(), messages=messages.text() or None
         )
     except psycopg.Error as exc:
-        stopped = ctx.stop.is_set() and isinstance(exc, errors.QueryCanceled)
+        error = _message(exc)
+        if isinstance(exc, errors.QueryCanceled) and ctx.stop.is_set():
+            error = ctx.stop.reason or "stopped"
+        elif isinstance(exc, errors.QueryCanceled) and step.timeout is not None:
+            # statement_timeout fired on the server before our own timer.
+            error = f"timed out after {step.timeout:g} s ({error})"
         return StepResult(
             succeeded=False,
             sqlstate=exc.sqlstate,
-            error=(ctx.stop.reason or "stopped") if stopped else _message(exc),
+            error=error,
             output=output.text() or None,
             messages=messages.text() or None,
         )
