@@ -65,3 +65,15 @@ def test_deployment_wiring() -> None:
     secret_ref = container["env"][0]["valueFrom"]["secretKeyRef"]
     assert secret_ref == {"name": load("secret.yaml")["metadata"]["name"], "key": "PGPASSWORD"}
     assert spec["volumes"][0]["configMap"]["name"] == load("configmap.yaml")["metadata"]["name"]
+
+
+def test_example_settings_load() -> None:
+    config = load_config({}, {}, str(KUBERNETES.parent / "agent.example.yaml"))
+    assert config.name == "build01"
+    assert config.capabilities == ("shell", "remote_sql")
+
+
+def test_systemd_unit_keeps_settings_errors_from_looping() -> None:
+    unit = (KUBERNETES.parent / "systemd" / "pgautomator-agent.service").read_text()
+    assert "RestartPreventExitStatus=2" in unit
+    assert "KillMode=mixed" in unit

@@ -189,6 +189,11 @@ class Agent:
                 self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         self._api, self._listen = api, listen
+        self._register()
+
+    def _register(self) -> None:
+        api = self._api
+        assert api is not None
         try:
             self.agent_id = api.register(
                 name=self.config.name,
@@ -212,6 +217,8 @@ class Agent:
                 f"grant it with: GRANT pgautomator_agent TO {api.conn.info.user}"
             ) from None
         except psycopg.OperationalError as exc:
+            if self.agent_id is not None:  # registering again while running
+                raise ConnectionLost(_first_line(exc)) from exc
             self._drop_connections()
             raise StartupError(f"lost the database connection while registering: {exc}") from None
         except psycopg.Error as exc:
@@ -261,6 +268,12 @@ class Agent:
             kill = self._call(lambda api: api.heartbeat(agent_id))
         except ConnectionLost:
             raise
+        except errors.UndefinedObject:
+            # An admin dropped the agent while it ran (or the database was
+            # restored): register again under the same name.
+            log.warning("agent id %s is unknown to the database: registering again", agent_id)
+            self._register()
+            return
         except psycopg.Error as exc:
             log.error("heartbeat refused: %s", _first_line(exc))
             return

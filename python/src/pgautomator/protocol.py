@@ -83,27 +83,27 @@ class AgentApi:
         return rows[0]["go_on"] is not False
 
     def report(self, agent_id: int, step_run_id: int, result: StepResult) -> None:
-        output = result.output
-        if result.messages:
-            # The report has no separate messages argument (yet): NOTICEs go first.
-            output = result.messages + (output or "")
+        """Reports the outcome; `output` replaces what was streamed."""
         self._rows(
             "SELECT pgautomator.agent_report_v1(agent_id => %(agent_id)s, step_run_id => %(step_run_id)s,"
             " succeeded => %(succeeded)s, exit_code => %(exit_code)s, sqlstate => %(sqlstate)s,"
-            " output => %(output)s, error => %(error)s, rows_affected => %(rows_affected)s)",
+            " output => %(output)s, error => %(error)s, rows_affected => %(rows_affected)s,"
+            " messages => %(messages)s)",
             {
                 "agent_id": agent_id,
                 "step_run_id": step_run_id,
                 "succeeded": result.succeeded,
                 "exit_code": result.exit_code,
                 "sqlstate": result.sqlstate,
-                "output": output,
+                "output": result.output,
                 "error": result.error,
                 "rows_affected": result.rows_affected,
+                "messages": result.messages,
             },
         )
 
     def deregister(self, agent_id: int) -> None:
+        """The agent shuts down: shown as down at once."""
         self._rows(
             "SELECT pgautomator.agent_deregister_v1(agent_id => %(agent_id)s)",
             {"agent_id": agent_id},
