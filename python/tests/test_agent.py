@@ -355,3 +355,43 @@ def test_bad_database_settings_stop_the_agent_with_status_2(
     assert admin.execute("SELECT count(*) FROM pgautomator.agent WHERE name LIKE 't-bad-%'").fetchone() == (
         0,
     )
+
+
+def _terminate_connections(admin: psycopg.Connection[Any], agent: AgentProcess) -> int:
+    row = admin.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+        (f"pgautomator agent {agent.name}",),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_lost_connection_keeps_the_result_of_a_step_that_finished_meanwhile(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    agent = agents()
+    code = f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done; echo finished"
+    run_id = start(user, make_job(user, [{"code": code}]))
+    wait_for(
+        lambda: [s for s in step_runs(admin, run_id) if s["state"] == "running"], what="the step to start"
+    )
+    assert _terminate_connections(admin, agent) == 2  # the API connection and the LISTEN one
+    wait_for(lambda: "lost the database connection" in agent.log(), what="the agent to notice")
+    go.touch()  # the step ends while the agent may still be disconnected
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    assert step_runs(admin, run_id)[0]["output"] == "finished\n"
+    assert "reconnected to the database" in agent.log()
+    assert agent.proc.poll() is None
+
+
+def test_lost_connection_without_retry_on_crash_exits_1(
+    agents: Callable[..., AgentProcess], admin: psycopg.Connection[Any]
+) -> None:
+    agent = agents(retry_on_crash="no")
+    assert _terminate_connections(admin, agent) == 2
+    assert agent.proc.wait(60) == 1
+    assert "retry_on_crash is off: exiting" in agent.log()

@@ -194,6 +194,7 @@ class Agent:
     def _register(self) -> None:
         api = self._api
         assert api is not None
+        user, dbname = api.conn.info.user, api.conn.info.dbname
         try:
             self.agent_id = api.register(
                 name=self.config.name,
@@ -206,15 +207,15 @@ class Agent:
         except (errors.UndefinedFunction, errors.InvalidSchemaName) as exc:
             self._drop_connections()
             raise StartupError(
-                f"database {api.conn.info.dbname!r} has no pgautomator agent API "
+                f"database {dbname!r} has no pgautomator agent API "
                 f"({_first_line(exc)}): install the pgautomator extension there (CREATE EXTENSION "
                 "pgautomator) or check db_name"
             ) from None
         except errors.InsufficientPrivilege as exc:
             self._drop_connections()
             raise StartupError(
-                f"db_user: role {api.conn.info.user!r} may not act as an agent ({_first_line(exc)}); "
-                f"grant it with: GRANT pgautomator_agent TO {api.conn.info.user}"
+                f"db_user: role {user!r} may not act as an agent ({_first_line(exc)}); "
+                f"grant it with: GRANT pgautomator_agent TO {user}"
             ) from None
         except psycopg.OperationalError as exc:
             if self.agent_id is not None:  # registering again while running
