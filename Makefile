@@ -28,7 +28,15 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control Makefile
 	@printf '%s\n' '\echo Use "CREATE EXTENSION pgautomator" to load this file. \quit' >> $@
 	@for f in $(SQL_PARTS); do printf '\n-- ===== %s =====\n' "$$f" >> $@; cat "$$f" >> $@; done
 
-.PHONY: deps test demo demo-stop bench lint
+# PGXN metadata: the version comes from the control file only.
+META.json: META.json.in $(EXTENSION).control
+	sed 's/@VERSION@/$(EXTVERSION)/g' $< > $@
+
+# A PGXN distribution: the committed tree plus the generated META.json.
+dist: META.json
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
+
+.PHONY: deps test demo demo-stop bench lint dist
 # Installs what the commands need (apt packages, .venv); idempotent.
 deps:
 	@scripts/deps.sh

@@ -43,14 +43,15 @@ log "pytest suite"
 # shellcheck disable=SC2086
 .venv/bin/python -m pytest -p no:cacheprovider ${PYTEST_ARGS:-test/python} || status=1
 
-# The Python package (python/): lint, types and its own tests (the agent's
-# run against this cluster). PYTHON_TESTS narrows them; narrowing with
-# PYTEST_ARGS alone skips them. PYTHONPATH: this checkout's source, whatever
-# the shared .venv's editable install points at.
+log "static checks (ruff, mypy)"
+scripts/lint.sh || status=1
+
+# The Python package's own tests (python/tests; the agent's run against this
+# cluster). PYTHON_TESTS narrows them; narrowing with PYTEST_ARGS alone skips
+# them. PYTHONPATH: this checkout's source, whatever the shared .venv's
+# editable install points at.
 if [ -f python/pyproject.toml ] && { [ -n "${PYTHON_TESTS:-}" ] || [ -z "${PYTEST_ARGS:-}" ]; }; then
-    log "python package: ruff, mypy, pytest"
-    .venv/bin/ruff check -q python && .venv/bin/ruff format -q --check python || status=1
-    .venv/bin/mypy --strict python/src python/tests || status=1
+    log "python package tests"
     # shellcheck disable=SC2086
     PYTHONPATH="$PWD/python/src" .venv/bin/python -m pytest -p no:cacheprovider \
         ${PYTHON_TESTS:-python/tests} || status=1

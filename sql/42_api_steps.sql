@@ -267,7 +267,7 @@ DECLARE
     v_step pgautomator.step := pgautomator._step_of(p_job.id, p_step);
     v_from text;
 BEGIN
-    SELECT string_agg(quote_ident(s.name), ', ' ORDER BY s.position) INTO v_from
+    SELECT string_agg(format('"%s"', s.name), ', ' ORDER BY s.position) INTO v_from
       FROM pgautomator.step s
      WHERE s.job_id = p_job.id AND s.id <> v_step.id
        AND v_step.id IN (s.on_success_step, s.on_failure_step);

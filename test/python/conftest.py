@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -36,7 +36,7 @@ def admin() -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def make_role(admin: psycopg.Connection) -> Iterator:
+def make_role(admin: psycopg.Connection) -> Iterator[Callable[..., str]]:
     """Creates LOGIN roles (optionally in pgautomator groups) and drops them,
     with everything they own in pgautomator, after the test."""
     created: list[str] = []
@@ -56,6 +56,6 @@ def make_role(admin: psycopg.Connection) -> Iterator:
         admin.execute(f'DROP ROLE "{name}"')
 
 
-def connect_as(role: str, **kwargs: object) -> psycopg.Connection:
+def connect_as(role: str, autocommit: bool = True) -> psycopg.Connection:
     """A connection whose session user is the given role."""
-    return psycopg.connect(_dsn(user=role), **kwargs)  # type: ignore[arg-type]
+    return psycopg.connect(_dsn(user=role), autocommit=autocommit)
