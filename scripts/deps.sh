@@ -12,7 +12,7 @@ PGMAJOR=$(pg_major_available)
 for pkg in "postgresql-$PGMAJOR" "postgresql-plpython3-$PGMAJOR" \
            "postgresql-server-dev-$PGMAJOR" "postgresql-$PGMAJOR-pgtap" \
            libtap-parser-sourcehandler-pgtap-perl python3-venv python3-dev \
-           gcc make; do
+           gcc make tzdata; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

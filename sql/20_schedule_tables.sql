@@ -15,8 +15,8 @@ CREATE TABLE pgautomator.schedule (
     every           integer NOT NULL DEFAULT 1 CHECK (every BETWEEN 1 AND 1000),
     on_date         date,                    -- once
     weekdays        smallint[],              -- weekly: ISO 1 = Monday .. 7 = Sunday
-    month_day       smallint CHECK (month_day BETWEEN 1 AND 31),   -- monthly
-    month_last      boolean NOT NULL DEFAULT false,                -- monthly: last day
+    month_days      smallint[],              -- monthly: days 1..31 (skipped in shorter months)
+    month_last      boolean NOT NULL DEFAULT false,                -- monthly: also the last day
     relative_week   text CHECK (relative_week IN ('first', 'second', 'third', 'fourth', 'last')),
     relative_day    text CHECK (relative_day IN ('monday', 'tuesday', 'wednesday', 'thursday', 'friday',
                                                  'saturday', 'sunday', 'day', 'weekday', 'weekend_day')),
@@ -33,7 +33,11 @@ CREATE TABLE pgautomator.schedule (
     ends_at         timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     modified_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CHECK (ends_at IS NULL OR ends_at > starts_at)
+    CHECK (ends_at IS NULL OR ends_at > starts_at),
+    CHECK (weekdays OPERATOR(pg_catalog.<@) '{1,2,3,4,5,6,7}'::smallint[]),
+    CHECK (month_days OPERATOR(pg_catalog.<@) '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31}'::smallint[]),
+    CHECK (between_end IS NULL OR between_start IS NULL OR between_end >= between_start),
+    CHECK ((every_n IS NULL) = (every_unit IS NULL))
 );
 COMMENT ON TABLE pgautomator.schedule IS 'When jobs run: a calendar rule, a time-of-day rule, a time zone.';
 

@@ -192,6 +192,8 @@ RETURNS void LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE pgautomator.job SET enabled = p_enabled, modified_at = pg_catalog.now() WHERE id = p_job.id;
+    -- A re-enabled job does not fire the instants it missed while disabled.
+    SELECT pgautomator._refresh_next_fire(p_job.id) WHERE p_enabled;
     SELECT pgautomator._wake('job');
 $$;
 COMMENT ON FUNCTION pgautomator._set_job_enabled(pgautomator.job, boolean) IS 'Enables or disables a job.';

@@ -24,7 +24,8 @@ GRANT EXECUTE ON FUNCTION pgautomator._may_see(name) TO pgautomator_user;
 
 -- Reading: users see their own rows (policies below), operators everything.
 GRANT SELECT ON pgautomator.category, pgautomator.job, pgautomator.step, pgautomator.schedule,
-                pgautomator.exclusion, pgautomator.job_schedule, pgautomator.run, pgautomator.step_run
+                pgautomator.exclusion, pgautomator.job_schedule, pgautomator.run, pgautomator.step_run,
+                pgautomator.mail
    TO pgautomator_user;
 -- Not the SMTP password.
 GRANT SELECT (id, name, kind, host, capabilities, max_parallel, enabled, version, pid, registered_at,
@@ -41,6 +42,9 @@ ALTER TABLE pgautomator.run ENABLE ROW LEVEL SECURITY;
 CREATE POLICY run_visible ON pgautomator.run FOR SELECT USING (pgautomator._may_see(owner));
 ALTER TABLE pgautomator.step_run ENABLE ROW LEVEL SECURITY;
 CREATE POLICY step_run_visible ON pgautomator.step_run FOR SELECT
+    USING (EXISTS (SELECT FROM pgautomator.run r WHERE r.id = run_id));
+ALTER TABLE pgautomator.mail ENABLE ROW LEVEL SECURITY;
+CREATE POLICY mail_visible ON pgautomator.mail FOR SELECT
     USING (EXISTS (SELECT FROM pgautomator.run r WHERE r.id = run_id));
 ALTER TABLE pgautomator.schedule ENABLE ROW LEVEL SECURITY;
 -- Schedules are shared objects: every user may see and attach any schedule.

@@ -1,0 +1,30 @@
+-- Schedules: creating, attaching and the stored next fire instant.
+BEGIN;
+SELECT plan(8);
+SET LOCAL TimeZone = 'UTC';
+
+SELECT lives_ok($$SELECT pgautomator.create_schedule('t_daily', 'daily', at_time => '02:30',
+    timezone => 'America/New_York', starts_at => '2024-03-01')$$, 'a daily schedule is created');
+SELECT results_eq($$SELECT pgautomator.next_runs('t_daily', '2024-03-08', 4)$$,
+    $$VALUES ('2024-03-08 07:30+00'::timestamptz), ('2024-03-09 07:30+00'),
+             ('2024-03-10 07:00+00'), ('2024-03-11 06:30+00')$$,
+    '02:30 New York: the spring-forward day fires at 03:00 EDT, the first instant after the gap');
+SELECT is(pgautomator._next_fire((SELECT id FROM pgautomator.schedule WHERE name = 't_daily'), '2024-03-10 07:00+00'),
+    '2024-03-11 06:30+00'::timestamptz, '_next_fire is strictly after the given instant');
+
+SELECT pgautomator.create_job('t_job');
+SELECT lives_ok($$SELECT pgautomator.attach_schedule('t_job', 't_daily')$$, 'a schedule is attached by names');
+SELECT isnt((SELECT next_fire_at FROM pgautomator.job_schedule js JOIN pgautomator.job j ON j.id = js.job_id
+              WHERE j.name = 't_job'), NULL, 'attaching stores the next fire instant');
+SELECT pgautomator._refresh_next_fire(NULL, (SELECT id FROM pgautomator.schedule WHERE name = 't_daily'),
+                                      '2024-03-09 07:30+00');
+SELECT is((SELECT next_fire_at FROM pgautomator.job_schedule js JOIN pgautomator.job j ON j.id = js.job_id
+            WHERE j.name = 't_job'), '2024-03-10 07:00+00'::timestamptz, '_refresh_next_fire recomputes after an instant');
+SELECT throws_ok($$SELECT pgautomator.create_schedule('t_bad', 'cron', cron => '61 * * * *', timezone => 'UTC')$$,
+    '22023', 'invalid cron expression "61 * * * *": minute field value "61" is out of range 0-59',
+    'a malformed cron field is named');
+SELECT throws_ok($$SELECT pgautomator.create_schedule('t_bad', 'daily', timezone => 'Mars/Olympus')$$,
+    '22023', 'unknown time zone "Mars/Olympus"', 'an unknown zone is named');
+
+SELECT * FROM finish();
+ROLLBACK;
