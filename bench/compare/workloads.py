@@ -248,10 +248,9 @@ def _time_probe(ad: Adapter, sql: str, repeats: int) -> float:
 
 def _explain(ad: Adapter, sql: str) -> tuple[str, list[str]]:
     plan = [str(r[0]) for r in ad.q("EXPLAIN (ANALYZE, BUFFERS) " + sql)]
-    top = plan[0].split("  (")[0].strip() if plan else ""
-    scans = [ln.strip().split("  (")[0].lstrip("-> ") for ln in plan if "Scan" in ln]
+    scans = [ln.strip().split("  (")[0].lstrip("-> ") for ln in plan if " Scan " in ln]
     exec_ms = next((ln.split(":")[1].strip() for ln in plan if ln.startswith("Execution Time")), "")
-    return f"{top}; {', '.join(scans) or 'no scan'}; {exec_ms}", plan
+    return f"{'; '.join(scans) or 'no scan'}; {exec_ms}", plan
 
 
 def _idle_cpu(ad: Adapter, seconds: float) -> float | None:
@@ -307,25 +306,30 @@ def scale(ctx: Context, ad: Adapter, tick: Tick) -> list[Result]:
     have = 0
     tags: list[str] = []
     due_lag = not ad.minute_only or (ad.exact_second and o.fire_mode == "second") or not o.quick
+    label = ""
     try:
         for n in o.scale_sizes:
+            label = f"{n} jobs"
             tag = f"scale{n}-{ad.name}"
             tick(f"{ad.name}: {n} enabled jobs (bulk insert)")
             ad.bulk_jobs(tag, n - have, hour)
             tags.append(tag)
             have = n
-            r = scale_point(ctx, ad, f"{n} jobs", due_lag)
+            r = scale_point(ctx, ad, label, due_lag)
             r.metrics["jobs"] = n
             results.append(r)
+        label = f"{have} jobs + {o.history_rows:,} history"
         tick(f"{ad.name}: {o.history_rows:,} history rows (generate_series)")
         t0 = time.monotonic()
         how = ad.bulk_history(o.history_rows)
         gen_s = time.monotonic() - t0
-        r = scale_point(ctx, ad, f"{have} jobs + {o.history_rows:,} history", due_lag)
+        r = scale_point(ctx, ad, label, due_lag)
         r.metrics["jobs"] = have
         r.metrics["history rows"] = o.history_rows
         r.notes.append(f"history: {how}, generated with generate_series as superuser in {gen_s:.0f} s")
         results.append(r)
+    except Exception as e:  # keep the points measured so far
+        results.append(Result(ad.name, f"scale {label}", "error", f"{type(e).__name__}: {e}"))
     finally:
         if o.private_cluster:
             ad.clear_history()

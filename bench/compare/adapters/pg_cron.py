@@ -121,18 +121,18 @@ class PgCron(Adapter):
 
     def bulk_history(self, rows: int) -> str:
         # Runs of the scale jobs (so dropping those jobs removes them too).
-        lo, hi = self.q("SELECT min(jobid), max(jobid) FROM cron.job WHERE jobname LIKE 'scale%'")[0]
-        if lo is None:
+        ids = self.one("SELECT array_agg(jobid ORDER BY jobid) FROM cron.job WHERE jobname LIKE 'scale%'")
+        if not ids:
             raise RuntimeError("bulk_history needs jobs to refer to")
         self.q(
             """INSERT INTO cron.job_run_details
                       (jobid, job_pid, database, username, command, status, return_message,
                        start_time, end_time)
-               SELECT %s + i %% %s, 1000 + i %% 30000, current_database(), 'postgres', 'SELECT 1',
+               SELECT (%s::bigint[])[1 + i %% %s], 1000 + i %% 30000, current_database(), 'postgres', 'SELECT 1',
                       'succeeded', 'SELECT 1',
                       now() - i * interval '10 ms', now() - i * interval '10 ms' + interval '5 ms'
                  FROM generate_series(1, %s) AS i""",
-            (lo, int(hi) - int(lo) + 1, rows),
+            (ids, len(ids), rows),
         )
         self.q("ANALYZE cron.job_run_details")
         return f"{rows} rows in cron.job_run_details"

@@ -239,25 +239,24 @@ class PgAgent(Adapter):
         half = rows // 2
         with self.conn.transaction():
             self.q("SET LOCAL session_replication_role = replica")
-            lo, hi = self.q("SELECT min(jobid), max(jobid) FROM pgagent.pga_job WHERE jobname LIKE 'scale%'")[
-                0
-            ]
-            slo = self.one("SELECT min(jstid) FROM pgagent.pga_jobstep WHERE jstjobid = %s", (lo,))
-            if lo is None or slo is None:
+            ids = self.one(
+                "SELECT array_agg(jobid ORDER BY jobid) FROM pgagent.pga_job WHERE jobname LIKE 'scale%'"
+            )
+            if not ids:
                 raise RuntimeError("bulk_history needs jobs to refer to")
-            k = int(hi) - int(lo) + 1
             self.q(
                 """INSERT INTO pgagent.pga_joblog (jlgjobid, jlgstatus, jlgstart, jlgduration)
-                   SELECT %s + i %% %s, 's', now() - i * interval '20 ms', interval '5 ms'
+                   SELECT (%s::int[])[1 + i %% %s], 's', now() - i * interval '20 ms', interval '5 ms'
                      FROM generate_series(1, %s) AS i""",
-                (lo, k, half),
+                (ids, len(ids), half),
             )
             self.q(
                 """INSERT INTO pgagent.pga_jobsteplog
                           (jsljlgid, jsljstid, jslstatus, jslresult, jslstart, jslduration, jsloutput)
-                   SELECT jlgid, %s, 's', 1, jlgstart, jlgduration, ''
-                     FROM pgagent.pga_joblog WHERE jlgjobid BETWEEN %s AND %s""",
-                (slo, lo, hi),
+                   SELECT l.jlgid, s.jstid, 's', 1, l.jlgstart, l.jlgduration, ''
+                     FROM pgagent.pga_joblog l JOIN pgagent.pga_jobstep s ON s.jstjobid = l.jlgjobid
+                    WHERE l.jlgjobid = ANY(%s)""",
+                (ids,),
             )
         self.q("ANALYZE pgagent.pga_joblog")
         self.q("ANALYZE pgagent.pga_jobsteplog")

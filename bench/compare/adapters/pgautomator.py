@@ -201,34 +201,33 @@ class Pgautomator(Adapter):
     def bulk_history(self, rows: int) -> str:
         half = rows // 2
         with self.conn.transaction():
-            lo, hi = self.q("SELECT min(id), max(id) FROM pgautomator.job WHERE name LIKE 'scale%'")[0]
-            if lo is None:
+            ids = self.one("SELECT array_agg(id ORDER BY id) FROM pgautomator.job WHERE name LIKE 'scale%'")
+            if not ids:
                 raise RuntimeError("bulk_history needs jobs to refer to")
-            k = int(hi) - int(lo) + 1
             # Finished runs of the last days (inside history_retention, so the
             # dispatcher's purge leaves them alone), one step run each.
             self.q(
                 """INSERT INTO pgautomator.run (job_id, owner, trigger, started_by, state, queued_at,
                                                 started_at, finished_at)
-                   SELECT %s + i %% %s, current_user, 'manual', current_user, 'succeeded',
+                   SELECT (%s::bigint[])[1 + i %% %s], current_user, 'manual', current_user, 'succeeded',
                           now() - i * interval '20 ms', now() - i * interval '20 ms',
                           now() - i * interval '20 ms' + interval '5 ms'
                      FROM generate_series(1, %s) AS i""",
-                (lo, k, half),
+                (ids, len(ids), half),
             )
             self.q(
                 """INSERT INTO pgautomator.step_run (run_id, step_name, kind, state, queued_at, started_at,
                                                      finished_at, rows_affected)
                    SELECT id, 'one', 'sql', 'succeeded', queued_at, started_at, finished_at, 1
-                     FROM pgautomator.run WHERE job_id BETWEEN %s AND %s""",
-                (lo, hi),
+                     FROM pgautomator.run WHERE job_id = ANY(%s)""",
+                (ids,),
             )
         self.q("ANALYZE pgautomator.run")
         self.q("ANALYZE pgautomator.step_run")
         return f"{half} rows in pgautomator.run + {half} in pgautomator.step_run"
 
     def clear_history(self) -> None:
-        self.q("TRUNCATE pgautomator.step_run, pgautomator.run")
+        self.q("TRUNCATE pgautomator.step_run, pgautomator.run CASCADE")
 
     def probes(self) -> list[Probe]:
         batch = self.one("SELECT value FROM pgautomator.setting WHERE name = 'fire_batch'") or "200"
