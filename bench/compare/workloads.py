@@ -110,8 +110,9 @@ def burst(ctx: Context, ad: Adapter, n: int, tick: Tick) -> Result:
     res.metrics.update(
         {
             "jobs": n,
-            "started": len(hits),
-            "failures": out.failed + (n - len(hits) if n > len(hits) else 0),
+            "started": len({h[0] for h in hits}),
+            "ran twice": len(hits) - len({h[0] for h in hits}),
+            "failures": out.failed + n - len({h[0] for h in hits}),
             **lag_summary(lags),
             "all_finished_s": round(
                 max([x for x in [out.last_finish_s, *lags] if x is not None], default=0), 3
@@ -120,7 +121,7 @@ def burst(ctx: Context, ad: Adapter, n: int, tick: Tick) -> Result:
         }
     )
     if out.errors:
-        res.notes.append("errors: " + " | ".join(e.strip()[:160] for e in out.errors))
+        res.notes.append("its log: " + " | ".join(e.strip()[:200] for e in out.errors))
     _cleanup(ad, tag)
     return res
 

@@ -128,8 +128,8 @@ class PgCron(Adapter):
             """INSERT INTO cron.job_run_details
                       (jobid, job_pid, database, username, command, status, return_message,
                        start_time, end_time)
-               SELECT (%s::bigint[])[1 + i %% %s], 1000 + i %% 30000, current_database(), 'postgres', 'SELECT 1',
-                      'succeeded', 'SELECT 1',
+               SELECT (%s::bigint[])[1 + i %% %s], 1000 + i %% 30000, current_database(), 'postgres',
+                      'SELECT 1', 'succeeded', 'SELECT 1',
                       now() - i * interval '10 ms', now() - i * interval '10 ms' + interval '5 ms'
                  FROM generate_series(1, %s) AS i""",
             (ids, len(ids), rows),
