@@ -41,7 +41,7 @@ class Options:
     multistep_steps: int = 100
     scale_sizes: list[int] = field(default_factory=lambda: [10, 1000, 100000])
     history_rows: int = 10_000_000
-    idle_cpu_seconds: float = 15.0
+    idle_cpu_seconds: float = 10.0
     probe_repeats: int = 20
     pgagent_bin: str = "pgagent"
     pgagent_poll_s: int = 1
