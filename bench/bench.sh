@@ -86,5 +86,6 @@ printf '{"pg_cron mode": "libpq connections over the unix socket (cron.use_backg
  "peers installed from": "%s"}\n' \
     "$(dpkg-query -W -f='${Package} ${Version}, ' "postgresql-$major-cron" pgagent | sed 's/, $//')" >"$settings"
 
+export BENCH_COMMAND="bench/bench.sh${*:+ $*}"
 .venv/bin/python bench/run.py --private-cluster --settings-file "$settings" \
     --dsn "host=$base/sock port=$port dbname=bench user=postgres" "$@"

@@ -61,7 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings-file", type=Path, help="JSON of cluster settings to add to the report")
     p.add_argument("--private-cluster", action="store_true", help="the cluster is the benchmark's own")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--replot", type=Path, metavar="DIR", help="redraw tables and plots of an earlier run")
     args = p.parse_args(argv)
+    # Wide enough for the tables when the output is a pipe or a log file.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if args.replot:
+        meta, old = report.load(args.replot / "results.json")
+        report.print_tables(console, old)
+        (args.replot / "summary.md").write_text(report.markdown(old, meta))
+        report.plots(args.replot, old)
+        return 0
 
     systems = [s for s in args.systems.split(",") if s]
     wanted = [x for x in args.workloads.split(",") if x]
@@ -71,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(__file__).resolve().parents[1] / "results" / stamp(now_utc())
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o777)  # pgAgent, running as postgres, appends its log here
-    # Wide enough for the tables when the output is a pipe or a log file.
-    console = Console(width=None if sys.stdout.isatty() else 160)
     extra = json.loads(args.settings_file.read_text()) if args.settings_file else {}
     ctx = Context(dsn=args.dsn, out=out, options=options_for(args), log=console.print, settings=extra)
     meta, results = run(ctx, systems, wanted, console)
-    meta["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+    # make bench names itself; a direct run records its arguments.
+    meta["command"] = os.environ.get("BENCH_COMMAND") or " ".join(
+        ["bench/run.py", *(argv if argv is not None else sys.argv[1:])]
+    )
     report.print_tables(console, results)
     report.write_json(out / "results.json", meta, results)
-    (out / "summary.md").write_text(report.markdown(results))
+    (out / "summary.md").write_text(report.markdown(results, meta))
     pngs = [] if args.no_plots else report.plots(out, results)
     console.print(f"results: {out}/results.json, summary.md" + "".join(f", {p.name}" for p in pngs))
     return 0

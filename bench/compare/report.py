@@ -104,8 +104,45 @@ def print_tables(console: Console, results: list[Result]) -> None:
             console.print(f"  [{mark}] {text}", highlight=False, markup=False)
 
 
-def markdown(results: list[Result]) -> str:
-    out: list[str] = []
+def header(meta: dict[str, Any]) -> str:
+    """Machine, versions, settings and command of a run, as Markdown."""
+    m = meta.get("machine", {})
+    out = [
+        f"Run {meta.get('started', '?')[:19]} UTC, {meta.get('duration_s', 0) / 60:.0f} min: "
+        f"`{meta.get('command', '?')}`",
+        "",
+        f"- machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory', '?')}, "
+        f"{m.get('os', '?')}, kernel {m.get('kernel', '?')}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()),
+        "- cluster: " + ", ".join(f"{k} = {v}" for k, v in meta.get("cluster", {}).items()),
+    ]
+    for system, settings in meta.get("system_settings", {}).items():
+        out.append(f"- {system}: " + ", ".join(f"{k} = {v}" for k, v in settings.items()))
+    o = meta.get("options", {})
+    out.append(
+        "- options: "
+        + ", ".join(
+            f"{k} = {o[k]}"
+            for k in (
+                "fire_mode",
+                "burst_sizes",
+                "steady_jobs",
+                "steady_seconds",
+                "multistep_steps",
+                "scale_sizes",
+                "history_rows",
+                "idle_cpu_seconds",
+                "probe_repeats",
+                "pgagent_poll_s",
+            )
+            if k in o
+        )
+    )
+    return "\n".join(out) + "\n\n"
+
+
+def markdown(results: list[Result], meta: dict[str, Any] | None = None) -> str:
+    out: list[str] = [header(meta)] if meta else []
     for fam, cols in COLUMNS.items():
         rows = _rows(results, fam)
         if not rows:
@@ -140,6 +177,9 @@ def plots(out: Path, results: list[Result]) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
 
     written: list[Path] = []
     bursts = [
@@ -156,6 +196,7 @@ def plots(out: Path, results: list[Result]) -> list[Path]:
                 ys = [(i + 1) / n for i in range(len(lags))]
                 ax.step(lags, ys, where="post", label=r.system, color=COLORS.get(r.system))
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plain)
             ax.set_title(f"burst of {n} jobs due at one instant")
             ax.set_xlabel("start lag after the fire instant (s, log scale)")
             ax.set_ylabel("share of jobs started")
@@ -179,6 +220,7 @@ def plots(out: Path, results: list[Result]) -> list[Path]:
                 color=COLORS.get(r.system),
             )
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
         ax.set_title("steady schedules: start lag of each run against time")
         ax.set_xlabel("seconds since the workload started")
         ax.set_ylabel("start lag (ms, log scale)")
@@ -208,3 +250,10 @@ def plots(out: Path, results: list[Result]) -> list[Path]:
         plt.close(fig)
         written.append(p)
     return written
+
+
+def load(path: Path) -> tuple[dict[str, Any], list[Result]]:
+    """Reads a results.json back (to redraw plots and tables)."""
+    data = json.loads(path.read_text())
+    results = [Result(**r) for r in data.pop("results")]
+    return data, results

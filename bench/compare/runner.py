@@ -101,8 +101,7 @@ def teardown_db(ctx: Context, drop_role: bool) -> None:
 def cluster_settings(ctx: Context) -> dict[str, str]:
     with ctx.connect() as conn:
         rows = conn.execute(
-            "SELECT name, setting || coalesce(' ' || unit, '') FROM pg_settings"
-            " WHERE name = ANY(%s) ORDER BY 1",
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY 1",
             (list(CLUSTER_SETTINGS),),
         ).fetchall()
     return {str(n): str(v) for n, v in rows}

@@ -42,7 +42,8 @@ def run_bench(dsn: str, out: Path, systems: str) -> dict[str, Any]:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data: dict[str, Any] = json.loads((out / "results.json").read_text())
-    assert (out / "summary.md").read_text().startswith("### burst")
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("Run ") and "### burst" in summary
     return data
 
 

@@ -59,7 +59,7 @@ class PgAgent(Adapter):
         b = self._binary()
         out = subprocess.run([b, "-v"], capture_output=True, text=True).stdout if b else ""
         daemon = out.strip().splitlines()[-1] if out.strip() else "?"
-        return f"daemon {daemon.replace('PostgreSQL Scheduling Agent', '').strip()}, schema {ext}"
+        return f"{daemon.replace('Version:', '').strip()} (schema {ext})"
 
     def settings(self) -> dict[str, str]:
         return {
