@@ -87,5 +87,7 @@ printf '{"pg_cron mode": "libpq connections over the unix socket (cron.use_backg
     "$(dpkg-query -W -f='${Package} ${Version}, ' "postgresql-$major-cron" pgagent | sed 's/, $//')" >"$settings"
 
 export BENCH_COMMAND="bench/bench.sh${*:+ $*}"
+BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +changes)"
+export BENCH_COMMIT
 .venv/bin/python bench/run.py --private-cluster --settings-file "$settings" \
     --dsn "host=$base/sock port=$port dbname=bench user=postgres" "$@"

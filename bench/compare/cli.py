@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = json.loads(args.settings_file.read_text()) if args.settings_file else {}
     ctx = Context(dsn=args.dsn, out=out, options=options_for(args), log=console.print, settings=extra)
     meta, results = run(ctx, systems, wanted, console)
+    meta["commit"] = os.environ.get("BENCH_COMMIT", "")
     # make bench names itself; a direct run records its arguments.
     meta["command"] = os.environ.get("BENCH_COMMAND") or " ".join(
         ["bench/run.py", *(argv if argv is not None else sys.argv[1:])]

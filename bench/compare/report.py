@@ -109,7 +109,7 @@ def header(meta: dict[str, Any]) -> str:
     m = meta.get("machine", {})
     out = [
         f"Run {meta.get('started', '?')[:19]} UTC, {meta.get('duration_s', 0) / 60:.0f} min: "
-        f"`{meta.get('command', '?')}`",
+        f"`{meta.get('command', '?')}`" + (f" at commit {meta['commit']}" if meta.get("commit") else ""),
         "",
         f"- machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory', '?')}, "
         f"{m.get('os', '?')}, kernel {m.get('kernel', '?')}",
