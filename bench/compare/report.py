@@ -15,7 +15,8 @@ from compare.model import Metric, Result
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "burst": [
         ("started", "started"),
-        ("failures", "failed"),
+        ("not run", "not run"),
+        ("failures", "failed runs"),
         ("lag_median_ms", "lag p50 ms"),
         ("lag_p95_ms", "p95 ms"),
         ("lag_p99_ms", "p99 ms"),

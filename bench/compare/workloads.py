@@ -112,7 +112,10 @@ def burst(ctx: Context, ad: Adapter, n: int, tick: Tick) -> Result:
             "jobs": n,
             "started": len({h[0] for h in hits}),
             "ran twice": len(hits) - len({h[0] for h in hits}),
-            "failures": out.failed + n - len({h[0] for h in hits}),
+            # Jobs whose step never ran, and runs the system logged as failed
+            # (a job may fail and be retried, or fail after its step ran).
+            "not run": n - len({h[0] for h in hits}),
+            "failures": out.failed,
             **lag_summary(lags),
             "all_finished_s": round(
                 max([x for x in [out.last_finish_s, *lags] if x is not None], default=0), 3
@@ -283,6 +286,9 @@ def scale_point(ctx: Context, ad: Adapter, label: str, due_lag: bool) -> Result:
     o = ctx.options
     res = Result(ad.name, f"scale {label}")
     for p in ad.probes():
+        if p.part:
+            res.metrics[f"{p.name} ms (part)"] = _time_probe(ad, p.sql, o.probe_repeats)
+            continue
         res.metrics[f"{p.name} ms"] = _time_probe(ad, p.sql, o.probe_repeats)
         if p.explain:
             summary, plan = _explain(ad, p.sql)

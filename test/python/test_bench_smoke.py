@@ -60,6 +60,7 @@ def check_measured(results: list[dict[str, Any]], out: Path) -> None:
     assert burst["status"] == "ok"
     assert burst["metrics"]["started"] == 3
     assert burst["metrics"]["failures"] == 0
+    assert burst["metrics"]["not run"] == 0
     assert len(burst["samples"]["lag_s"]) == 3
     assert burst["metrics"]["lag_median_ms"] is not None
     multi = next(r for r in results if r["workload"] == "multi-step")

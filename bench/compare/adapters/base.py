@@ -26,6 +26,8 @@ class Probe:
     sql: str
     explain: bool  # whether EXPLAIN ANALYZE of it is meaningful
     what: str  # what it stands for, and how comparable it is
+    # A part of another probe: timed into the JSON, left out of the table.
+    part: bool = False
 
 
 class Adapter(ABC):

@@ -248,6 +248,22 @@ class Pgautomator(Adapter):
                 "the query inside the pass that finds due (job, schedule) pairs; "
                 "comparable to pgAgent's poll query",
             ),
+            *self._tick_parts(),
+        ]
+
+    def _tick_parts(self) -> list[Probe]:
+        """The passes _launcher_tick() is made of, to see which one costs."""
+        names = [
+            str(r[0])
+            for r in self.q(
+                "SELECT proname FROM pg_proc WHERE pronamespace = 'pgautomator'::regnamespace"
+                " AND proname LIKE '\\_dispatch\\_%%' AND pronargs = 1"
+                " AND proargtypes[0] = 'timestamptz'::regtype ORDER BY 1"
+            )
+        ]
+        return [
+            Probe(f"{n}()", f"SELECT pgautomator.{n}(now())", False, "part of _launcher_tick()", part=True)
+            for n in names
         ]
 
     def scheduler_pids(self) -> tuple[list[int], list[int]]:
