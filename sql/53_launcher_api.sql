@@ -76,6 +76,7 @@ COMMENT ON FUNCTION pgautomator._launcher_start(integer) IS 'Launcher start: reg
 -- tests: the pass decides as if it were that instant.
 CREATE FUNCTION pgautomator._launcher_tick(p_now timestamptz DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql
+SET jit = off                   -- short index lookups; compiling would dominate
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
