@@ -68,9 +68,10 @@ class Agent:
         self._running: dict[int, _Running] = {}
         self._results: list[tuple[int, StepResult]] = []
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # A socket pair, not a pipe: select() takes only sockets on Windows.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._shutdown_at: float | None = None  # when a shutdown was asked for
         self._kill_at: float | None = None  # when remaining steps get killed
         self._exit_status = 0
@@ -83,7 +84,7 @@ class Agent:
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"x")
+            self._wake_w.send(b"x")
 
     def shutdown(self) -> None:
         """Stop claiming; finish running steps within grace_period, then kill
@@ -139,6 +140,8 @@ class Agent:
                     self._kill_all(SHUTDOWN)
         self._deregister()
         self._drop_connections()
+        self._wake_r.close()
+        self._wake_w.close()
         log.info("agent %s stopped", self.config.name)
         return self._exit_status
 
@@ -345,10 +348,13 @@ class Agent:
         except Exception as exc:  # an executor failure must still end the step run
             log.exception("step run %s: executor failed", step.step_run_id)
             result = StepResult(succeeded=False, error=f"agent error: {exc}")
+        outcome = "succeeded" if result.succeeded else "failed"
+        if not result.succeeded and stop.is_set():
+            outcome = "ended early"
         log.info(
             "step run %s: %s%s",
             step.step_run_id,
-            "succeeded" if result.succeeded else "failed",
+            outcome,
             f" ({result.error.splitlines()[0]})" if result.error else "",
         )
         with self._lock:
@@ -429,7 +435,7 @@ class Agent:
         if listen is None:
             raise ConnectionLost("not connected")
         try:
-            ready, _, _ = select.select([listen.fileno(), self._wake_r], [], [], timeout)
+            ready, _, _ = select.select([listen.fileno(), self._wake_r.fileno()], [], [], timeout)
         except InterruptedError:
             ready = []
         woke = self._drain_wake()
@@ -448,7 +454,7 @@ class Agent:
     def _drain_wake(self) -> bool:
         woke = False
         with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
+            while self._wake_r.recv(4096):
                 woke = True
         return woke
 
@@ -456,7 +462,7 @@ class Agent:
         """Sleeps, but wakes up early for a shutdown."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            select.select([self._wake_r], [], [], left)
+            select.select([self._wake_r.fileno()], [], [], left)
             self._drain_wake()
             if self._kill_at is not None and time.monotonic() >= self._kill_at:
                 return
