@@ -311,6 +311,9 @@ BEGIN
         IF v.cancel_requested_at IS NULL THEN
             UPDATE pgautomator.step_run SET cancel_requested_at = p_now, cancel_reason = v_reason
              WHERE id = (SELECT id FROM pgautomator.step_run WHERE id = v.id FOR UPDATE SKIP LOCKED);
+            IF v.agent_kind = 'remote' THEN
+                PERFORM pgautomator._wake('kill');      -- the agent heartbeats and kills
+            END IF;
         END IF;
         IF v.agent_kind = 'database' AND v.worker_pid IS NOT NULL THEN
             IF v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now THEN
