@@ -46,6 +46,18 @@ log "pytest suite"
 log "static checks (ruff, mypy)"
 scripts/lint.sh || status=1
 
+# The Python package's own tests (python/tests; the agent's run against this
+# cluster). PYTHON_TESTS narrows them; narrowing with PYTEST_ARGS alone skips
+# them. PYTHONPATH: this checkout's source, whatever the shared .venv's
+# editable install points at.
+if [ -f python/pyproject.toml ] && { [ -n "${PYTHON_TESTS:-}" ] || [ -z "${PYTEST_ARGS:-}" ]; }; then
+    log "python package tests"
+    # shellcheck disable=SC2086
+    # -P: the built pgautomator.so in the checkout must not shadow the package.
+    PYTHONPATH="$PWD/python/src" .venv/bin/python -P -m pytest -p no:cacheprovider \
+        ${PYTHON_TESTS:-python/tests} || status=1
+fi
+
 if [ $status -ne 0 ]; then
     log "FAILED; last server log lines:"
     tail -n 40 "$base/log/server.log" >&2

@@ -1,0 +1,267 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher_calls.c
+ *	  The launcher's calls of the dispatcher's SQL functions (the contract in
+ *	  docs/contracts.md, "Dispatcher and run state machine").
+ *
+ * Each call runs in the caller's (sub)transaction through SPI with a fresh
+ * snapshot; results are copied into the caller's memory context.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pgautomator.h"
+
+/*
+ * pga_spi_run executes one statement with arguments; the caller reads
+ * SPI_tuptable and then calls pga_spi_done.
+ */
+static void
+pga_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "\"%s\" returned SPI code %d", sql, rc);
+}
+
+/*
+ * pga_spi_done ends what pga_spi_run began.
+ */
+static void
+pga_spi_done(void)
+{
+	PopActiveSnapshot();
+	SPI_finish();
+}
+
+/*
+ * pga_extension_ready tells whether the extension and the launcher's
+ * functions exist in this database; has_release tells whether the optional
+ * _launcher_release exists.
+ */
+bool
+pga_extension_ready(bool *has_release)
+{
+	bool		ready;
+	bool		isnull;
+
+	/* by name: the dispatcher may add parameters with defaults */
+	pga_spi_run("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgautomator')"
+				"   AND pg_catalog.count(DISTINCT p.proname) FILTER (WHERE p.proname <> '_launcher_release') = 5,"
+				" pg_catalog.count(*) FILTER (WHERE p.proname = '_launcher_release') > 0"
+				" FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+				" WHERE n.nspname = 'pgautomator' AND p.proname IN ('_launcher_start', '_launcher_tick',"
+				" '_launcher_claim', '_launcher_started', '_launcher_report', '_launcher_release')",
+				0, NULL, NULL, NULL);
+	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*has_release = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	pga_spi_done();
+	return ready;
+}
+
+/*
+ * pga_call_start registers the launcher as the database agent and crashes
+ * what an earlier launcher left running; returns the agent id.
+ */
+int64
+pga_call_start(void)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(MyProcPid)};
+	bool		isnull;
+	int64		agent_id;
+
+	pga_spi_run("SELECT pgautomator._launcher_start($1)", 1, types, values, NULL);
+	agent_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	pga_spi_done();
+	return isnull ? 0 : agent_id;
+}
+
+/*
+ * pga_call_tick runs one dispatcher pass; returns when the next thing is
+ * due (0: nothing scheduled).
+ */
+TimestampTz
+pga_call_tick(void)
+{
+	bool		isnull;
+	TimestampTz next;
+
+	pga_spi_run("SELECT pgautomator._launcher_tick()", 0, NULL, NULL, NULL);
+	next = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	pga_spi_done();
+	return isnull ? 0 : next;
+}
+
+/*
+ * pga_copy_name copies a name column (NULL: fallback) into dst.
+ */
+static void
+pga_copy_name(HeapTuple tuple, TupleDesc desc, int col, char *dst, const char *fallback)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+
+	strlcpy(dst, isnull ? fallback : NameStr(*DatumGetName(d)), NAMEDATALEN);
+}
+
+/*
+ * pga_call_claim claims up to max_steps ready sql step runs; the result is
+ * allocated in the memory context current at the call.
+ */
+PgaClaimed
+pga_call_claim(int max_steps)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(max_steps)};
+	PgaClaimed	claimed = {0, NULL};
+	char	   *own_database = get_database_name(MyDatabaseId);
+	uint64		i;
+
+	pga_spi_run("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
+				" FROM pgautomator._launcher_claim($1)", 1, types, values, NULL);
+	claimed.count = (int) SPI_processed;
+	claimed.steps = MemoryContextAllocZero(caller, sizeof(PgaStepInput) * Max(claimed.count, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		PgaStepInput *step = &claimed.steps[i];
+		bool		isnull;
+		Datum		d;
+
+		step->step_run_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		pga_copy_name(tuple, desc, 2, step->database, own_database);
+		pga_copy_name(tuple, desc, 3, step->run_as, "");
+		d = SPI_getbinval(tuple, desc, 4, &isnull);
+		step->code = isnull ? MemoryContextStrdup(caller, "")
+			: MemoryContextStrdup(caller, TextDatumGetCString(d));
+		d = SPI_getbinval(tuple, desc, 5, &isnull);
+		step->single_transaction = !isnull && strcmp(TextDatumGetCString(d), "single") == 0;
+		d = SPI_getbinval(tuple, desc, 6, &isnull);
+		step->timeout_ms = isnull ? 0 : Max(DatumGetInt64(d), 0);
+	}
+	pga_spi_done();
+	return claimed;
+}
+
+/*
+ * pga_call_started records the pid of the worker running a step run.
+ */
+void
+pga_call_started(int64 step_run_id, int pid)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(step_run_id), Int32GetDatum(pid)};
+
+	pga_spi_run("SELECT pgautomator._launcher_started($1, $2)", 2, types, values, NULL);
+	pga_spi_done();
+}
+
+/*
+ * pga_server_text turns a worker's text into valid text of this database:
+ * converted from the step database's encoding when they differ, bytes that
+ * still do not fit replaced by '?'.
+ */
+static char *
+pga_server_text(const char *text, int encoding)
+{
+	char	   *result;
+	int			len;
+	int			pos = 0;
+
+	if (text == NULL)
+		return NULL;
+	result = (char *) text;
+	if (encoding != GetDatabaseEncoding() && encoding != PG_SQL_ASCII &&
+		GetDatabaseEncoding() != PG_SQL_ASCII && PG_VALID_ENCODING(encoding))
+	{
+		PG_TRY();
+		{
+			result = (char *) pg_do_encoding_conversion((unsigned char *) text, strlen(text),
+														encoding, GetDatabaseEncoding());
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			result = (char *) text;
+		}
+		PG_END_TRY();
+	}
+	result = pstrdup(result);
+	len = strlen(result);
+	while (pos < len)
+	{
+		int			ok = pg_encoding_verifymbstr(GetDatabaseEncoding(), result + pos, len - pos);
+
+		pos += ok;
+		if (pos < len)
+			result[pos++] = '?';
+	}
+	return result;
+}
+
+/*
+ * pga_text_datum makes a text argument, or marks it NULL.
+ */
+static Datum
+pga_text_datum(const char *text, int encoding, char *null)
+{
+	char	   *s = pga_server_text(text, encoding);
+
+	*null = s == NULL ? 'n' : ' ';
+	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
+}
+
+/*
+ * pga_call_report records the outcome of a step run and advances its run.
+ */
+void
+pga_call_report(int64 step_run_id, const PgaStepOutcome *outcome)
+{
+	Oid			types[7] = {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
+	Datum		values[7];
+	char		nulls[8] = "       ";
+
+	values[0] = Int64GetDatum(step_run_id);
+	values[1] = BoolGetDatum(outcome->succeeded);
+	values[2] = pga_text_datum(outcome->sqlstate[0] ? outcome->sqlstate : NULL,
+							   PG_SQL_ASCII, &nulls[2]);
+	values[3] = pga_text_datum(outcome->error, outcome->encoding, &nulls[3]);
+	values[4] = pga_text_datum(outcome->messages, outcome->encoding, &nulls[4]);
+	values[5] = Int64GetDatum(outcome->rows);
+	values[6] = pga_text_datum(outcome->output, outcome->encoding, &nulls[6]);
+	pga_spi_run("SELECT pgautomator._launcher_report($1, $2, $3, $4, $5, $6, $7)",
+				7, types, values, nulls);
+	pga_spi_done();
+}
+
+/*
+ * pga_call_release gives back a claimed step run whose worker could not be
+ * started, so a later claim takes it again.
+ */
+void
+pga_call_release(int64 step_run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step_run_id)};
+
+	pga_spi_run("SELECT pgautomator._launcher_release($1)", 1, types, values, NULL);
+	pga_spi_done();
+}

@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher_pass.c
+ *	  One pass of the launcher: a single transaction that reports what the
+ *	  step workers did, runs the dispatcher's tick when something may be
+ *	  due, and claims ready step runs; then it starts their workers.
+ *
+ * The tick runs on the first pass, after a NOTIFY, after outcomes were
+ * reported (a finished run may let a queued one start), and when the
+ * instant it returned last time has come; never less often than
+ * pgautomator.max_sleep, which also keeps the database agent's heartbeat
+ * fresh.  Grouping a pass into one commit keeps the launcher's durable
+ * commits per step run low.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "pgautomator.h"
+
+#define PGA_NOT_READY_POLL_MS	1000
+#define PGA_FIRST_BACKOFF_MS	1000
+
+bool		pga_have_release = false;
+
+static bool pga_started = false;	/* _launcher_start done since ready */
+static bool pga_waiting_logged = false;
+static TimestampTz pga_next_tick = 0;
+static long pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
+static MemoryContext pga_pass_context = NULL;
+static PgaClaimed pga_claimed;
+
+/*
+ * pga_pass_start is _launcher_start for pga_subxact.
+ */
+static void
+pga_pass_start(void *arg)
+{
+	(void) pga_call_start();
+}
+
+/*
+ * pga_pass_tick is _launcher_tick for pga_subxact; it stores the next due
+ * instant.
+ */
+static void
+pga_pass_tick(void *arg)
+{
+	*(TimestampTz *) arg = pga_call_tick();
+}
+
+/*
+ * pga_pass_claim is _launcher_claim for pga_subxact.
+ */
+static void
+pga_pass_claim(void *arg)
+{
+	pga_claimed = pga_call_claim(*(int *) arg);
+}
+
+/*
+ * pga_pass_failed schedules the next try of a failed start or tick, later
+ * each time, at most max_sleep apart.
+ */
+static void
+pga_pass_failed(TimestampTz now)
+{
+	pga_next_tick = TimestampTzPlusMilliseconds(now, pga_backoff_ms);
+	pga_backoff_ms = Min(pga_backoff_ms * 2, (long) pga_max_sleep * 1000L);
+}
+
+/*
+ * pga_pass_work does the calls of a pass inside its transaction; false if
+ * the extension is not (or no longer) there.
+ */
+static bool
+pga_pass_work(bool notified)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		must_tick = notified;
+	int			free_slots;
+
+	if (!pga_extension_ready(&pga_have_release))
+	{
+		if (!pga_waiting_logged)
+			ereport(LOG,
+					(errmsg("pgautomator launcher: waiting for the pgautomator extension and its launcher functions in database \"%s\"",
+							get_database_name(MyDatabaseId)),
+					 errhint("Run CREATE EXTENSION pgautomator there, or set pgautomator.database.")));
+		pga_waiting_logged = true;
+		pga_started = false;
+		return false;
+	}
+	pga_waiting_logged = false;
+
+	if (!pga_started)
+	{
+		if (now < pga_next_tick)
+			return true;
+		if (!pga_subxact(pga_pass_start, NULL, "_launcher_start"))
+		{
+			pga_pass_failed(now);
+			return true;
+		}
+		pga_started = true;
+		must_tick = true;
+	}
+
+	if (pga_slots_sync() > 0)
+		must_tick = true;
+
+	if (!pga_enabled)
+		return true;
+
+	if (must_tick || now >= pga_next_tick)
+	{
+		TimestampTz next = 0;
+
+		if (pga_subxact(pga_pass_tick, &next, "_launcher_tick"))
+		{
+			TimestampTz latest = TimestampTzPlusMilliseconds(now, (int64) pga_max_sleep * 1000);
+
+			pga_next_tick = (next == 0 || next > latest) ? latest : next;
+			pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
+		}
+		else
+			pga_pass_failed(now);
+	}
+
+	free_slots = pga_slots_free();
+	if (free_slots > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(pga_pass_context);
+
+		(void) pga_subxact(pga_pass_claim, &free_slots, "_launcher_claim");
+		MemoryContextSwitchTo(old);
+	}
+	return true;
+}
+
+/*
+ * pga_pass_sleep_ms returns how long the launcher may sleep after a pass.
+ */
+static long
+pga_pass_sleep_ms(bool ready)
+{
+	long		max_ms = (long) pga_max_sleep * 1000L;
+	long		until_tick;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!ready)
+		return PGA_NOT_READY_POLL_MS;
+	if (pga_slots_capped())
+		max_ms = Min(max_ms, 1000L);
+	if (!pga_enabled)
+		return max_ms;
+	if (pga_next_tick <= now)
+		return 0;
+	until_tick = (long) ((pga_next_tick - now + 999) / 1000);
+	return Min(until_tick, max_ms);
+}
+
+/*
+ * pga_launcher_pass runs one pass and returns how long to sleep.
+ */
+long
+pga_launcher_pass(bool notified)
+{
+	volatile bool ready = true;
+	int			i;
+
+	if (pga_pass_context == NULL)
+		pga_pass_context = AllocSetContextCreate(TopMemoryContext, "pgautomator pass",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(pga_pass_context);
+	pga_claimed.count = 0;
+	pga_claimed.steps = NULL;
+
+	pgstat_report_activity(STATE_RUNNING, "dispatcher pass");
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		ready = pga_pass_work(notified);
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(pga_pass_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgautomator launcher: dispatcher pass failed: %s", edata->message)));
+		pga_claimed.count = 0;
+		pga_pass_failed(GetCurrentTimestamp());
+	}
+	PG_END_TRY();
+
+	/* committed claims: start their workers (or keep them for release) */
+	for (i = 0; i < pga_claimed.count; i++)
+		(void) pga_slots_start(&pga_claimed.steps[i]);
+
+	return pga_pass_sleep_ms(ready);
+}

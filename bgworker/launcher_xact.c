@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher_xact.c
+ *	  Subtransactions that keep one failing call from undoing the others.
+ *
+ * A dispatcher pass commits once; each call in it (a report, a tick, a
+ * claim) runs in its own subtransaction, so an error is logged, that call
+ * rolled back, and the rest of the pass still commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/resowner.h"
+
+#include "pgautomator.h"
+
+/*
+ * pga_subxact runs fn(arg) in a subtransaction, in the caller's memory
+ * context; on error it logs a WARNING naming what failed and returns false.
+ */
+bool
+pga_subxact(void (*fn) (void *), void *arg, const char *what)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_context);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgautomator launcher: %s failed: %s", what, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 edata->context ? errcontext("%s", edata->context) : 0));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller_context);
+	CurrentResourceOwner = caller_owner;
+	return ok;
+}

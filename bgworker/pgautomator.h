@@ -1,0 +1,125 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgautomator.h
+ *	  Declarations shared by the launcher and the step workers.
+ *
+ * The launcher (one static background worker) runs the dispatcher's SQL
+ * functions and starts one dynamic background worker per claimed step run.
+ * They talk through a dynamic shared memory segment per step run: the
+ * launcher writes the inputs, the worker writes its outcome.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGAUTOMATOR_H
+#define PGAUTOMATOR_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "storage/dsm.h"
+
+/* settings (init.c) */
+extern char *pga_database;
+extern int	pga_max_workers;
+extern bool pga_enabled;
+extern int	pga_max_sleep;
+
+/* bounds of what a step worker sends back */
+#define PGA_ERROR_MAX		8192
+#define PGA_MESSAGES_MAX	32768
+#define PGA_OUTPUT_MAX		65536
+
+/* inputs of one step run, as _launcher_claim returns them */
+typedef struct PgaStepInput
+{
+	int64		step_run_id;
+	char		database[NAMEDATALEN];
+	char		run_as[NAMEDATALEN];
+	char	   *code;
+	bool		single_transaction;
+	int64		timeout_ms;		/* 0: none */
+} PgaStepInput;
+
+/* what a step worker reports */
+typedef struct PgaStepOutcome
+{
+	bool		succeeded;
+	char		sqlstate[6];	/* empty when succeeded */
+	char	   *error;			/* NULL when succeeded */
+	char	   *messages;		/* NOTICE/WARNING/INFO lines, bounded */
+	int64		rows;
+	char	   *output;			/* rows returned, bounded */
+	int			encoding;		/* of the texts: the step database's */
+} PgaStepOutcome;
+
+/* a bounded text buffer that keeps the tail (step_text.c) */
+typedef struct PgaTailBuffer
+{
+	StringInfoData buf;
+	Size		limit;
+	bool		truncated;
+} PgaTailBuffer;
+
+extern void pga_tail_init(PgaTailBuffer *tb, Size limit);
+extern void pga_tail_append(PgaTailBuffer *tb, const char *data, Size len);
+extern char *pga_tail_finish(PgaTailBuffer *tb);
+extern char *pga_clip_text(const char *text, Size limit);
+
+/* the shared segment of one step run (step_shm.c) */
+extern Size pga_shm_size(const PgaStepInput *input);
+extern dsm_segment *pga_shm_create(const PgaStepInput *input);
+extern void pga_shm_read_input(dsm_segment *seg, PgaStepInput *input);
+extern bool pga_shm_outcome_written(dsm_segment *seg);
+extern void pga_shm_write_outcome(dsm_segment *seg, const PgaStepOutcome *outcome);
+extern bool pga_shm_read_outcome(dsm_segment *seg, PgaStepOutcome *outcome);
+
+/* capture of messages in a step worker (step_messages.c) */
+extern void pga_messages_start(void);
+extern void pga_messages_raise_level(void);
+extern char *pga_messages_finish(void);
+extern bool pga_messages_last_fatal(char *sqlstate, char **message);
+
+/* running the code of a step (step_exec.c) */
+extern void pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome);
+
+/* the output receiver of a step (step_output.c) */
+extern struct _DestReceiver *pga_output_receiver(PgaTailBuffer *output);
+
+/* entry points of the background workers */
+extern PGDLLEXPORT void pga_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void pga_step_worker_main(Datum main_arg);
+
+/* the SQL contract the launcher calls (launcher_calls.c) */
+typedef struct PgaClaimed
+{
+	int			count;
+	PgaStepInput *steps;
+} PgaClaimed;
+
+extern bool pga_extension_ready(bool *has_release);
+extern int64 pga_call_start(void);
+extern TimestampTz pga_call_tick(void);
+extern PgaClaimed pga_call_claim(int max_steps);
+extern void pga_call_started(int64 step_run_id, int pid);
+extern void pga_call_report(int64 step_run_id, const PgaStepOutcome *outcome);
+extern void pga_call_release(int64 step_run_id);
+
+/* the launcher's table of running step workers (launcher_slots.c) */
+extern void pga_slots_init(void);
+extern int	pga_slots_free(void);
+extern int	pga_slots_running(void);
+extern bool pga_slots_start(const PgaStepInput *input);
+extern bool pga_slots_collect(void);
+extern int	pga_slots_sync(void);
+extern bool pga_slots_capped(void);
+extern void pga_slots_terminate_all(void);
+
+/* subtransactions of a dispatcher pass (launcher_xact.c) */
+extern bool pga_subxact(void (*fn) (void *), void *arg, const char *what);
+
+/* one dispatcher pass (launcher_pass.c) */
+extern bool pga_have_release;
+extern long pga_launcher_pass(bool notified);
+
+#endif							/* PGAUTOMATOR_H */

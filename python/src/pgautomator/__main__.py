@@ -1,0 +1,7 @@
+"""`python -m pgautomator` is the `pgautomator` command."""
+
+import sys
+
+from pgautomator.cli import main
+
+sys.exit(main())

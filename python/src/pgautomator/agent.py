@@ -1,0 +1,496 @@
+"""The agent's main loop: register, heartbeat, claim, run, report.
+
+One thread (the caller of Agent.run) talks to the database: it heartbeats,
+claims as many step runs as it has free slots, and delivers results. Each
+claimed step runs in a thread of its own and streams its output through the
+same (locked) connection. A second connection LISTENs on pgautomator_wake,
+so new work and stop requests arrive at once; poll_time is only a fallback.
+
+A lost connection is retried with backoff; results of steps that finished
+meanwhile wait in memory and are delivered after the reconnect (the agent
+does not re-register then, which would crash its own running step runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import make_conninfo
+
+from pgautomator import __version__
+from pgautomator.config import AgentConfig, conninfo_params
+from pgautomator.executors.remote_sql import run_remote_sql
+from pgautomator.executors.shell import run_shell
+from pgautomator.protocol import WAKE_CHANNEL, AgentApi
+from pgautomator.steps import ClaimedStep, StepContext, StepResult, StopSignal
+
+log = logging.getLogger("pgautomator.agent")
+
+KILLED_BY_SCHEDULER = "stopped: the scheduler asked to kill it (stop_run or job timeout)"
+SHUTDOWN = "stopped: the agent shut down before the step finished"
+MAX_BACKOFF = 30.0
+
+
+class StartupError(Exception):
+    """The agent cannot start with its settings (exit status 2)."""
+
+
+class ConnectionLost(Exception):
+    """The database connection broke; the loop reconnects."""
+
+
+@dataclass
+class _Running:
+    step: ClaimedStep
+    stop: StopSignal
+    thread: threading.Thread
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.environ = dict(os.environ if environ is None else environ)
+        self.agent_id: int | None = None
+        self._api: AgentApi | None = None
+        self._listen: psycopg.Connection[Any] | None = None
+        self._running: dict[int, _Running] = {}
+        self._results: list[tuple[int, StepResult]] = []
+        self._lock = threading.Lock()
+        # A socket pair, not a pipe: select() takes only sockets on Windows.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._shutdown_at: float | None = None  # when a shutdown was asked for
+        self._kill_at: float | None = None  # when remaining steps get killed
+        self._exit_status = 0
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown_at is not None
+
+    # --- called from signal handlers and other threads ---
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"x")
+
+    def shutdown(self) -> None:
+        """Stop claiming; finish running steps within grace_period, then kill
+        them. A second call kills at once."""
+        now = time.monotonic()
+        if self._shutdown_at is None:
+            self._shutdown_at = now
+            self._kill_at = now + self.config.grace_period
+        else:
+            self._kill_at = now
+        self.wake()
+
+    # --- the loop ---
+
+    def run(self) -> int:
+        """Runs until shutdown(); returns the exit status."""
+        self._start()
+        backoff = 1.0
+        notified = True
+        next_heartbeat = 0.0
+        while True:
+            try:
+                if self._api is None:
+                    self._reconnect()
+                    backoff = 1.0
+                    notified = True
+                self._deliver_results()
+                now = time.monotonic()
+                if notified or now >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = now + self.config.heartbeat_interval
+                self._handle_shutdown()
+                if self._finished():
+                    break
+                if self._shutdown_at is None:
+                    self._claim()
+                timeout = max(0.0, min(next_heartbeat - time.monotonic(), self.config.poll_time))
+                if self._kill_at is not None:
+                    timeout = min(timeout, max(0.0, self._kill_at - time.monotonic()))
+                notified = self._wait(timeout)
+            except ConnectionLost as exc:
+                self._drop_connections()
+                if not self.config.retry_on_crash:
+                    log.error("lost the database connection (%s); retry_on_crash is off: exiting", exc)
+                    self._kill_all(SHUTDOWN)
+                    return 1
+                if self._finished():
+                    break
+                log.warning("lost the database connection (%s); retrying in %.0f s", exc, backoff)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                    self._kill_all(SHUTDOWN)
+        self._deregister()
+        self._drop_connections()
+        self._wake_r.close()
+        self._wake_w.close()
+        log.info("agent %s stopped", self.config.name)
+        return self._exit_status
+
+    def _finished(self) -> bool:
+        """A shutdown is done when nothing runs and every result is delivered
+        (or the connection is gone and the steps have been killed)."""
+        if self._shutdown_at is None:
+            return False
+        self._reap()
+        with self._lock:
+            if self._running:
+                return False
+            return not self._results or (
+                self._api is None and self._kill_at is not None and time.monotonic() >= self._kill_at
+            )
+
+    # --- connections ---
+
+    def _connect(self) -> tuple[AgentApi, psycopg.Connection[Any]]:
+        params = conninfo_params(self.config)
+        params["application_name"] = f"pgautomator agent {self.config.name}"[:63]
+        params.setdefault("connect_timeout", "10")
+        conninfo = make_conninfo(**params)
+        try:
+            control = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise ConnectionLost(_first_line(exc)) from exc
+        try:
+            listen = psycopg.connect(conninfo, autocommit=True)
+            listen.execute(f"LISTEN {WAKE_CHANNEL}".encode())
+        except psycopg.OperationalError as exc:
+            control.close()
+            raise ConnectionLost(_first_line(exc)) from exc
+        return AgentApi(control), listen
+
+    def _start(self) -> None:
+        """Connects and registers; settings that cannot work raise StartupError."""
+        backoff = 1.0
+        while True:
+            try:
+                api, listen = self._connect()
+                break
+            except ConnectionLost as exc:
+                _raise_if_settings(str(exc), self.config)
+                if not self.config.retry_on_crash or self._shutdown_at is not None:
+                    raise StartupError(f"cannot connect to the database: {exc}") from None
+                log.warning("cannot connect to the database (%s); retrying in %.0f s", exc, backoff)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        self._api, self._listen = api, listen
+        self._register()
+
+    def _register(self) -> None:
+        api = self._api
+        assert api is not None
+        user, dbname = api.conn.info.user, api.conn.info.dbname
+        try:
+            self.agent_id = api.register(
+                name=self.config.name,
+                host=socket.gethostname(),
+                capabilities=list(self.config.capabilities),
+                max_parallel=self.config.max_parallel,
+                version=__version__,
+                pid=os.getpid(),
+            )
+        except (errors.UndefinedFunction, errors.InvalidSchemaName) as exc:
+            self._drop_connections()
+            raise StartupError(
+                f"database {dbname!r} has no pgautomator agent API "
+                f"({_first_line(exc)}): install the pgautomator extension there (CREATE EXTENSION "
+                "pgautomator) or check db_name"
+            ) from None
+        except errors.InsufficientPrivilege as exc:
+            self._drop_connections()
+            raise StartupError(
+                f"db_user: role {user!r} may not act as an agent ({_first_line(exc)}); "
+                f"grant it with: GRANT pgautomator_agent TO {user}"
+            ) from None
+        except psycopg.OperationalError as exc:
+            if self.agent_id is not None:  # registering again while running
+                raise ConnectionLost(_first_line(exc)) from exc
+            self._drop_connections()
+            raise StartupError(f"lost the database connection while registering: {exc}") from None
+        except psycopg.Error as exc:
+            self._drop_connections()
+            raise StartupError(
+                f"the database refused to register agent {self.config.name!r}: {exc}"
+            ) from None
+        log.info(
+            "agent %s registered as id %s (capabilities %s, max_parallel %s)",
+            self.config.name,
+            self.agent_id,
+            ",".join(self.config.capabilities),
+            self.config.max_parallel,
+        )
+
+    def _reconnect(self) -> None:
+        api, listen = self._connect()
+        self._api, self._listen = api, listen
+        log.info("reconnected to the database")
+
+    def _drop_connections(self) -> None:
+        api, listen = self._api, self._listen
+        self._api = self._listen = None
+        for conn in (api.conn if api else None, listen):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _call(self, what: Callable[[AgentApi], Any]) -> Any:
+        """Runs one API call; a broken connection becomes ConnectionLost."""
+        api = self._api
+        if api is None:
+            raise ConnectionLost("not connected")
+        try:
+            return what(api)
+        except psycopg.OperationalError as exc:
+            if api.conn.closed or api.conn.broken:
+                raise ConnectionLost(_first_line(exc)) from exc
+            raise
+
+    # --- protocol steps ---
+
+    def _heartbeat(self) -> None:
+        assert self.agent_id is not None
+        agent_id = self.agent_id
+        try:
+            kill = self._call(lambda api: api.heartbeat(agent_id))
+        except ConnectionLost:
+            raise
+        except errors.UndefinedObject:
+            # An admin dropped the agent while it ran (or the database was
+            # restored): register again under the same name.
+            log.warning("agent id %s is unknown to the database: registering again", agent_id)
+            self._register()
+            return
+        except psycopg.Error as exc:
+            log.error("heartbeat refused: %s", _first_line(exc))
+            return
+        for step_run_id in kill:
+            with self._lock:
+                running = self._running.get(step_run_id)
+            if running is not None:
+                log.info("step run %s: killing it on the scheduler's request", step_run_id)
+                running.stop.set(KILLED_BY_SCHEDULER)
+
+    def _claim(self) -> None:
+        assert self.agent_id is not None
+        agent_id = self.agent_id
+        self._reap()
+        with self._lock:
+            free = self.config.max_parallel - len(self._running)
+        if free <= 0:
+            return
+        try:
+            steps: list[ClaimedStep] = self._call(lambda api: api.claim(agent_id, free))
+        except ConnectionLost:
+            raise
+        except psycopg.Error as exc:
+            log.error("claim refused: %s", _first_line(exc))
+            return
+        for step in steps:
+            self._launch(step)
+
+    def _launch(self, step: ClaimedStep) -> None:
+        stop = StopSignal()
+        thread = threading.Thread(
+            target=self._execute, args=(step, stop), name=f"step-run-{step.step_run_id}", daemon=True
+        )
+        with self._lock:
+            self._running[step.step_run_id] = _Running(step, stop, thread)
+        log.info(
+            "step run %s: %s step %r of job %r (run %s, attempt %s)",
+            step.step_run_id,
+            step.kind,
+            step.step_name,
+            step.job_name,
+            step.run_id,
+            step.attempt,
+        )
+        thread.start()
+
+    def _execute(self, step: ClaimedStep, stop: StopSignal) -> None:
+        """Runs in the step's thread; always leaves a result behind."""
+        ctx = StepContext(
+            stop=stop,
+            sink=lambda chunk: self._stream(step.step_run_id, chunk),
+            output_limit=self.config.output_limit,
+            kill_timeout=self.config.kill_timeout,
+            default_shell=self.config.shell,
+            work_dir=self.config.work_dir,
+        )
+        try:
+            if step.kind not in self.config.capabilities:
+                result = StepResult(
+                    succeeded=False, error=f"agent {self.config.name} cannot run {step.kind} steps"
+                )
+            elif step.kind == "shell":
+                result = run_shell(step, ctx, self.environ)
+            elif step.kind == "remote_sql":
+                result = run_remote_sql(step, ctx)
+            else:
+                result = StepResult(succeeded=False, error=f"unknown step kind {step.kind!r}")
+        except Exception as exc:  # an executor failure must still end the step run
+            log.exception("step run %s: executor failed", step.step_run_id)
+            result = StepResult(succeeded=False, error=f"agent error: {exc}")
+        outcome = "succeeded" if result.succeeded else "failed"
+        if not result.succeeded and stop.is_set():
+            outcome = "ended early"
+        log.info(
+            "step run %s: %s%s",
+            step.step_run_id,
+            outcome,
+            f" ({result.error.splitlines()[0]})" if result.error else "",
+        )
+        with self._lock:
+            self._results.append((step.step_run_id, result))
+        self.wake()
+
+    def _stream(self, step_run_id: int, chunk: str) -> bool:
+        """Output sink of a step thread: never fails the step itself."""
+        api, agent_id = self._api, self.agent_id
+        if api is None or agent_id is None:
+            return True
+        try:
+            return api.output(agent_id, step_run_id, chunk)
+        except psycopg.Error as exc:
+            log.debug("step run %s: output not streamed: %s", step_run_id, _first_line(exc))
+            return True
+
+    def _deliver_results(self) -> None:
+        assert self.agent_id is not None
+        agent_id = self.agent_id
+        while True:
+            with self._lock:
+                if not self._results:
+                    return
+                step_run_id, result = self._results[0]
+            try:
+                self._call(partial(_report, agent_id=agent_id, step_run_id=step_run_id, result=result))
+            except ConnectionLost:
+                raise
+            except psycopg.Error as exc:
+                # Not a connection problem: retrying would fail the same way.
+                log.error("step run %s: report refused: %s", step_run_id, _first_line(exc))
+            with self._lock:
+                self._results.pop(0)
+
+    def _reap(self) -> None:
+        with self._lock:
+            done = [key for key, running in self._running.items() if not running.thread.is_alive()]
+            for key in done:
+                del self._running[key]
+
+    def _kill_all(self, reason: str) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for item in running:
+            item.stop.set(reason)
+        for item in running:
+            item.thread.join()
+        self._reap()
+
+    def _handle_shutdown(self) -> None:
+        if self._shutdown_at is None:
+            return
+        with self._lock:
+            running = list(self._running.values())
+        if running and self._kill_at is not None and time.monotonic() >= self._kill_at:
+            log.warning("grace period over: killing %d running step(s)", len(running))
+            for item in running:
+                item.stop.set(SHUTDOWN)
+
+    def _deregister(self) -> None:
+        if self._api is None or self.agent_id is None:
+            return
+        agent_id = self.agent_id
+        try:
+            self._api.deregister(agent_id)
+        except errors.UndefinedFunction:
+            log.debug("the extension has no agent_deregister_v1: the agent will show as down")
+        except psycopg.Error as exc:
+            log.warning("could not deregister: %s", _first_line(exc))
+
+    # --- waiting ---
+
+    def _wait(self, timeout: float) -> bool:
+        """Sleeps until a NOTIFY, a wake-up or the timeout; True on a NOTIFY
+        or a wake-up (a step ended, a signal came)."""
+        listen = self._listen
+        if listen is None:
+            raise ConnectionLost("not connected")
+        try:
+            ready, _, _ = select.select([listen.fileno(), self._wake_r.fileno()], [], [], timeout)
+        except InterruptedError:
+            ready = []
+        woke = self._drain_wake()
+        if listen.fileno() in ready:
+            try:
+                notifies = list(listen.notifies(timeout=0))
+            except psycopg.OperationalError as exc:
+                raise ConnectionLost(_first_line(exc)) from exc
+            if notifies:
+                log.debug("woken by NOTIFY (%s)", ", ".join(n.payload for n in notifies))
+                return True
+            if listen.closed or listen.broken:
+                raise ConnectionLost("the LISTEN connection closed")
+        return woke
+
+    def _drain_wake(self) -> bool:
+        woke = False
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_r.recv(4096):
+                woke = True
+        return woke
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleeps, but wakes up early for a shutdown."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            select.select([self._wake_r.fileno()], [], [], left)
+            self._drain_wake()
+            if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                return
+
+
+def _report(api: AgentApi, *, agent_id: int, step_run_id: int, result: StepResult) -> None:
+    api.report(agent_id, step_run_id, result)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# libpq's messages for settings that no retry will fix, and the key to blame.
+_SETTING_ERRORS = (
+    ("password authentication failed", "db_user"),
+    ("no password supplied", "db_user"),
+    ('role "', "db_user"),
+    ('database "', "db_name"),
+    ("definition of service", "db_service"),
+    ("could not translate host name", "db_host"),
+    ("invalid port number", "db_port"),
+)
+
+
+def _raise_if_settings(message: str, config: AgentConfig) -> None:
+    for pattern, key in _SETTING_ERRORS:
+        if pattern in message:
+            value = getattr(config, key)
+            raise StartupError(f"{key}: cannot connect with {key} = {value!r}: {message}")

@@ -1,0 +1,1 @@
+"""Executors: how each kind of step runs on the agent's host."""

@@ -1,0 +1,386 @@
+-- The dispatcher: the parts of one launcher pass (_launcher_tick in
+-- sql/53_launcher_api.sql).  Every part finds its work through an index
+-- over what is due or active, never over history, so a pass costs the same
+-- with 10 or 100,000 jobs and with millions of finished runs.  Every lock
+-- is taken with SKIP LOCKED: a pass never waits; what it skips it retries
+-- on the next pass, which its return value brings forward.
+
+-- Cancel bookkeeping on step runs: why and since when the dispatcher has
+-- been cancelling a running step (stop, step or job timeout), and since
+-- when its in-database worker has been seen gone.
+ALTER TABLE pgautomator.step_run
+    ADD COLUMN cancel_requested_at timestamptz,
+    ADD COLUMN cancel_reason text CHECK (cancel_reason IN ('stop', 'timeout', 'job_timeout')),
+    ADD COLUMN lost_since timestamptz;
+
+-- Claims look for ready step runs of the kinds an executor runs.
+CREATE INDEX step_run_claim_idx ON pgautomator.step_run (kind, not_before, id) WHERE state = 'queued';
+-- Foreign keys that delete or null history rows need an index on the
+-- referencing side, or purging a run / dropping a step or schedule scans it.
+CREATE INDEX run_retry_of_idx ON pgautomator.run (retry_of) WHERE retry_of IS NOT NULL;
+CREATE INDEX run_schedule_idx ON pgautomator.run (schedule_id) WHERE schedule_id IS NOT NULL;
+CREATE INDEX step_run_step_idx ON pgautomator.step_run (step_id) WHERE step_id IS NOT NULL;
+
+-- One fire instant of a (job, schedule) pair becomes a run, exactly once
+-- (run_fire_once_idx).  The overlap policy decides its state:
+--   skip      a fire while a run of the job is queued or running is recorded
+--             as a skipped run;
+--   queue     it waits (at most 100 waiting runs per job) and starts when
+--             the running one ends;
+--   parallel  it starts while fewer than max_parallel runs are running,
+--             else it is recorded as skipped.
+-- Catch-up runs of misfire run_all always queue.  The caller holds the
+-- job's lock.  Returns the run id, NULL when the instant had fired already.
+CREATE FUNCTION pgautomator._fire_run(p_job pgautomator.job, p_schedule_id bigint, p_at timestamptz,
+                                      p_catch_up boolean, p_note text)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_running integer;
+    v_queued  integer;
+    v_active  bigint;
+    v_state   text := 'queued';
+    v_message text := p_note;
+    v_id      bigint;
+BEGIN
+    SELECT count(*) FILTER (WHERE r.state = 'running'), count(*) FILTER (WHERE r.state = 'queued'), min(r.id)
+      INTO v_running, v_queued, v_active
+      FROM pgautomator.run r WHERE r.job_id = p_job.id AND r.state IN ('queued', 'running');
+    IF p_job.overlap = 'skip' AND NOT p_catch_up AND v_running + v_queued > 0 THEN
+        v_state := 'skipped';
+        v_message := pg_catalog.format('skipped: run %s was still active (overlap skip)', v_active);
+    ELSIF p_job.overlap = 'parallel' AND NOT p_catch_up AND v_running >= p_job.max_parallel THEN
+        v_state := 'skipped';
+        v_message := pg_catalog.format('skipped: %s runs were running (overlap parallel, max_parallel %s)',
+                                       v_running, p_job.max_parallel);
+    ELSIF v_queued >= 100 THEN
+        v_state := 'skipped';
+        v_message := 'skipped: 100 runs of the job were already waiting';
+    END IF;
+    INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger, state, message, finished_at)
+    VALUES (p_job.id, p_job.owner, p_schedule_id, p_at, 'schedule', v_state, v_message,
+            CASE WHEN v_state = 'skipped' THEN pg_catalog.now() END)
+    ON CONFLICT (job_id, schedule_id, scheduled_at) WHERE trigger = 'schedule' DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NOT NULL AND v_state = 'queued' THEN
+        PERFORM pgautomator._admit(p_job);
+    END IF;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._fire_run(pgautomator.job, bigint, timestamptz, boolean, text) IS 'Turns one fire instant into a run exactly once, applying the overlap policy; NULL when it had fired already. Caller holds the job lock.';
+
+-- One due (job, schedule) pair.  An instant at most misfire_grace late is
+-- an ordinary fire; an older one means the launcher was down, and the
+-- job's misfire policy applies to the instants missed:
+--   run_once  one run, for the first missed instant;
+--   skip      a skipped run records the first missed instant, none runs;
+--   run_all   one queued run per missed instant, oldest first, at most
+--             misfire_limit of them (any beyond are dropped).
+-- Then next_fire_at moves on: past the fired instant, or past p_now after
+-- a misfire.  A disabled job fires nothing and its instants pass by.
+CREATE FUNCTION pgautomator._fire_due(p_job pgautomator.job, p_schedule pgautomator.schedule,
+                                      p_at timestamptz, p_now timestamptz)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_after  timestamptz := p_at;
+    v_last   timestamptz := p_at;
+    v_at     timestamptz;
+    v_n      integer := 1;
+BEGIN
+    IF NOT p_schedule.enabled THEN
+        UPDATE pgautomator.job_schedule SET next_fire_at = NULL
+         WHERE job_id = p_job.id AND schedule_id = p_schedule.id;
+        RETURN;
+    END IF;
+    IF NOT p_job.enabled THEN
+        v_after := p_now;
+        v_last := NULL;
+    ELSIF p_now - p_at <= pgautomator._setting_interval('misfire_grace') THEN
+        PERFORM pgautomator._fire_run(p_job, p_schedule.id, p_at, false, NULL);
+    ELSE
+        v_after := p_now;
+        IF p_job.misfire = 'run_once' THEN
+            PERFORM pgautomator._fire_run(p_job, p_schedule.id, p_at, false,
+                pg_catalog.format('misfire: the launcher was down at %s; run once (misfire run_once)', p_at));
+        ELSIF p_job.misfire = 'skip' THEN
+            INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger, state, message,
+                                         finished_at)
+            VALUES (p_job.id, p_job.owner, p_schedule.id, p_at, 'schedule', 'skipped',
+                    pg_catalog.format('skipped: the launcher was down at %s and later instants up to %s '
+                                      '(misfire skip)', p_at, p_now),
+                    pg_catalog.now())
+            ON CONFLICT (job_id, schedule_id, scheduled_at) WHERE trigger = 'schedule' DO NOTHING;
+        ELSE
+            v_at := p_at;
+            LOOP
+                PERFORM pgautomator._fire_run(p_job, p_schedule.id, v_at, true,
+                    pg_catalog.format('misfire: catching up the instant %s (misfire run_all)', v_at));
+                v_last := v_at;
+                EXIT WHEN v_n >= p_job.misfire_limit;
+                v_at := pgautomator._next_fire(p_schedule.id, v_at);
+                EXIT WHEN v_at IS NULL OR v_at > p_now;
+                v_n := v_n + 1;
+            END LOOP;
+        END IF;
+    END IF;
+    UPDATE pgautomator.job_schedule
+       SET next_fire_at = pgautomator._next_fire(p_schedule.id, v_after),
+           last_fire_at = coalesce(v_last, last_fire_at)
+     WHERE job_id = p_job.id AND schedule_id = p_schedule.id;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._fire_due(pgautomator.job, pgautomator.schedule, timestamptz, timestamptz) IS 'Fires one due (job, schedule) pair, applying the misfire policy when it is late by more than misfire_grace, and moves next_fire_at on.';
+
+-- Fires due pairs, at most fire_batch of them per pass, oldest instant
+-- first, over job_schedule_due_idx.  Returns when the next pair is due
+-- (p_now or earlier: call again at once).
+CREATE FUNCTION pgautomator._dispatch_fires(p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_batch   integer := pgautomator._setting_int('fire_batch');
+    v_pair    record;
+    v_job     pgautomator.job;
+    v_sched   pgautomator.schedule;
+    v_done    integer := 0;
+    v_blocked boolean := false;
+BEGIN
+    FOR v_pair IN
+        SELECT js.job_id, js.schedule_id, js.next_fire_at
+          FROM pgautomator.job_schedule js
+         WHERE js.next_fire_at <= p_now
+         ORDER BY js.next_fire_at
+         LIMIT v_batch
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        v_done := v_done + 1;
+        SELECT * INTO v_job FROM pgautomator.job WHERE id = v_pair.job_id FOR NO KEY UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            v_blocked := true;
+            CONTINUE;
+        END IF;
+        SELECT * INTO v_sched FROM pgautomator.schedule WHERE id = v_pair.schedule_id FOR KEY SHARE SKIP LOCKED;
+        IF NOT FOUND THEN
+            v_blocked := true;
+            CONTINUE;
+        END IF;
+        PERFORM pgautomator._fire_due(v_job, v_sched, v_pair.next_fire_at, p_now);
+    END LOOP;
+    IF v_blocked THEN
+        RETURN p_now + interval '1 second';
+    END IF;
+    RETURN (SELECT min(js.next_fire_at) FROM pgautomator.job_schedule js WHERE js.next_fire_at IS NOT NULL);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._dispatch_fires(timestamptz) IS 'Fires up to fire_batch due (job, schedule) pairs; returns when the next pair is due.';
+
+-- Starts queued runs whose job has room (manual starts waiting for a slot,
+-- overlap queue, crash retries).  Returns p_now + 1 s when a job was locked
+-- by someone else, so the next pass comes soon.
+CREATE FUNCTION pgautomator._dispatch_queued(p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job_id  bigint;
+    v_job     pgautomator.job;
+    v_blocked boolean := false;
+BEGIN
+    FOR v_job_id IN
+        SELECT DISTINCT r.job_id FROM pgautomator.run r WHERE r.state = 'queued'
+    LOOP
+        SELECT * INTO v_job FROM pgautomator.job WHERE id = v_job_id FOR NO KEY UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            PERFORM pgautomator._admit(v_job);
+        ELSE
+            v_blocked := true;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN v_blocked THEN p_now + interval '1 second' END;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._dispatch_queued(timestamptz) IS 'Starts queued runs while their jobs'' overlap limits allow.';
+
+-- Stop requests and timeouts of running step runs.  The in-database worker
+-- is cancelled (pg_cancel_backend) at once and again on every pass; after
+-- kill_grace without a report it is terminated.  Remote agents learn it
+-- from agent_heartbeat_v1.  A run waiting (retry delay, no free worker)
+-- when its job timeout passes ends failed here.  Returns the next deadline.
+CREATE FUNCTION pgautomator._dispatch_deadlines(p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_next   timestamptz;
+    v_grace  interval := pgautomator._setting_interval('kill_grace');
+    v        record;
+    v_reason text;
+BEGIN
+    FOR v IN
+        SELECT sr.id, sr.worker_pid, sr.cancel_requested_at, a.kind AS agent_kind,
+               r.stop_requested_at,
+               r.started_at + j.timeout AS job_deadline,
+               sr.started_at + s.timeout AS step_deadline
+          FROM pgautomator.step_run sr
+          JOIN pgautomator.run r ON r.id = sr.run_id
+          JOIN pgautomator.job j ON j.id = r.job_id
+          LEFT JOIN pgautomator.step s ON s.id = sr.step_id
+          LEFT JOIN pgautomator.agent a ON a.id = sr.agent_id
+         WHERE sr.state = 'running'
+    LOOP
+        v_reason := CASE WHEN v.stop_requested_at IS NOT NULL THEN 'stop'
+                         WHEN v.job_deadline <= p_now THEN 'job_timeout'
+                         WHEN v.step_deadline <= p_now THEN 'timeout' END;
+        IF v_reason IS NULL THEN
+            v_next := least(v_next, v.job_deadline, v.step_deadline);
+            CONTINUE;
+        END IF;
+        IF v.cancel_requested_at IS NULL THEN
+            UPDATE pgautomator.step_run SET cancel_requested_at = p_now, cancel_reason = v_reason
+             WHERE id = (SELECT id FROM pgautomator.step_run WHERE id = v.id FOR UPDATE SKIP LOCKED);
+        END IF;
+        IF v.agent_kind = 'database' AND v.worker_pid IS NOT NULL THEN
+            IF v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now THEN
+                PERFORM pg_catalog.pg_terminate_backend(v.worker_pid);
+            ELSE
+                PERFORM pg_catalog.pg_cancel_backend(v.worker_pid);
+            END IF;
+        END IF;
+        v_next := least(v_next, p_now + interval '1 second');
+    END LOOP;
+
+    -- Runs with no step running whose job timeout has passed.
+    FOR v IN
+        SELECT r.id, r.job_id, j.timeout, r.started_at + j.timeout AS deadline
+          FROM pgautomator.run r
+          JOIN pgautomator.job j ON j.id = r.job_id
+         WHERE r.state = 'running' AND j.timeout IS NOT NULL
+    LOOP
+        IF v.deadline > p_now THEN
+            v_next := least(v_next, v.deadline);
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.run_id = v.id AND sr.state = 'running');
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.job WHERE id = v.job_id FOR NO KEY UPDATE SKIP LOCKED);
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state = 'running'
+                                     FOR UPDATE SKIP LOCKED);
+        PERFORM pgautomator._finish_run(v.id, 'failed',
+            pg_catalog.format('job timeout of %s exceeded while waiting for the next step', v.timeout));
+        PERFORM pgautomator._admit((SELECT j FROM pgautomator.job j WHERE j.id = v.job_id));
+    END LOOP;
+    RETURN v_next;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._dispatch_deadlines(timestamptz) IS 'Cancels running step runs that were stopped or timed out (terminating them after kill_grace) and fails waiting runs past their job timeout; returns the next deadline.';
+
+-- Step runs whose executor is gone end crashed: remote agents whose
+-- heartbeat expired, and in-database workers whose process has been gone
+-- for 10 seconds without a report (or that never started within a minute).
+-- The 10 seconds cover the launcher reporting a worker that just exited.
+CREATE FUNCTION pgautomator._dispatch_crashes(p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v      record;
+    v_next timestamptz;
+BEGIN
+    FOR v IN
+        SELECT sr.id, sr.run_id, r.job_id, sr.worker_pid, sr.started_at, sr.lost_since,
+               a.kind AS agent_kind, a.name AS agent_name, a.last_heartbeat, a.heartbeat_timeout
+          FROM pgautomator.step_run sr
+          JOIN pgautomator.run r ON r.id = sr.run_id
+          LEFT JOIN pgautomator.agent a ON a.id = sr.agent_id
+         WHERE sr.state = 'running'
+    LOOP
+        IF v.agent_kind IS NULL THEN
+            PERFORM pgautomator._crash_locked(v.job_id, v.run_id, v.id, 'its agent was dropped');
+        ELSIF v.agent_kind = 'remote' THEN
+            IF coalesce(v.last_heartbeat, '-infinity') + v.heartbeat_timeout < p_now THEN
+                PERFORM pgautomator._crash_locked(v.job_id, v.run_id, v.id,
+                    pg_catalog.format('agent "%s" stopped sending heartbeats (last %s)', v.agent_name,
+                                      coalesce(v.last_heartbeat::text, 'never')));
+            ELSE
+                v_next := least(v_next, v.last_heartbeat + v.heartbeat_timeout);
+            END IF;
+        ELSIF v.lost_since IS NOT NULL THEN
+            IF v.lost_since + interval '10 seconds' <= p_now THEN
+                PERFORM pgautomator._crash_locked(v.job_id, v.run_id, v.id,
+                    CASE WHEN v.worker_pid IS NULL THEN 'its worker never started'
+                         ELSE pg_catalog.format('its worker (pid %s) exited without reporting', v.worker_pid) END);
+            ELSE
+                v_next := least(v_next, v.lost_since + interval '10 seconds');
+            END IF;
+        ELSIF (v.worker_pid IS NULL AND v.started_at + interval '1 minute' <= p_now)
+              OR (v.worker_pid IS NOT NULL
+                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(v.worker_pid))) THEN
+            UPDATE pgautomator.step_run SET lost_since = p_now
+             WHERE id = (SELECT id FROM pgautomator.step_run WHERE id = v.id FOR UPDATE SKIP LOCKED);
+            v_next := least(v_next, p_now + interval '10 seconds');
+        END IF;
+    END LOOP;
+    RETURN v_next;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._dispatch_crashes(timestamptz) IS 'Ends as crashed the running step runs whose agent or worker is gone; returns when to look again.';
+
+-- Takes the job, run and step-run locks in order without waiting, then
+-- crashes the step run; false (to retry on the next pass) when one is busy.
+CREATE FUNCTION pgautomator._crash_locked(p_job_id bigint, p_run_id bigint, p_step_run_id bigint, p_reason text)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgautomator.job WHERE id = p_job_id FOR NO KEY UPDATE SKIP LOCKED)
+       OR NOT EXISTS (SELECT FROM pgautomator.run WHERE id = p_run_id FOR UPDATE SKIP LOCKED)
+       OR NOT EXISTS (SELECT FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE SKIP LOCKED) THEN
+        RETURN false;
+    END IF;
+    PERFORM pgautomator._crash_step_run(p_step_run_id, p_reason);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._crash_locked(bigint, bigint, bigint, text) IS 'Crashes a step run after taking its job, run and step-run locks without waiting; false when one was busy.';
+
+-- Deletes finished runs (their step runs go with them) older than
+-- p_older_than, at most p_limit, oldest first over run_finished_idx.
+CREATE FUNCTION pgautomator._purge_runs(p_before timestamptz, p_limit integer)
+RETURNS integer LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH doomed AS (
+        SELECT r.id FROM pgautomator.run r
+         WHERE r.finished_at < p_before
+         ORDER BY r.finished_at
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED),
+    gone AS (
+        DELETE FROM pgautomator.run r USING doomed WHERE r.id = doomed.id RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+COMMENT ON FUNCTION pgautomator._purge_runs(timestamptz, integer) IS 'Deletes up to p_limit finished runs (with their step runs) that finished before p_before; returns how many.';
+
+-- Retention: one small batch per pass; a full batch means more is due soon.
+CREATE FUNCTION pgautomator._dispatch_retention(p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_keep  interval := pgautomator._setting_interval('history_retention');
+    v_batch integer := pgautomator._setting_int('purge_batch');
+BEGIN
+    IF v_keep IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF pgautomator._purge_runs(p_now - v_keep, v_batch) >= v_batch THEN
+        RETURN p_now + interval '1 second';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._dispatch_retention(timestamptz) IS 'Purges one batch of runs older than history_retention; returns p_now + 1 s when more remain.';

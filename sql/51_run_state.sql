@@ -1,0 +1,424 @@
+-- The run state machine (docs/execution.md "States"): starting a run,
+-- deciding what follows a finished step, finishing a run, admitting queued
+-- runs, and crashing what an executor lost.  Executors never decide: they
+-- claim a step run, execute it and report; these functions do the rest.
+--
+-- Lock order, everywhere: job, then run, then step_run.  The two paths that
+-- meet rows in another order (claims, reports) take the out-of-order lock
+-- with SKIP LOCKED, so they never wait in the wrong order.  The dispatcher
+-- takes every lock with SKIP LOCKED and retries on its next pass.
+
+-- How many runs of a job may run at once.
+CREATE FUNCTION pgautomator._run_limit(p_job pgautomator.job)
+RETURNS integer LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN p_job.overlap = 'parallel' THEN p_job.max_parallel ELSE 1 END $$;
+COMMENT ON FUNCTION pgautomator._run_limit(pgautomator.job) IS 'How many runs of a job may be running at once (max_parallel for overlap parallel, else 1).';
+
+-- Step output and messages are bounded: the tail is what tells why a step
+-- failed, so the head is cut, with a mark saying how much.
+CREATE FUNCTION pgautomator._tail(p_text text, p_limit integer)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN p_text IS NULL OR pg_catalog.length(p_text) <= p_limit THEN p_text
+                ELSE pg_catalog.format(E'[%s characters cut]\n', pg_catalog.length(p_text) - p_limit)
+                     || pg_catalog.right(p_text, p_limit) END
+$$;
+COMMENT ON FUNCTION pgautomator._tail(text, integer) IS 'Keeps the last p_limit characters of a text, marking how many were cut.';
+
+-- First line of an error, for run messages.
+CREATE FUNCTION pgautomator._first_line(p_text text)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.left(pg_catalog.split_part(p_text, E'\n', 1), 500) $$;
+COMMENT ON FUNCTION pgautomator._first_line(text) IS 'The first line of a text, at most 500 characters.';
+
+-- Queues one attempt of a step in a run.
+CREATE FUNCTION pgautomator._queue_step(p_run_id bigint, p_step pgautomator.step, p_attempt integer,
+                                        p_not_before timestamptz)
+RETURNS bigint LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, attempt, state, not_before)
+    VALUES (p_run_id, p_step.id, p_step.name, p_step.kind, p_attempt, 'queued', p_not_before)
+    RETURNING id
+$$;
+COMMENT ON FUNCTION pgautomator._queue_step(bigint, pgautomator.step, integer, timestamptz) IS 'Queues an attempt of a step in a run, ready at p_not_before.';
+
+-- The first enabled step at or after a position; disabled steps passed over
+-- are recorded as skipped step runs so the history shows them.
+CREATE FUNCTION pgautomator._next_enabled(p_run_id bigint, p_job_id bigint, p_position integer)
+RETURNS pgautomator.step LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_step pgautomator.step;
+BEGIN
+    FOR v_step IN
+        SELECT * FROM pgautomator.step s WHERE s.job_id = p_job_id AND s.position >= p_position ORDER BY s.position
+    LOOP
+        IF v_step.enabled THEN
+            RETURN v_step;
+        END IF;
+        INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, finished_at, messages)
+        VALUES (p_run_id, v_step.id, v_step.name, v_step.kind, 'skipped', pg_catalog.now(),
+                'skipped: the step is disabled');
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._next_enabled(bigint, bigint, integer) IS 'Returns the first enabled step of a job at or after a position (NULL: none), recording disabled ones as skipped.';
+
+-- Ends a run and queues its notification.  Step runs not yet started end
+-- with it; running ones (a worker being cancelled) report later.
+CREATE FUNCTION pgautomator._finish_run(p_run_id bigint, p_state text, p_message text)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pgautomator.run
+       SET state = p_state, finished_at = pg_catalog.now(), message = p_message
+     WHERE id = p_run_id;
+    UPDATE pgautomator.step_run
+       SET state = CASE WHEN p_state = 'stopped' THEN 'stopped' ELSE 'skipped' END,
+           finished_at = pg_catalog.now(),
+           messages = 'not started: the run ended ' || p_state
+     WHERE run_id = p_run_id AND state = 'queued';
+    PERFORM pgautomator._queue_run_mail(p_run_id);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._finish_run(bigint, text, text) IS 'Ends a run in a final state with a message; its queued step runs end too.';
+
+-- Starts a queued run: its first enabled step (from start_step_id when
+-- given) is queued.  A job without enabled steps ends skipped, not failed.
+-- The caller holds the job's lock.
+CREATE FUNCTION pgautomator._start_run(p_run_id bigint)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run  pgautomator.run;
+    v_from integer := 1;
+    v_step pgautomator.step;
+BEGIN
+    UPDATE pgautomator.run
+       SET state = 'running', started_at = pg_catalog.now(),
+           message = CASE WHEN message LIKE 'waiting:%' THEN NULL ELSE message END
+     WHERE id = p_run_id AND state = 'queued'
+    RETURNING * INTO v_run;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF v_run.start_step_id IS NOT NULL THEN
+        SELECT s.position INTO v_from FROM pgautomator.step s WHERE s.id = v_run.start_step_id;
+        IF NOT FOUND THEN
+            PERFORM pgautomator._finish_run(p_run_id, 'failed',
+                'the step this run was to start from no longer exists');
+            RETURN;
+        END IF;
+    END IF;
+    v_step := pgautomator._next_enabled(p_run_id, v_run.job_id, v_from);
+    IF v_step.id IS NOT NULL THEN
+        PERFORM pgautomator._queue_step(p_run_id, v_step, 1, pg_catalog.now());
+    ELSIF EXISTS (SELECT FROM pgautomator.step s WHERE s.job_id = v_run.job_id) THEN
+        PERFORM pgautomator._finish_run(p_run_id, 'skipped',
+            CASE WHEN v_run.start_step_id IS NULL THEN 'the job has no enabled steps'
+                 ELSE 'the job has no enabled steps from the start step on' END);
+    ELSE
+        PERFORM pgautomator._finish_run(p_run_id, 'skipped', 'the job has no steps');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._start_run(bigint) IS 'Starts a queued run by queueing its first enabled step; a run with none ends skipped. Caller holds the job lock.';
+
+-- Starts queued runs of a job, oldest first, while its overlap limit
+-- allows.  The caller holds the job's lock, which makes the count exact.
+CREATE FUNCTION pgautomator._admit(p_job pgautomator.job)
+RETURNS integer LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_limit   integer := pgautomator._run_limit(p_job);
+    v_running integer;
+    v_next    bigint;
+    v_started integer := 0;
+BEGIN
+    LOOP
+        SELECT count(*) INTO v_running FROM pgautomator.run r
+         WHERE r.job_id = p_job.id AND r.state = 'running';
+        EXIT WHEN v_running >= v_limit;
+        SELECT r.id INTO v_next FROM pgautomator.run r
+         WHERE r.job_id = p_job.id AND r.state = 'queued'
+         ORDER BY r.id LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        PERFORM pgautomator._start_run(v_next);
+        v_started := v_started + 1;
+    END LOOP;
+    IF v_started > 0 THEN
+        PERFORM pgautomator._wake('run');
+    END IF;
+    RETURN v_started;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._admit(pgautomator.job) IS 'Starts queued runs of a job while its overlap limit allows; returns how many. Caller holds the job lock.';
+
+-- Admission from a path that already holds run or step-run locks: the job
+-- lock is taken only if free; otherwise the dispatcher admits on its next
+-- pass, which the wake-up brings forward.
+CREATE FUNCTION pgautomator._try_admit(p_job_id bigint)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job pgautomator.job;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgautomator.run r
+                    WHERE r.job_id = p_job_id AND r.state = 'queued') THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_job FROM pgautomator.job WHERE id = p_job_id FOR NO KEY UPDATE SKIP LOCKED;
+    IF FOUND THEN
+        PERFORM pgautomator._admit(v_job);
+    ELSE
+        PERFORM pgautomator._wake('admit');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._try_admit(bigint) IS 'Admits queued runs of a job if its lock is free, else leaves it to the dispatcher.';
+
+-- What follows a finished step run (its outcome already recorded): a retry
+-- after its delay while retries remain, else the step's on_success or
+-- on_failure action.  The caller holds the run's lock; the run is running.
+CREATE FUNCTION pgautomator._advance(p_run pgautomator.run, p_step_run pgautomator.step_run, p_ok boolean)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_step   pgautomator.step;
+    v_action text;
+    v_target bigint;
+    v_next   pgautomator.step;
+    v_failed integer;
+    v_what   text;
+BEGIN
+    SELECT * INTO v_step FROM pgautomator.step WHERE id = p_step_run.step_id;
+    IF NOT FOUND THEN
+        PERFORM pgautomator._finish_run(p_run.id, 'failed',
+            pg_catalog.format('step "%s" was dropped while the run was going', p_step_run.step_name));
+        RETURN;
+    END IF;
+    IF NOT p_ok AND p_step_run.attempt <= v_step.retries THEN
+        PERFORM pgautomator._queue_step(p_run.id, v_step, p_step_run.attempt + 1,
+                                        pg_catalog.now() + v_step.retry_interval);
+        RETURN;
+    END IF;
+    PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
+
+    IF p_ok THEN
+        v_action := v_step.on_success;
+        v_target := v_step.on_success_step;
+        v_what := pg_catalog.format('step "%s" succeeded', v_step.name);
+    ELSE
+        v_action := v_step.on_failure;
+        v_target := v_step.on_failure_step;
+        v_what := pg_catalog.format('step "%s" failed%s: %s', v_step.name,
+            CASE WHEN p_step_run.attempt > 1 THEN pg_catalog.format(' after %s attempts', p_step_run.attempt) END,
+            coalesce(pgautomator._first_line(p_step_run.error), 'no error message'));
+    END IF;
+
+    IF v_action = 'succeed' THEN
+        PERFORM pgautomator._finish_run(p_run.id, 'succeeded',
+            v_what || CASE WHEN p_ok THEN '' ELSE '; its on_failure action is succeed' END);
+        RETURN;
+    ELSIF v_action = 'fail' THEN
+        PERFORM pgautomator._finish_run(p_run.id, 'failed',
+            v_what || CASE WHEN p_ok THEN '; its on_success action is fail' ELSE '' END);
+        RETURN;
+    ELSIF v_action = 'goto' THEN
+        v_next := pgautomator._next_enabled(p_run.id, p_run.job_id,
+                                            (SELECT s.position FROM pgautomator.step s WHERE s.id = v_target));
+    ELSE
+        v_next := pgautomator._next_enabled(p_run.id, p_run.job_id, v_step.position + 1);
+    END IF;
+
+    IF v_next.id IS NOT NULL THEN
+        -- A go-to loop is allowed (polling jobs use one) but not endless.
+        IF (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.run_id = p_run.id) >= 10000 THEN
+            PERFORM pgautomator._finish_run(p_run.id, 'failed',
+                'the run reached 10000 step runs; a go-to loop does not end');
+            RETURN;
+        END IF;
+        PERFORM pgautomator._queue_step(p_run.id, v_next, 1, pg_catalog.now());
+        RETURN;
+    END IF;
+
+    -- Past the last step: the run succeeded; failures that on_failure
+    -- actions passed over are counted in the message.
+    SELECT count(*) INTO v_failed FROM pgautomator.step_run sr
+     WHERE sr.run_id = p_run.id AND sr.state = 'failed'
+       AND NOT EXISTS (SELECT FROM pgautomator.step_run later
+                        WHERE later.run_id = sr.run_id AND later.step_id = sr.step_id
+                          AND later.id > sr.id AND later.attempt = sr.attempt + 1);
+    PERFORM pgautomator._finish_run(p_run.id, 'succeeded',
+        CASE WHEN v_failed = 0 THEN 'all steps done'
+             ELSE pg_catalog.format('all steps done; %s failed step(s) were passed over by their on_failure action', v_failed)
+        END);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run. Caller holds the run lock.';
+
+-- Records the outcome of a running step run and moves the run on.  Shared
+-- by _launcher_report (in-database workers) and agent_report_v1.  Returns
+-- false, changing nothing, when the step run is no longer running (it was
+-- stopped, crashed or already reported) or belongs to another agent.
+CREATE FUNCTION pgautomator._step_report(
+    p_step_run_id bigint, p_agent_id bigint, p_ok boolean, p_exit_code integer, p_sqlstate text,
+    p_error text, p_messages text, p_rows bigint, p_output text, p_keep_output boolean DEFAULT false)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run_id  bigint;
+    v_run     pgautomator.run;
+    v_sr      pgautomator.step_run;
+    v_job     pgautomator.job;
+    v_step    pgautomator.step;
+    v_limit   integer := pgautomator._setting_int('output_limit');
+    v_state   text;
+    v_error   text := p_error;
+    v_end     text;
+BEGIN
+    IF p_ok IS NULL THEN
+        RAISE EXCEPTION 'succeeded must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT run_id INTO v_run_id FROM pgautomator.step_run WHERE id = p_step_run_id;
+    IF NOT FOUND THEN
+        RETURN false;                       -- purged or its job dropped
+    END IF;
+    SELECT * INTO v_run FROM pgautomator.run WHERE id = v_run_id FOR UPDATE;
+    SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE;
+    IF v_sr.state <> 'running' OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
+    SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
+
+    v_state := CASE WHEN p_ok THEN 'succeeded' ELSE 'failed' END;
+    IF NOT p_ok THEN
+        -- Why it failed decides what follows: a stop ends the run stopped, a
+        -- job timeout ends it failed, a step timeout is a failure like any.
+        IF v_run.stop_requested_at IS NOT NULL OR v_sr.cancel_reason = 'stop' THEN
+            v_state := 'stopped';
+            v_end := 'stopped';
+            v_error := pg_catalog.format('stopped by %s: %s', coalesce(v_run.stop_requested_by, 'request'),
+                                         coalesce(p_error, 'cancelled'));
+        ELSIF v_sr.cancel_reason = 'job_timeout'
+              OR (v_job.timeout IS NOT NULL AND v_run.started_at + v_job.timeout <= pg_catalog.now()) THEN
+            v_end := 'job_timeout';
+            v_error := pg_catalog.format('job timeout of %s exceeded: %s', v_job.timeout,
+                                         coalesce(p_error, 'cancelled'));
+        ELSIF v_sr.cancel_reason = 'timeout'
+              OR (v_step.timeout IS NOT NULL AND v_sr.started_at + v_step.timeout <= pg_catalog.now()) THEN
+            v_error := pg_catalog.format('step timeout of %s exceeded: %s', v_step.timeout,
+                                         coalesce(p_error, 'cancelled'));
+        END IF;
+    ELSIF v_run.stop_requested_at IS NOT NULL THEN
+        v_end := 'stopped';                 -- it finished first; later steps never start
+    END IF;
+
+    UPDATE pgautomator.step_run SET
+        state = v_state,
+        finished_at = pg_catalog.now(),
+        exit_code = p_exit_code,
+        sqlstate = CASE WHEN p_ok THEN NULL ELSE coalesce(p_sqlstate, sqlstate) END,
+        error = pgautomator._tail(v_error, v_limit),
+        messages = pgautomator._tail(p_messages, v_limit),
+        rows_affected = p_rows,
+        output = CASE WHEN p_keep_output AND p_output IS NULL THEN output
+                      ELSE pgautomator._tail(p_output, v_limit) END
+     WHERE id = p_step_run_id
+    RETURNING * INTO v_sr;
+
+    IF v_run.state <> 'running' THEN
+        RETURN true;                        -- the run already ended (forced)
+    END IF;
+    IF v_end IS NOT NULL THEN
+        PERFORM pgautomator._queue_step_mail(v_sr.id);
+    END IF;
+    IF v_end = 'stopped' THEN
+        PERFORM pgautomator._finish_run(v_run.id, 'stopped',
+            pg_catalog.format('stopped by %s during step "%s"', coalesce(v_run.stop_requested_by, 'request'),
+                              v_sr.step_name));
+    ELSIF v_end = 'job_timeout' THEN
+        PERFORM pgautomator._finish_run(v_run.id, 'failed',
+            pg_catalog.format('job timeout of %s exceeded during step "%s"', v_job.timeout, v_sr.step_name));
+    ELSE
+        PERFORM pgautomator._advance(v_run, v_sr, p_ok);
+    END IF;
+    IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
+        PERFORM pgautomator._try_admit(v_run.job_id);
+    END IF;
+    PERFORM pgautomator._wake('step');
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._step_report(bigint, bigint, boolean, integer, text, text, text, bigint, text, boolean) IS 'Records the outcome of a running step run and advances its run; false when the step run is no longer running.';
+
+-- Ends a step run that its executor lost (server restart, killed worker,
+-- agent gone) as crashed, its run too, and queues a crash retry of the run
+-- from the crashed step when the job asks for one (retry_on_crash) and the
+-- chain of crash retries is shorter than the crash_retries setting.
+-- The caller holds the job's and the run's locks.
+CREATE FUNCTION pgautomator._crash_step_run(p_step_run_id bigint, p_reason text)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sr    pgautomator.step_run;
+    v_run   pgautomator.run;
+    v_job   pgautomator.job;
+    v_depth   integer;
+    v_retry   bigint;
+    v_message text;
+BEGIN
+    UPDATE pgautomator.step_run
+       SET state = 'crashed', finished_at = pg_catalog.now(), error = p_reason
+     WHERE id = p_step_run_id AND state = 'running'
+    RETURNING * INTO v_sr;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO v_run FROM pgautomator.run WHERE id = v_sr.run_id;
+    IF v_run.state <> 'running' THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
+    PERFORM pgautomator._queue_step_mail(v_sr.id);
+    v_message := pg_catalog.format('crashed during step "%s": %s', v_sr.step_name, p_reason);
+    IF v_job.retry_on_crash AND v_run.stop_requested_at IS NULL THEN
+        WITH RECURSIVE chain AS (
+            SELECT r.id, r.retry_of, 0 AS depth FROM pgautomator.run r WHERE r.id = v_run.id
+            UNION ALL
+            SELECT r.id, r.retry_of, c.depth + 1 FROM pgautomator.run r JOIN chain c ON r.id = c.retry_of
+             WHERE c.depth < 1000)
+        SELECT max(depth) INTO v_depth FROM chain;
+        IF v_depth < pgautomator._setting_int('crash_retries') THEN
+            INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger, started_by,
+                                         retry_of, start_step_id, state, message)
+            VALUES (v_run.job_id, v_run.owner, v_run.schedule_id, v_run.scheduled_at, 'crash_retry',
+                    v_run.started_by, v_run.id, v_sr.step_id, 'queued',
+                    pg_catalog.format('retry of crashed run %s from step "%s"', v_run.id, v_sr.step_name))
+            RETURNING id INTO v_retry;
+            v_message := v_message || pg_catalog.format('; retried as run %s', v_retry);
+        ELSE
+            v_message := v_message || pg_catalog.format('; not retried: %s crash retries already made', v_depth);
+        END IF;
+    END IF;
+    PERFORM pgautomator._finish_run(v_run.id, 'crashed', v_message);
+    PERFORM pgautomator._admit(v_job);
+    PERFORM pgautomator._wake('crash');
+    RETURN v_retry;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._crash_step_run(bigint, text) IS 'Ends a lost running step run and its run as crashed, queueing a crash retry when the job asks for it; returns the retry run id. Caller holds the job and run locks.';

@@ -1,0 +1,265 @@
+-- Runs for people: start a job now, stop a run, purge history; and the
+-- dispatcher's settings (history retention and friends), which admins
+-- change with set_setting and everyone reads in the settings view.
+
+CREATE TABLE pgautomator.setting (
+    name          text PRIMARY KEY,
+    value         text NOT NULL,
+    default_value text NOT NULL,
+    description   text NOT NULL,
+    modified_at   timestamptz,
+    modified_by   name
+);
+COMMENT ON TABLE pgautomator.setting IS 'Dispatcher settings; change them with set_setting.';
+INSERT INTO pgautomator.setting (name, value, default_value, description) VALUES
+    ('history_retention', '30 days', '30 days',
+     'How long finished runs are kept; the dispatcher deletes older ones in small batches. off keeps them forever.'),
+    ('purge_batch', '500', '500', 'Runs deleted per dispatcher pass when history is past retention.'),
+    ('misfire_grace', '1 minute', '1 minute',
+     'How late a fire instant may be and still fire normally; later ones follow the job''s misfire policy.'),
+    ('fire_batch', '200', '200', 'Due (job, schedule) pairs fired per dispatcher pass.'),
+    ('output_limit', '65536', '65536',
+     'Characters kept of a step''s output, messages and error (the tail; the head is cut with a mark).'),
+    ('crash_retries', '3', '3',
+     'How many crash retries one run may get in a row (jobs with retry_on_crash).'),
+    ('kill_grace', '10 seconds', '10 seconds',
+     'How long a cancelled in-database step may take to stop before its worker is terminated.');
+GRANT SELECT ON pgautomator.setting TO pgautomator_user;
+
+CREATE VIEW pgautomator.settings WITH (security_invoker = true) AS
+SELECT s.name, s.value, s.default_value, s.description, s.modified_at, s.modified_by
+  FROM pgautomator.setting s;
+COMMENT ON VIEW pgautomator.settings IS 'Dispatcher settings with their defaults; change them with set_setting.';
+
+CREATE FUNCTION pgautomator._setting_int(p_name text)
+RETURNS integer LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT s.value::integer FROM pgautomator.setting s WHERE s.name = p_name $$;
+COMMENT ON FUNCTION pgautomator._setting_int(text) IS 'Reads an integer setting.';
+
+CREATE FUNCTION pgautomator._setting_interval(p_name text)
+RETURNS interval LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT nullif(s.value, 'off')::interval FROM pgautomator.setting s WHERE s.name = p_name $$;
+COMMENT ON FUNCTION pgautomator._setting_interval(text) IS 'Reads an interval setting (NULL for off).';
+
+-- Validates a setting's new value and returns it in canonical form.
+CREATE FUNCTION pgautomator._check_setting(p_name text, p_value text)
+RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_int integer;
+    v_iv  interval;
+BEGIN
+    BEGIN
+        CASE p_name
+        WHEN 'history_retention' THEN
+            IF lower(btrim(p_value)) = 'off' THEN
+                RETURN 'off';
+            END IF;
+            v_iv := p_value::interval;
+            IF v_iv < interval '1 minute' THEN
+                RAISE EXCEPTION USING ERRCODE = '22023';
+            END IF;
+            RETURN v_iv::text;
+        WHEN 'misfire_grace', 'kill_grace' THEN
+            v_iv := p_value::interval;
+            IF v_iv < interval '0' OR (p_name = 'kill_grace' AND v_iv = interval '0') THEN
+                RAISE EXCEPTION USING ERRCODE = '22023';
+            END IF;
+            RETURN v_iv::text;
+        ELSE
+            v_int := p_value::integer;
+            IF (p_name = 'purge_batch' AND v_int NOT BETWEEN 1 AND 100000)
+               OR (p_name = 'fire_batch' AND v_int NOT BETWEEN 1 AND 10000)
+               OR (p_name = 'output_limit' AND v_int NOT BETWEEN 1024 AND 10485760)
+               OR (p_name = 'crash_retries' AND v_int NOT BETWEEN 0 AND 100) THEN
+                RAISE EXCEPTION USING ERRCODE = '22023';
+            END IF;
+            RETURN v_int::text;
+        END CASE;
+    EXCEPTION WHEN data_exception THEN
+        RAISE EXCEPTION 'invalid value "%" for setting "%"', p_value, p_name
+            USING ERRCODE = '22023',
+                  HINT = CASE p_name
+                      WHEN 'history_retention' THEN 'Use an interval of at least 1 minute, or off.'
+                      WHEN 'misfire_grace' THEN 'Use a non-negative interval.'
+                      WHEN 'kill_grace' THEN 'Use a positive interval.'
+                      WHEN 'purge_batch' THEN 'Use an integer from 1 to 100000.'
+                      WHEN 'fire_batch' THEN 'Use an integer from 1 to 10000.'
+                      WHEN 'output_limit' THEN 'Use an integer from 1024 to 10485760.'
+                      ELSE 'Use an integer from 0 to 100.' END;
+    END;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_setting(text, text) IS 'Validates a new setting value and returns it in canonical form.';
+
+CREATE FUNCTION pgautomator.set_setting(name text, value text)
+RETURNS text LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_default text;
+    v_value   text;
+BEGIN
+    PERFORM pgautomator._require_admin('change settings');
+    IF set_setting.name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT s.default_value INTO v_default FROM pgautomator.setting s WHERE s.name = set_setting.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'setting "%" does not exist', set_setting.name
+            USING ERRCODE = '42704',
+                  HINT = (SELECT 'Settings: ' || string_agg(s.name, ', ' ORDER BY s.name) || '.'
+                            FROM pgautomator.setting s);
+    END IF;
+    v_value := pgautomator._check_setting(set_setting.name, coalesce(set_setting.value, v_default));
+    UPDATE pgautomator.setting s SET value = v_value, modified_at = pg_catalog.now(), modified_by = session_user
+     WHERE s.name = set_setting.name;
+    PERFORM pgautomator._wake('setting');
+    RETURN v_value;
+END
+$$;
+COMMENT ON FUNCTION pgautomator.set_setting(text, text) IS 'Changes a dispatcher setting (admins); NULL restores its default. Returns the stored value.';
+
+-- start_job: a manual run now, whether or not the job is scheduled or
+-- enabled.  It starts at once when the job's overlap limit allows (skip and
+-- queue: no other run running; parallel: fewer than max_parallel), else it
+-- waits its turn: a manual start is never skipped.
+CREATE FUNCTION pgautomator._start_job(p_job pgautomator.job, p_from_step text)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_step_id bigint;
+    v_id      bigint;
+    v_running integer;
+BEGIN
+    IF p_from_step IS NOT NULL THEN
+        v_step_id := (pgautomator._step_of(p_job.id, p_from_step)).id;
+    END IF;
+    INSERT INTO pgautomator.run (job_id, owner, trigger, started_by, start_step_id, state)
+    VALUES (p_job.id, p_job.owner, 'manual', session_user, v_step_id, 'queued')
+    RETURNING id INTO v_id;
+    PERFORM pgautomator._admit(p_job);
+    SELECT count(*) INTO v_running FROM pgautomator.run r WHERE r.job_id = p_job.id AND r.state = 'running';
+    UPDATE pgautomator.run r
+       SET message = pg_catalog.format('waiting: %s run(s) of the job are running (overlap %s, limit %s)',
+                                       v_running, p_job.overlap, pgautomator._run_limit(p_job))
+     WHERE r.id = v_id AND r.state = 'queued';
+    PERFORM pgautomator._wake('start');
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._start_job(pgautomator.job, text) IS 'Creates a manual run of a job (from a step when given) and starts it when its overlap limit allows.';
+
+CREATE FUNCTION pgautomator.start_job(job bigint, from_step text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pgautomator._start_job(pgautomator._job_for($1, NULL, 'operate'), $2) $$;
+COMMENT ON FUNCTION pgautomator.start_job(bigint, text) IS 'Runs a job named by id now (from the step from_step when given) and returns the run id; it waits while the job''s overlap limit is reached.';
+
+CREATE FUNCTION pgautomator.start_job(job text, from_step text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pgautomator._start_job(pgautomator._job_for(NULL, $1, 'operate'), $2) $$;
+COMMENT ON FUNCTION pgautomator.start_job(text, text) IS 'Runs a job named by name now (from the step from_step when given) and returns the run id; it waits while the job''s overlap limit is reached.';
+
+-- stop_run: a queued run ends stopped at once; a running one gets a stop
+-- request: its waiting step runs end stopped, its running in-database step
+-- is cancelled now (pg_cancel_backend) and the dispatcher keeps cancelling
+-- it (terminating after kill_grace); a remote agent learns it from its
+-- heartbeat.  The run ends stopped when the step reports; later steps never
+-- start.  Returns false, with a notice, when the run had already ended.
+CREATE FUNCTION pgautomator.stop_run(run bigint)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job_id bigint;
+    v_job    pgautomator.job;
+    v_run    pgautomator.run;
+    v_sr     record;
+    v_busy   boolean := false;
+BEGIN
+    IF stop_run.run IS NULL THEN
+        RAISE EXCEPTION 'run must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT r.job_id INTO v_job_id FROM pgautomator.run r WHERE r.id = stop_run.run;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run % does not exist', stop_run.run USING ERRCODE = '42704';
+    END IF;
+    v_job := pgautomator._job_for(v_job_id, NULL, 'operate');
+    SELECT * INTO v_run FROM pgautomator.run r WHERE r.id = stop_run.run FOR UPDATE;
+    IF v_run.state NOT IN ('queued', 'running') THEN
+        RAISE NOTICE 'run % had already ended %', v_run.id, v_run.state;
+        RETURN false;
+    END IF;
+    IF v_run.state = 'queued' THEN
+        PERFORM pgautomator._finish_run(v_run.id, 'stopped',
+            pg_catalog.format('stopped by %s before it started', session_user));
+        RETURN true;
+    END IF;
+    UPDATE pgautomator.run r SET stop_requested_at = pg_catalog.now(), stop_requested_by = session_user
+     WHERE r.id = v_run.id;
+    UPDATE pgautomator.step_run sr
+       SET state = 'stopped', finished_at = pg_catalog.now(),
+           messages = pg_catalog.format('not started: stopped by %s', session_user)
+     WHERE sr.run_id = v_run.id AND sr.state = 'queued';
+    FOR v_sr IN
+        UPDATE pgautomator.step_run sr
+           SET cancel_requested_at = pg_catalog.now(), cancel_reason = 'stop'
+          FROM pgautomator.agent a
+         WHERE sr.run_id = v_run.id AND sr.state = 'running' AND a.id = sr.agent_id
+        RETURNING sr.worker_pid, a.kind
+    LOOP
+        v_busy := true;
+        IF v_sr.kind = 'database' AND v_sr.worker_pid IS NOT NULL THEN
+            PERFORM pg_catalog.pg_cancel_backend(v_sr.worker_pid);
+        END IF;
+    END LOOP;
+    IF NOT v_busy THEN
+        PERFORM pgautomator._finish_run(v_run.id, 'stopped', pg_catalog.format('stopped by %s', session_user));
+        PERFORM pgautomator._admit(v_job);
+    END IF;
+    PERFORM pgautomator._wake('stop');
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION pgautomator.stop_run(bigint) IS 'Stops a run (operators, or those who manage its job): its running statement is cancelled at once, later steps never start, and it ends stopped. False when it had already ended.';
+
+-- purge_history: admins delete every finished run older than older_than;
+-- other users only runs of jobs they manage.
+CREATE FUNCTION pgautomator.purge_history(older_than interval)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_before timestamptz;
+    v_n      integer;
+    v_total  bigint := 0;
+BEGIN
+    PERFORM pgautomator._require_user();
+    IF purge_history.older_than IS NULL THEN
+        RAISE EXCEPTION 'older_than must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    PERFORM pgautomator._check_interval('older_than', purge_history.older_than, true);
+    v_before := pg_catalog.now() - purge_history.older_than;
+    IF pgautomator._is_admin() THEN
+        LOOP
+            v_n := pgautomator._purge_runs(v_before, 10000);
+            v_total := v_total + v_n;
+            EXIT WHEN v_n < 10000;
+        END LOOP;
+    ELSE
+        WITH gone AS (
+            DELETE FROM pgautomator.run r
+             WHERE r.finished_at < v_before AND pgautomator._may_manage(r.owner)
+            RETURNING 1)
+        SELECT count(*) INTO v_total FROM gone;
+    END IF;
+    RETURN v_total;
+END
+$$;
+COMMENT ON FUNCTION pgautomator.purge_history(interval) IS 'Deletes finished runs (with their step runs) that ended more than older_than ago and returns how many runs were deleted; non-admins purge only runs of jobs they manage.';

@@ -1,0 +1,257 @@
+-- What the C launcher calls (docs/contracts.md "Dispatcher and run state
+-- machine"), each in its own transaction, as the bootstrap superuser.
+-- Not granted to anyone: functions starting with _ stay private.
+
+-- One claimed in-database step run, as a step worker needs it.
+CREATE TYPE pgautomator.local_step AS (
+    step_run_id bigint,
+    database    name,
+    run_as      name,
+    code        text,
+    transaction text,
+    timeout_ms  bigint          -- 0: none
+);
+COMMENT ON TYPE pgautomator.local_step IS 'A claimed sql step run for an in-database step worker (_launcher_claim).';
+
+-- The in-database executor: the agent named 'database'.
+CREATE FUNCTION pgautomator._database_agent()
+RETURNS bigint LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT a.id FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind = 'database' $$;
+COMMENT ON FUNCTION pgautomator._database_agent() IS 'The id of the in-database executor (agent "database"), NULL before the launcher first started.';
+
+-- Registers the database agent and crashes the step runs a previous
+-- launcher or server life left running: those whose worker is not alive
+-- (or started before the server did: a reused pid is not our worker).
+CREATE FUNCTION pgautomator._launcher_start(p_pid integer)
+RETURNS bigint LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_agent   bigint;
+    v_workers text := pg_catalog.current_setting('pgautomator.max_workers', true);
+    v         record;
+BEGIN
+    IF EXISTS (SELECT FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind <> 'database') THEN
+        RAISE EXCEPTION 'a remote agent is registered under the reserved name "database"'
+            USING ERRCODE = '55000', HINT = 'Drop it with drop_agent(''database'').';
+    END IF;
+    INSERT INTO pgautomator.agent AS a (name, kind, host, capabilities, max_parallel, pid, version, last_heartbeat,
+                                        registered_at)
+    VALUES ('database', 'database', pg_catalog.current_database(), '{sql}',
+            CASE WHEN v_workers ~ '^[0-9]{1,4}$' THEN greatest(1, least(1000, v_workers::integer)) ELSE 8 END,
+            p_pid, (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgautomator'),
+            pg_catalog.now(), pg_catalog.now())
+    ON CONFLICT (name) DO UPDATE
+       SET host = excluded.host, capabilities = excluded.capabilities, max_parallel = excluded.max_parallel,
+           pid = excluded.pid, version = excluded.version, last_heartbeat = excluded.last_heartbeat,
+           registered_at = excluded.registered_at
+    RETURNING a.id INTO v_agent;
+
+    FOR v IN
+        SELECT sr.id, sr.run_id, r.job_id, sr.worker_pid
+          FROM pgautomator.step_run sr
+          JOIN pgautomator.run r ON r.id = sr.run_id
+         WHERE sr.state = 'running' AND sr.agent_id = v_agent
+           AND (sr.worker_pid IS NULL
+                OR sr.started_at < pg_catalog.pg_postmaster_start_time()
+                OR NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(sr.worker_pid)))
+         ORDER BY r.job_id, sr.run_id
+    LOOP
+        PERFORM FROM pgautomator.job WHERE id = v.job_id FOR NO KEY UPDATE;
+        PERFORM FROM pgautomator.run WHERE id = v.run_id FOR UPDATE;
+        PERFORM pgautomator._crash_step_run(v.id,
+            CASE WHEN v.worker_pid IS NULL THEN 'the launcher restarted before its worker started'
+                 ELSE pg_catalog.format('its worker (pid %s) was lost: server restart or killed process',
+                                        v.worker_pid) END);
+    END LOOP;
+    PERFORM pgautomator._wake('launcher');
+    RETURN v_agent;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_start(integer) IS 'Launcher start: registers the database agent and ends step runs left running by a previous life as crashed (retrying per retry_on_crash); returns the agent id.';
+
+-- One dispatcher pass; returns when the next thing is due (at or before
+-- now: call again at once), NULL when nothing is scheduled.  p_now is for
+-- tests: the pass decides as if it were that instant.
+CREATE FUNCTION pgautomator._launcher_tick(p_now timestamptz DEFAULT NULL)
+RETURNS timestamptz LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now  timestamptz := coalesce(p_now, pg_catalog.now());
+    v_next timestamptz;
+BEGIN
+    -- The database agent's heartbeat, written at most once a second.
+    UPDATE pgautomator.agent a SET last_heartbeat = v_now
+     WHERE a.name = 'database' AND a.kind = 'database'
+       AND (a.last_heartbeat IS NULL OR a.last_heartbeat <= v_now - interval '1 second');
+    v_next := pgautomator._dispatch_deadlines(v_now);
+    v_next := least(v_next, pgautomator._dispatch_crashes(v_now));
+    v_next := least(v_next, pgautomator._dispatch_fires(v_now));
+    v_next := least(v_next, pgautomator._dispatch_queued(v_now));
+    -- Retry delays: the next queued step run that is not ready yet.
+    v_next := least(v_next, (SELECT min(sr.not_before) FROM pgautomator.step_run sr
+                              WHERE sr.state = 'queued' AND sr.not_before > v_now));
+    v_next := least(v_next, pgautomator._dispatch_retention(v_now));
+    RETURN v_next;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_tick(timestamptz) IS 'One dispatcher pass (fires, overlap, misfire, queued runs, timeouts, stops, crashes, retention); returns when the next thing is due, NULL if nothing is scheduled.';
+
+-- A step run that cannot start (its run-as role or database is gone):
+-- recorded as a failed attempt, so retries and on_failure apply.  The
+-- caller holds the run's and the step run's locks.
+CREATE FUNCTION pgautomator._fail_unstarted(p_sr pgautomator.step_run, p_sqlstate text, p_error text)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_run pgautomator.run;
+BEGIN
+    UPDATE pgautomator.step_run
+       SET state = 'failed', started_at = pg_catalog.now(), finished_at = pg_catalog.now(),
+           sqlstate = p_sqlstate, error = p_error
+     WHERE id = p_sr.id
+    RETURNING * INTO p_sr;
+    SELECT * INTO v_run FROM pgautomator.run WHERE id = p_sr.run_id;
+    PERFORM pgautomator._advance(v_run, p_sr, false);
+    IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
+        PERFORM pgautomator._try_admit(v_run.job_id);
+    END IF;
+    PERFORM pgautomator._wake('step');
+END
+$$;
+COMMENT ON FUNCTION pgautomator._fail_unstarted(pgautomator.step_run, text, text) IS 'Records a step run that could not start as a failed attempt and advances its run.';
+
+-- Claims up to p_max ready sql step runs for in-database workers.  The
+-- run-as role is checked again here: it may have been dropped or lost
+-- LOGIN since the job was created, and a worker can only connect as a
+-- LOGIN role.  Such a step fails with a clear message instead of running.
+CREATE FUNCTION pgautomator._launcher_claim(p_max integer)
+RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_agent   bigint := pgautomator._database_agent();
+    v         record;
+    v_sr      pgautomator.step_run;
+    v_login   boolean;
+    v_left    interval;
+    v_ms      bigint;
+BEGIN
+    IF v_agent IS NULL THEN
+        RAISE EXCEPTION 'the database agent is not registered' USING ERRCODE = '55000',
+            HINT = 'The launcher registers it with _launcher_start.';
+    END IF;
+    IF p_max IS NULL OR p_max < 1 THEN
+        RETURN;
+    END IF;
+    FOR v IN
+        SELECT sr.id AS step_run_id, r.id AS run_id, r.started_at AS run_started_at, r.job_id
+          FROM pgautomator.step_run sr
+          JOIN pgautomator.run r ON r.id = sr.run_id
+         WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= pg_catalog.now()
+           AND r.state = 'running' AND r.stop_requested_at IS NULL
+         ORDER BY sr.not_before, sr.id
+         LIMIT p_max
+           FOR UPDATE OF sr, r SKIP LOCKED
+    LOOP
+        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id;
+        DECLARE
+            v_job  pgautomator.job;
+            v_step pgautomator.step;
+            v_db   name;
+        BEGIN
+            SELECT * INTO v_job FROM pgautomator.job WHERE id = v.job_id;
+            SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
+            IF v_step.id IS NULL THEN
+                PERFORM pgautomator._fail_unstarted(v_sr, '42704',
+                    pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
+                CONTINUE;
+            END IF;
+            SELECT rolcanlogin INTO v_login FROM pg_catalog.pg_roles WHERE rolname = v_job.run_as;
+            IF NOT FOUND THEN
+                PERFORM pgautomator._fail_unstarted(v_sr, '42704',
+                    pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_job.run_as, v_job.name));
+                CONTINUE;
+            ELSIF NOT v_login THEN
+                PERFORM pgautomator._fail_unstarted(v_sr, '28000',
+                    pg_catalog.format('run_as role "%s" of job "%s" cannot log in (steps connect as it)',
+                                      v_job.run_as, v_job.name));
+                CONTINUE;
+            END IF;
+            v_db := coalesce(v_step.database, pg_catalog.current_database());
+            IF NOT EXISTS (SELECT FROM pg_catalog.pg_database d WHERE d.datname = v_db AND d.datallowconn) THEN
+                PERFORM pgautomator._fail_unstarted(v_sr, '3D000',
+                    pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
+                                      v_db, v_sr.step_name));
+                CONTINUE;
+            END IF;
+            -- The worker's time limit: the step's timeout or what is left of
+            -- the job's, whichever is smaller.
+            v_left := least(v_step.timeout, v.run_started_at + v_job.timeout - pg_catalog.now());
+            IF v_left IS NOT NULL AND v_left <= interval '0' THEN
+                PERFORM pgautomator._fail_unstarted(v_sr, '57014',
+                    pg_catalog.format('job timeout of %s exceeded before step "%s" could start',
+                                      v_job.timeout, v_sr.step_name));
+                CONTINUE;
+            END IF;
+            v_ms := CASE WHEN v_left IS NULL THEN 0
+                         ELSE greatest(1, ceil(extract(epoch FROM v_left) * 1000))::bigint END;
+            UPDATE pgautomator.step_run
+               SET state = 'running', agent_id = v_agent, started_at = pg_catalog.now(), worker_pid = NULL
+             WHERE id = v_sr.id;
+            UPDATE pgautomator.run SET agent_id = v_agent WHERE id = v.run_id AND agent_id IS DISTINCT FROM v_agent;
+            RETURN NEXT ROW(v_sr.id, v_db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
+        END;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_claim(integer) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED) for in-database workers and marks them running; steps whose run-as role or database is unusable fail instead.';
+
+CREATE FUNCTION pgautomator._launcher_started(p_step_run_id bigint, p_pid integer)
+RETURNS void LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE pgautomator.step_run SET worker_pid = p_pid, lost_since = NULL
+     WHERE id = p_step_run_id AND state = 'running';
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_started(bigint, integer) IS 'Records the pid of the worker running a step run, for cancelling it on stop or timeout.';
+
+CREATE FUNCTION pgautomator._launcher_report(p_step_run_id bigint, p_succeeded boolean, p_sqlstate text,
+                                             p_error text, p_messages text, p_rows bigint, p_output text)
+RETURNS void LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pgautomator._step_report(p_step_run_id, pgautomator._database_agent(), p_succeeded, NULL,
+                                    nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_report(bigint, boolean, text, text, text, bigint, text) IS 'Records the outcome of an in-database step run and advances its run; ignored when the step run is no longer running.';
+
+-- A claimed step run the launcher could not start (no free background
+-- worker slot): back to the queue, ready at once, as if never claimed; or,
+-- when it was stopped or timed out meanwhile, ended as such.
+CREATE FUNCTION pgautomator._launcher_release(p_step_run_id bigint)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_sr pgautomator.step_run;
+BEGIN
+    SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id;
+    IF NOT FOUND OR v_sr.state <> 'running' OR v_sr.worker_pid IS NOT NULL THEN
+        RETURN;
+    END IF;
+    IF v_sr.cancel_requested_at IS NOT NULL THEN
+        PERFORM pgautomator._step_report(p_step_run_id, v_sr.agent_id, false, NULL, '57014',
+                                         'cancelled before its worker started', NULL, NULL, NULL);
+        RETURN;
+    END IF;
+    UPDATE pgautomator.step_run
+       SET state = 'queued', agent_id = NULL, started_at = NULL, lost_since = NULL
+     WHERE id = p_step_run_id AND state = 'running' AND worker_pid IS NULL;
+    PERFORM pgautomator._wake('release');
+END
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_release(bigint) IS 'Puts a claimed step run whose worker could not be started back in the queue (or ends it when it was stopped meanwhile).';

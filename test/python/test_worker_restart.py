@@ -1,0 +1,161 @@
+"""Crash behaviour of the in-database executor: a step worker killed with
+SIGKILL (the postmaster then restarts every process) and a server restart
+both end the running step's run as crashed, and a job with retry_on_crash
+runs again.  Each test waits until the server and the launcher are back,
+so later tests find the cluster as it was."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+DEADLINE = 90.0
+
+# The first attempt marks the table and sleeps; the retry marks it again
+# and finishes at once.
+STEP = (
+    "INSERT INTO {t} VALUES (1);"
+    " SELECT pg_sleep(CASE WHEN (SELECT count(*) FROM {t}) = 1 THEN 300 ELSE 0 END)"
+)
+
+
+def wait_until(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any:
+    """Polls check() until it returns something truthy; a lost connection
+    counts as not yet."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            value = check()
+        except psycopg.OperationalError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Runs one statement on a fresh connection (the old ones die with the
+    server); libpq takes the harness's PGHOST, PGPORT, PGUSER, PGDATABASE."""
+    with psycopg.connect(autocommit=True, connect_timeout=5) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else []
+
+
+def as_cluster_owner(*args: str) -> list[str]:
+    """The command, run as the postgres OS user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *args]
+    return list(args)
+
+
+@pytest.fixture
+def crash_job() -> Iterator[tuple[int, str]]:
+    """A job with retry_on_crash whose one step sleeps on its first attempt."""
+    table = f"public.wc_{uuid.uuid4().hex[:10]}"
+    query(f"CREATE TABLE {table} (x int)")
+    query(f"GRANT ALL ON {table} TO PUBLIC")
+    row = query(
+        "SELECT pgautomator.create_job(%s, retry_on_crash => true)", (f"crash_{uuid.uuid4().hex[:8]}",)
+    )
+    job_id = int(row[0][0])
+    query("SELECT pgautomator.add_step(%s, 'sleepy', %s)", (job_id, STEP.format(t=table)))
+    yield job_id, table
+    query("DELETE FROM pgautomator.job WHERE id = %s", (job_id,))
+    query(f"DROP TABLE IF EXISTS {table}")
+
+
+def start_and_find_worker(job_id: int) -> tuple[int, int]:
+    """Starts the job; returns the run id and the pid of its sleeping step worker."""
+    run_id = int(query("SELECT pgautomator.start_job(%s::bigint)", (job_id,))[0][0])
+    rows = wait_until(
+        "the step worker to sleep",
+        lambda: query(
+            "SELECT a.pid FROM pg_stat_activity a JOIN pgautomator.step_run sr"
+            " ON a.application_name = 'pgautomator step ' || sr.id"
+            " WHERE sr.run_id = %s AND a.wait_event = 'PgSleep'",
+            (run_id,),
+        ),
+    )
+    return run_id, int(rows[0][0])
+
+
+def check_crashed_and_retried(run_id: int) -> None:
+    """The run ends crashed and its crash retry succeeds."""
+    state = wait_until(
+        "the run to end crashed",
+        lambda: query(
+            "SELECT state FROM pgautomator.run WHERE id = %s AND state NOT IN ('queued', 'running')",
+            (run_id,),
+        ),
+    )
+    assert state[0][0] == "crashed"
+    retry = wait_until(
+        "the crash retry to succeed",
+        lambda: query(
+            "SELECT trigger, state FROM pgautomator.run WHERE retry_of = %s AND state = 'succeeded'",
+            (run_id,),
+        ),
+    )
+    assert retry[0][0] == "crash_retry"
+    step = query(
+        "SELECT state, error FROM pgautomator.step_run WHERE run_id = %s ORDER BY id LIMIT 1", (run_id,)
+    )
+    assert step[0][0] == "crashed"
+    assert step[0][1]
+
+
+def wait_for_launcher() -> None:
+    wait_until(
+        "the launcher to be back",
+        lambda: query("SELECT 1 FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"),
+    )
+
+
+def test_sigkill_of_a_step_worker(crash_job: tuple[int, str]) -> None:
+    job_id, table = crash_job
+    run_id, pid = start_and_find_worker(job_id)
+    os.kill(pid, signal.SIGKILL)
+    check_crashed_and_retried(run_id)
+    assert query(f"SELECT count(*) FROM {table}") == [(2,)]
+    wait_for_launcher()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("PGAUTOMATOR_TEST_BASE") or not os.environ.get("PGAUTOMATOR_TEST_BINDIR"),
+    reason="needs the harness's cluster (scripts/test.sh)",
+)
+def test_server_restart_while_a_step_runs(crash_job: tuple[int, str]) -> None:
+    job_id, table = crash_job
+    base = os.environ["PGAUTOMATOR_TEST_BASE"]
+    bindir = os.environ["PGAUTOMATOR_TEST_BINDIR"]
+    run_id, _ = start_and_find_worker(job_id)
+    subprocess.run(
+        as_cluster_owner(
+            f"{bindir}/pg_ctl",
+            "-D",
+            f"{base}/data",
+            "-l",
+            f"{base}/log/server.log",
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "restart",
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    check_crashed_and_retried(run_id)
+    assert query(f"SELECT count(*) FROM {table}") == [(2,)]
+    wait_for_launcher()

@@ -1,0 +1,318 @@
+"""End-to-end tests of the in-database executor: the C launcher claims sql
+step runs and step workers run them at top level, as the job's run-as
+role, in the step's transaction mode (bgworker/, docs/worker.md)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from conftest import connect_as
+
+DEADLINE = 60.0
+FINISHED = ("succeeded", "failed", "stopped", "crashed", "skipped")
+
+
+def wait_until(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any:
+    """Polls check() until it returns something truthy; fails after deadline seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def scalar(admin: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the first row of a query."""
+    row = admin.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def run_state(admin: psycopg.Connection, run_id: int) -> str:
+    row = admin.execute("SELECT state FROM pgautomator.run WHERE id = %s", (run_id,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def wait_run(admin: psycopg.Connection, run_id: int) -> str:
+    """Waits until the run has ended and returns its state."""
+    return str(wait_until(f"run {run_id} to end", lambda: (s := run_state(admin, run_id)) in FINISHED and s))
+
+
+def step_runs(admin: psycopg.Connection, run_id: int) -> list[dict[str, Any]]:
+    cur = admin.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute(
+        "SELECT step_name, state, sqlstate, error, messages, output, rows_affected, worker_pid"
+        " FROM pgautomator.step_run WHERE run_id = %s ORDER BY id",
+        (run_id,),
+    ).fetchall()
+
+
+@pytest.fixture
+def job(admin: psycopg.Connection) -> Iterator[Callable[..., int]]:
+    """Creates jobs with the given steps (dicts of add_step arguments) and drops them."""
+    made: list[int] = []
+
+    def make(*steps: dict[str, Any], **job_args: Any) -> int:
+        name = f"w_{uuid.uuid4().hex[:10]}"
+        names = ", ".join(f"{k} => %({k})s" for k in job_args)
+        sql = f"SELECT pgautomator.create_job(%(name)s{', ' + names if names else ''})"
+        row = admin.execute(sql, {"name": name, **job_args}).fetchone()
+        assert row is not None
+        job_id = int(row[0])
+        made.append(job_id)
+        for i, step in enumerate(steps):
+            args = {"name": f"s{i + 1}", **step}
+            named = ", ".join(f"{k} => %({k})s" for k in args)
+            admin.execute(f"SELECT pgautomator.add_step(%(job)s, {named})", {"job": job_id, **args})
+        return job_id
+
+    yield make
+    for job_id in made:
+        admin.execute("DELETE FROM pgautomator.job WHERE id = %s", (job_id,))
+
+
+@pytest.fixture
+def table(admin: psycopg.Connection) -> Iterator[str]:
+    """A scratch table (x int, at timestamptz) everyone may write."""
+    name = f"wt_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE TABLE public.{name} (x int, at timestamptz DEFAULT clock_timestamp())")
+    admin.execute(f"GRANT ALL ON public.{name} TO PUBLIC")
+    yield f"public.{name}"
+    admin.execute(f"DROP TABLE IF EXISTS public.{name}")
+
+
+def start(admin: psycopg.Connection, job_id: int) -> int:
+    row = admin.execute("SELECT pgautomator.start_job(%s::bigint)", (job_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_launcher_shows_in_pg_stat_activity(admin: psycopg.Connection) -> None:
+    row = wait_until(
+        "the launcher",
+        lambda: admin.execute(
+            "SELECT application_name, datname, usename FROM pg_stat_activity"
+            " WHERE backend_type = 'pgautomator launcher'"
+        ).fetchone(),
+    )
+    assert row[0] == "pgautomator launcher"
+    assert row[1] == "pgautomator_test"
+    agent = wait_until(
+        "the database agent",
+        lambda: admin.execute("SELECT kind, pid FROM pgautomator.agent WHERE name = 'database'").fetchone(),
+    )
+    assert agent[0] == "database"
+
+
+def test_steps_run_in_order(admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
+    job_id = job(*({"code": f"INSERT INTO {table} (x) VALUES ({i})"} for i in (1, 2, 3)))
+    run_id = start(admin, job_id)
+    assert wait_run(admin, run_id) == "succeeded"
+    rows = admin.execute(f"SELECT x FROM {table} ORDER BY at").fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert [s["state"] for s in step_runs(admin, run_id)] == ["succeeded"] * 3
+    assert all(s["rows_affected"] == 1 for s in step_runs(admin, run_id))
+
+
+def test_top_level_statements(admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
+    proc = f"{table}_proc"
+    admin.execute(
+        f"CREATE PROCEDURE {proc}() LANGUAGE plpgsql AS $$ BEGIN"
+        f" INSERT INTO {table} (x) VALUES (10); COMMIT;"
+        f" INSERT INTO {table} (x) VALUES (11); ROLLBACK;"
+        f" INSERT INTO {table} (x) VALUES (12); END $$"
+    )
+    try:
+        job_id = job(
+            {"code": f"INSERT INTO {table} (x) SELECT -g FROM generate_series(1, 100) g"},
+            {"code": f"VACUUM (ANALYZE) {table}"},
+            {"code": f"CREATE INDEX CONCURRENTLY ON {table} (x)"},
+            {"code": f"ANALYZE {table}; REINDEX TABLE CONCURRENTLY {table}"},
+            {"code": f"CALL {proc}()"},
+            {"code": "VACUUM", "transaction": "single"},
+        )
+        run_id = start(admin, job_id)
+        state = wait_run(admin, run_id)
+        assert state == "succeeded", step_runs(admin, run_id)
+        valid = admin.execute(
+            "SELECT bool_and(i.indisvalid) FROM pg_index i WHERE i.indrelid = %s::regclass", (table,)
+        ).fetchone()
+        assert valid is not None and valid[0] is True
+        got = admin.execute(f"SELECT x FROM {table} WHERE x >= 10 ORDER BY x").fetchall()
+        assert [r[0] for r in got] == [10, 12]
+        assert admin.execute(
+            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = %s::regclass", (table,)
+        ).fetchone() == (True,)
+    finally:
+        admin.execute(f"DROP PROCEDURE IF EXISTS {proc}()")
+
+
+def test_run_as_role_has_its_rights_and_no_more(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    secret = f"public.ws_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE TABLE {secret} (x int)")
+    try:
+        attempts = [
+            "SELECT * FROM {t}",
+            "RESET ROLE; SELECT * FROM {t}",
+            "RESET SESSION AUTHORIZATION; SELECT * FROM {t}",
+            "SET ROLE postgres; SELECT * FROM {t}",
+            "SET SESSION AUTHORIZATION postgres; SELECT * FROM {t}",
+        ]
+        job_id = job(
+            {"code": "SELECT session_user, current_user", "on_failure": "next"},
+            *({"code": a.format(t=secret), "on_failure": "next"} for a in attempts),
+            run_as=role,
+        )
+        run_id = start(admin, job_id)
+        wait_run(admin, run_id)
+        results = step_runs(admin, run_id)
+        assert results[0]["state"] == "succeeded"
+        assert results[0]["output"] == f"{role}|{role}\n"
+        for result in results[1:]:
+            assert result["state"] == "failed"
+            assert result["sqlstate"] == "42501", result
+        assert results[0]["worker_pid"] is not None
+    finally:
+        admin.execute(f"DROP TABLE {secret}")
+
+
+def test_single_rolls_back_everything(admin: psycopg.Connection, job: Callable[..., int], table: str) -> None:
+    job_id = job(
+        {
+            "code": f"INSERT INTO {table} (x) VALUES (1); INSERT INTO {table} (x) VALUES (1/0)",
+            "transaction": "single",
+        }
+    )
+    run_id = start(admin, job_id)
+    assert wait_run(admin, run_id) == "failed"
+    [result] = step_runs(admin, run_id)
+    assert result["sqlstate"] == "22012"
+    assert "division by zero" in result["error"]
+    assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+def test_autocommit_keeps_earlier_statements(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    job_id = job(
+        {
+            "code": f"INSERT INTO {table} (x) VALUES (1); INSERT INTO {table} (x) VALUES (1/0);"
+            f" INSERT INTO {table} (x) VALUES (3)"
+        }
+    )
+    run_id = start(admin, job_id)
+    assert wait_run(admin, run_id) == "failed"
+    assert [r[0] for r in admin.execute(f"SELECT x FROM {table}").fetchall()] == [1]
+
+
+def test_messages_and_output_are_captured(admin: psycopg.Connection, job: Callable[..., int]) -> None:
+    code = (
+        "DO $$BEGIN RAISE NOTICE 'hello %', 42; RAISE WARNING 'careful'; RAISE INFO 'fyi'; END$$;"
+        " SELECT g, 'row ' || g, NULL FROM generate_series(1, 3) g"
+    )
+    run_id = start(admin, job({"code": code}))
+    assert wait_run(admin, run_id) == "succeeded"
+    [result] = step_runs(admin, run_id)
+    assert result["messages"] == "NOTICE:  hello 42\nWARNING:  careful\nINFO:  fyi\n"
+    assert result["output"] == "1|row 1|\n2|row 2|\n3|row 3|\n"
+    assert result["rows_affected"] == 3
+
+
+def test_left_open_transaction_block_fails(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    run_id = start(admin, job({"code": f"BEGIN; INSERT INTO {table} (x) VALUES (1)"}))
+    assert wait_run(admin, run_id) == "failed"
+    [result] = step_runs(admin, run_id)
+    assert result["sqlstate"] == "2D000"
+    assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+def test_timeout_stops_a_sleep(admin: psycopg.Connection, job: Callable[..., int]) -> None:
+    run_id = start(admin, job({"code": "SELECT pg_sleep(300)", "timeout": "200 milliseconds"}))
+    assert wait_run(admin, run_id) == "failed"
+    [result] = step_runs(admin, run_id)
+    assert result["state"] == "failed"
+    assert result["sqlstate"] == "57014"
+
+
+def test_stop_run_cancels_the_running_statement(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    job_id = job({"code": "SELECT pg_sleep(300)"}, {"code": f"INSERT INTO {table} (x) VALUES (1)"})
+    run_id = start(admin, job_id)
+    pid = wait_until(
+        "the step worker",
+        lambda: admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgautomator step ' || ("
+            " SELECT id FROM pgautomator.step_run WHERE run_id = %s ORDER BY id LIMIT 1)"
+            " AND state = 'active'",
+            (run_id,),
+        ).fetchone(),
+    )[0]
+    admin.execute("SELECT pgautomator.stop_run(%s::bigint)", (run_id,))
+    assert wait_run(admin, run_id) == "stopped"
+    wait_until(
+        "the worker to exit",
+        lambda: scalar(admin, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", (pid,)),
+    )
+    assert step_runs(admin, run_id)[0]["state"] == "stopped"
+    assert admin.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+def test_more_ready_steps_than_workers_all_run(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    workers = int(scalar(admin, "SHOW pgautomator.max_workers"))
+    jobs = [
+        job({"code": f"SELECT pg_sleep(0.05); INSERT INTO {table} (x) VALUES ({i})"})
+        for i in range(workers * 3)
+    ]
+    runs = [start(admin, j) for j in jobs]
+    assert [wait_run(admin, r) for r in runs] == ["succeeded"] * len(runs)
+    assert admin.execute(f"SELECT count(DISTINCT x) FROM {table}").fetchone() == (len(runs),)
+
+
+def test_role_that_cannot_log_in_fails_clearly(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    job_id = job({"code": "SELECT 1"}, run_as=role)
+    admin.execute(f'ALTER ROLE "{role}" NOLOGIN')
+    try:
+        run_id = start(admin, job_id)
+        assert wait_run(admin, run_id) == "failed"
+        [result] = step_runs(admin, run_id)
+        assert result["sqlstate"] == "28000"
+        assert "log in" in result["error"]
+    finally:
+        admin.execute(f'ALTER ROLE "{role}" LOGIN')
+
+
+def test_steps_connect_as_the_role_without_a_client(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    with connect_as(role, autocommit=True) as conn:
+        row = conn.execute("SELECT pgautomator.create_job(%s)", (f"own_{uuid.uuid4().hex[:8]}",)).fetchone()
+        assert row is not None
+        own_job = int(row[0])
+        conn.execute("SELECT pgautomator.add_step(%s, 'who', 'SELECT session_user')", (own_job,))
+        row = conn.execute("SELECT pgautomator.start_job(%s::bigint)", (own_job,)).fetchone()
+        assert row is not None
+        run_id = int(row[0])
+    assert wait_run(admin, run_id) == "succeeded"
+    assert step_runs(admin, run_id)[0]["output"] == f"{role}\n"
