@@ -363,7 +363,7 @@ def test_sigterm_lets_the_running_step_finish(
     assert row == (None,)  # deregistered: shown as down at once
 
 
-def test_sigterm_kills_what_outlives_the_grace_period(
+def test_sigterm_hands_back_what_outlives_the_grace_period(
     agents: Callable[..., AgentProcess],
     user: psycopg.Connection[Any],
     admin: psycopg.Connection[Any],
@@ -371,14 +371,23 @@ def test_sigterm_kills_what_outlives_the_grace_period(
 ) -> None:
     pids = tmp_path / "pids"
     agent = agents(grace_period="0.5")
-    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}]))
+    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}], retry_on_crash=True))
     try:
         wait_for(lambda: read_pids(pids), what="the sleep to start")
         assert agent.terminate() == 0
         wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
-        assert run_state(admin, run_id) == "failed"
+        # Killed by the shutdown, not failed: it ends crashed and, as the job
+        # asks, runs again (on whichever agent comes next).
+        assert run_state(admin, run_id) == "crashed"
         (step,) = step_runs(admin, run_id)
-        assert "agent shut down" in step["error"]
+        assert step["state"] == "crashed"
+        assert "shut down while running this step" in step["error"]
+        assert "started" in step["output"]  # what was streamed stays
+        retry = admin.execute(
+            "SELECT state FROM pgautomator.run WHERE retry_of = %s AND trigger = 'crash_retry'", (run_id,)
+        ).fetchone()
+        assert retry is not None
+        assert "handed back" in agent.log()
     finally:
         cleanup_pids(read_pids(pids))
 
@@ -396,6 +405,11 @@ def test_bad_database_settings_stop_the_agent_with_status_2(
     assert refused.proc.wait(60) == 2
     assert f"GRANT pgautomator_agent TO {outsider}" in refused.log()
     refused.close()
+
+    reserved = AgentProcess("database", agent_role, tmp_path)
+    assert reserved.proc.wait(60) == 2
+    assert 'agent name "database" is reserved' in reserved.log()
+    reserved.close()
     assert admin.execute("SELECT count(*) FROM pgautomator.agent WHERE name LIKE 't-bad-%'").fetchone() == (
         0,
     )

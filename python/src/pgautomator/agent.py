@@ -357,6 +357,12 @@ class Agent:
             outcome,
             f" ({result.error.splitlines()[0]})" if result.error else "",
         )
+        if not result.succeeded and stop.is_set() and stop.reason == SHUTDOWN:
+            # Not the step's failure: handed back instead of reported, so that
+            # deregistering ends it crashed and the job's retry_on_crash
+            # decides whether it runs again (on another agent).
+            log.info("step run %s: handed back (killed at shutdown)", step.step_run_id)
+            return
         with self._lock:
             self._results.append((step.step_run_id, result))
         self.wake()
