@@ -234,6 +234,7 @@ if E is None:
             self.zone = zone_of(d['timezone'])
             self.freq = d['frequency']
             self.every = d.get('every') or 1
+            self.start_us = d['starts_at']
             self.start = EPOCH + dt.timedelta(microseconds=d['starts_at'])
             self.end = None if d.get('ends_at') is None else EPOCH + dt.timedelta(microseconds=d['ends_at'])
             self.start_date = self.start.astimezone(self.zone).date()
@@ -417,9 +418,11 @@ if E is None:
 
     def instants(text, after_us, n):
         s = compile_def(text)
+        # Nothing fires before starts_at: an earlier instant is as good.
+        after_us = max(after_us, s.start_us - 1)
         try:
             found = s.after(EPOCH + dt.timedelta(microseconds=after_us), n)
-        except OverflowError:   # the search ran past year 9999
+        except OverflowError:   # past the year 9999: nothing more
             found = []
         return [(x - EPOCH) // ONE_US for x in found]
 
