@@ -451,19 +451,25 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT pgautomator._fire_times(p_schedule_id, p_after, 1) LIMIT 1 $$;
 COMMENT ON FUNCTION pgautomator._next_fire(bigint, timestamptz) IS 'The first fire instant of a schedule strictly after an instant; NULL: never again. Ignores enabled.';
 
--- Recomputes job_schedule.next_fire_at for the matching links (NULL = all).
+-- Recomputes job_schedule.next_fire_at for the matching links (NULL = all):
+-- once per schedule, however many jobs it fires.
 CREATE FUNCTION pgautomator._refresh_next_fire(p_job_id bigint DEFAULT NULL, p_schedule_id bigint DEFAULT NULL,
                                                p_after timestamptz DEFAULT pg_catalog.now())
 RETURNS void LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE pgautomator.job_schedule js
-       SET next_fire_at = CASE WHEN s.enabled THEN pgautomator._from_us(
-                              (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1])
-                          END
-      FROM pgautomator.schedule s
-     WHERE s.id = js.schedule_id
-       AND (p_job_id IS NULL OR js.job_id = p_job_id)
-       AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id);
+    WITH links AS (
+        SELECT js.job_id, js.schedule_id FROM pgautomator.job_schedule js
+         WHERE (p_job_id IS NULL OR js.job_id = p_job_id)
+           AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id)
+    ), nxt AS (
+        SELECT s.id, CASE WHEN s.enabled THEN pgautomator._from_us(
+                   (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1]) END AS at
+          FROM pgautomator.schedule s
+         WHERE s.id IN (SELECT l.schedule_id FROM links l)
+    )
+    UPDATE pgautomator.job_schedule js SET next_fire_at = nxt.at
+      FROM links l JOIN nxt ON nxt.id = l.schedule_id
+     WHERE js.job_id = l.job_id AND js.schedule_id = l.schedule_id;
 $$;
 COMMENT ON FUNCTION pgautomator._refresh_next_fire(bigint, bigint, timestamptz) IS 'Recomputes the next fire instant of the matching job-schedule links (NULL argument = all); NULL when the schedule is disabled or ended.';
