@@ -337,6 +337,38 @@ def test_sigkill_crashes_the_run_and_it_is_retried_on_the_other_agent(
         cleanup_pids(read_pids(pids))
 
 
+def test_restart_under_the_same_name_crashes_what_the_old_process_held(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    pids = tmp_path / "pids"
+    code = (
+        f"if [ -e {tmp_path}/marker ]; then echo again; exit 0; fi; touch {tmp_path}/marker; "
+        + SLEEPER.format(pids=pids)
+    )
+    old = agents()
+    run_id = start(user, make_job(user, [{"code": code}], retry_on_crash=True))
+    try:
+        wait_for(lambda: read_pids(pids), what="the step to start")
+        old.kill()
+        new = agents(name=old.name)
+        assert new.agent_id == old.agent_id
+        # At once, not after the heartbeat timeout: the error says why.
+        assert wait_run(admin, run_id, ("crashed", "failed", "succeeded")) == "crashed"
+        (step,) = step_runs(admin, run_id)
+        assert f"re-registered (pid {new.proc.pid})" in step["error"]
+        retry = wait_for(
+            lambda: admin.execute("SELECT id FROM pgautomator.run WHERE retry_of = %s", (run_id,)).fetchone(),
+            what="the retry run",
+        )[0]
+        assert wait_run(admin, retry, ("crashed", "failed", "succeeded")) == "succeeded"
+        assert step_runs(admin, retry)[0]["output"] == "again\n"
+    finally:
+        cleanup_pids(read_pids(pids))
+
+
 def test_sigterm_lets_the_running_step_finish(
     agents: Callable[..., AgentProcess],
     user: psycopg.Connection[Any],
@@ -363,7 +395,7 @@ def test_sigterm_lets_the_running_step_finish(
     assert row == (None,)  # deregistered: shown as down at once
 
 
-def test_sigterm_kills_what_outlives_the_grace_period(
+def test_sigterm_hands_back_what_outlives_the_grace_period(
     agents: Callable[..., AgentProcess],
     user: psycopg.Connection[Any],
     admin: psycopg.Connection[Any],
@@ -371,14 +403,23 @@ def test_sigterm_kills_what_outlives_the_grace_period(
 ) -> None:
     pids = tmp_path / "pids"
     agent = agents(grace_period="0.5")
-    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}]))
+    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}], retry_on_crash=True))
     try:
         wait_for(lambda: read_pids(pids), what="the sleep to start")
         assert agent.terminate() == 0
         wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
-        assert run_state(admin, run_id) == "failed"
+        # Killed by the shutdown, not failed: it ends crashed and, as the job
+        # asks, runs again (on whichever agent comes next).
+        assert run_state(admin, run_id) == "crashed"
         (step,) = step_runs(admin, run_id)
-        assert "agent shut down" in step["error"]
+        assert step["state"] == "crashed"
+        assert "shut down while running this step" in step["error"]
+        assert "started" in step["output"]  # what was streamed stays
+        retry = admin.execute(
+            "SELECT state FROM pgautomator.run WHERE retry_of = %s AND trigger = 'crash_retry'", (run_id,)
+        ).fetchone()
+        assert retry is not None
+        assert "handed back" in agent.log()
     finally:
         cleanup_pids(read_pids(pids))
 
@@ -396,6 +437,11 @@ def test_bad_database_settings_stop_the_agent_with_status_2(
     assert refused.proc.wait(60) == 2
     assert f"GRANT pgautomator_agent TO {outsider}" in refused.log()
     refused.close()
+
+    reserved = AgentProcess("database", agent_role, tmp_path)
+    assert reserved.proc.wait(60) == 2
+    assert 'agent name "database" is reserved' in reserved.log()
+    reserved.close()
     assert admin.execute("SELECT count(*) FROM pgautomator.agent WHERE name LIKE 't-bad-%'").fetchone() == (
         0,
     )

@@ -2,6 +2,7 @@
 -- changes made by _launcher_tick at fixed instants, crash recovery by
 -- _launcher_start and by the dispatcher, and releasing unstarted claims.
 BEGIN;
+SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
 SELECT plan(30);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset

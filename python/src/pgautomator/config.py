@@ -179,7 +179,7 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "max_parallel": _integer(1, 1000),
     "shell": _choice(SHELLS),
     "poll_time": _seconds(0, 3600),
-    "heartbeat_interval": _seconds(0, 300),
+    "heartbeat_interval": _seconds(0, 60),
     "retry_on_crash": _boolean,
     "log_level": _integer(0, 3),
     "grace_period": _seconds(0, 86400, allow_low=True),
