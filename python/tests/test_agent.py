@@ -183,6 +183,22 @@ def test_failing_shell_step_fails_the_run(
     assert "exit code 4" in step["error"]
 
 
+def test_a_failed_shell_step_is_retried_after_its_delay(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # No NOTIFY marks the end of a retry delay: the agent's poll finds it.
+    agents(poll_time="0.5")
+    code = f"if [ -e {tmp_path}/marker ]; then echo second try; exit 0; fi; touch {tmp_path}/marker; exit 1"
+    run_id = start(user, make_job(user, [{"code": code, "retries": 1, "retry_interval": "1 second"}]))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    first, second = step_runs(admin, run_id)
+    assert (first["attempt"], first["state"], first["exit_code"]) == (1, "failed", 1)
+    assert (second["attempt"], second["state"], second["output"]) == (2, "succeeded", "second try\n")
+
+
 def test_remote_sql_step(
     agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
 ) -> None:
@@ -333,6 +349,38 @@ def test_sigkill_crashes_the_run_and_it_is_retried_on_the_other_agent(
         (step,) = step_runs(admin, retry)
         assert step["agent_id"] == survivor.agent_id
         assert step["output"] == "retried\n"
+    finally:
+        cleanup_pids(read_pids(pids))
+
+
+def test_restart_under_the_same_name_crashes_what_the_old_process_held(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    pids = tmp_path / "pids"
+    code = (
+        f"if [ -e {tmp_path}/marker ]; then echo again; exit 0; fi; touch {tmp_path}/marker; "
+        + SLEEPER.format(pids=pids)
+    )
+    old = agents()
+    run_id = start(user, make_job(user, [{"code": code}], retry_on_crash=True))
+    try:
+        wait_for(lambda: read_pids(pids), what="the step to start")
+        old.kill()
+        new = agents(name=old.name)
+        assert new.agent_id == old.agent_id
+        # At once, not after the heartbeat timeout: the error says why.
+        assert wait_run(admin, run_id, ("crashed", "failed", "succeeded")) == "crashed"
+        (step,) = step_runs(admin, run_id)
+        assert f"re-registered (pid {new.proc.pid})" in step["error"]
+        retry = wait_for(
+            lambda: admin.execute("SELECT id FROM pgautomator.run WHERE retry_of = %s", (run_id,)).fetchone(),
+            what="the retry run",
+        )[0]
+        assert wait_run(admin, retry, ("crashed", "failed", "succeeded")) == "succeeded"
+        assert step_runs(admin, retry)[0]["output"] == "again\n"
     finally:
         cleanup_pids(read_pids(pids))
 

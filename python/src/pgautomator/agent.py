@@ -44,7 +44,11 @@ MAX_BACKOFF = 30.0
 
 
 class StartupError(Exception):
-    """The agent cannot start with its settings (exit status 2)."""
+    """The agent cannot start: exit status 2 for settings, 1 otherwise."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConnectionLost(Exception):
@@ -101,7 +105,9 @@ class Agent:
 
     def run(self) -> int:
         """Runs until shutdown(); returns the exit status."""
-        self._start()
+        if not self._start():
+            log.info("agent %s stopped before it could connect", self.config.name)
+            return 0
         backoff = 1.0
         notified = True
         next_heartbeat = 0.0
@@ -122,8 +128,9 @@ class Agent:
                 if self._shutdown_at is None:
                     self._claim()
                 timeout = max(0.0, min(next_heartbeat - time.monotonic(), self.config.poll_time))
-                if self._kill_at is not None:
-                    timeout = min(timeout, max(0.0, self._kill_at - time.monotonic()))
+                if self._kill_at is not None and time.monotonic() < self._kill_at:
+                    timeout = min(timeout, self._kill_at - time.monotonic())
+                # (After the kill, each step thread wakes the loop when it ends.)
                 notified = self._wait(timeout)
             except ConnectionLost as exc:
                 self._drop_connections()
@@ -177,8 +184,9 @@ class Agent:
             raise ConnectionLost(_first_line(exc)) from exc
         return AgentApi(control), listen
 
-    def _start(self) -> None:
-        """Connects and registers; settings that cannot work raise StartupError."""
+    def _start(self) -> bool:
+        """Connects and registers; False when a shutdown came first. Settings
+        that cannot work raise StartupError."""
         backoff = 1.0
         while True:
             try:
@@ -186,13 +194,16 @@ class Agent:
                 break
             except ConnectionLost as exc:
                 _raise_if_settings(str(exc), self.config)
-                if not self.config.retry_on_crash or self._shutdown_at is not None:
-                    raise StartupError(f"cannot connect to the database: {exc}") from None
+                if not self.config.retry_on_crash:
+                    raise StartupError(f"cannot connect to the database: {exc}", status=1) from None
                 log.warning("cannot connect to the database (%s); retrying in %.0f s", exc, backoff)
-                self._sleep(backoff)
+                self._sleep(backoff, until_shutdown=True)
+                if self._shutdown_at is not None:
+                    return False
                 backoff = min(backoff * 2, MAX_BACKOFF)
         self._api, self._listen = api, listen
         self._register()
+        return True
 
     def _register(self) -> None:
         api = self._api
@@ -362,6 +373,7 @@ class Agent:
             # deregistering ends it crashed and the job's retry_on_crash
             # decides whether it runs again (on another agent).
             log.info("step run %s: handed back (killed at shutdown)", step.step_run_id)
+            self.wake()
             return
         with self._lock:
             self._results.append((step.step_run_id, result))
@@ -464,12 +476,15 @@ class Agent:
                 woke = True
         return woke
 
-    def _sleep(self, seconds: float) -> None:
-        """Sleeps, but wakes up early for a shutdown."""
+    def _sleep(self, seconds: float, until_shutdown: bool = False) -> None:
+        """Sleeps, but wakes up early when steps must be killed (or, with
+        `until_shutdown`, at any shutdown request)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             select.select([self._wake_r.fileno()], [], [], left)
             self._drain_wake()
+            if until_shutdown and self._shutdown_at is not None:
+                return
             if self._kill_at is not None and time.monotonic() >= self._kill_at:
                 return
 

@@ -1,7 +1,7 @@
 """The `pgautomator` command. Subcommand `agent` runs the remote agent.
 
-Exit status: 0 after a clean shutdown, 1 when the agent stopped on a lost
-connection (retry_on_crash off), 2 for wrong or missing settings.
+Exit status: 0 after a clean shutdown, 1 when the agent stopped on a lost or
+impossible connection (retry_on_crash off), 2 for wrong or missing settings.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def run_agent(args: argparse.Namespace) -> int:
         return agent.run()
     except StartupError as exc:
         print(f"pgautomator agent: {exc}", file=sys.stderr)
-        return EXIT_SETTINGS
+        return exc.status
 
 
 def _setup_logging(config: AgentConfig) -> None:
