@@ -183,6 +183,22 @@ def test_failing_shell_step_fails_the_run(
     assert "exit code 4" in step["error"]
 
 
+def test_a_failed_shell_step_is_retried_after_its_delay(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # No NOTIFY marks the end of a retry delay: the agent's poll finds it.
+    agents(poll_time="0.5")
+    code = f"if [ -e {tmp_path}/marker ]; then echo second try; exit 0; fi; touch {tmp_path}/marker; exit 1"
+    run_id = start(user, make_job(user, [{"code": code, "retries": 1, "retry_interval": "1 second"}]))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    first, second = step_runs(admin, run_id)
+    assert (first["attempt"], first["state"], first["exit_code"]) == (1, "failed", 1)
+    assert (second["attempt"], second["state"], second["output"]) == (2, "succeeded", "second try\n")
+
+
 def test_remote_sql_step(
     agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
 ) -> None:
