@@ -323,6 +323,7 @@ def test_stop_run_kills_the_sleep(
         wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
         steps = step_runs(admin, run_id)
         assert [s["state"] for s in steps] == ["stopped"]  # the second step never started
+        assert steps[0]["error"] == f"stopped by {user.info.user}: killed on the scheduler's request"
         assert "started" in steps[0]["output"]
     finally:
         cleanup_pids(read_pids(pids))
@@ -344,6 +345,7 @@ def test_timeout_kills_the_sleep(
         (step,) = step_runs(admin, run_id)
         assert step["state"] == "failed"
         assert step["output"] == "started\n"
+        assert step["error"].startswith("step timeout of 00:00:01 exceeded: ")
     finally:
         cleanup_pids(read_pids(pids))
 
