@@ -462,7 +462,7 @@ AS $$
         SELECT js.job_id, js.schedule_id FROM pgautomator.job_schedule js
          WHERE (p_job_id IS NULL OR js.job_id = p_job_id)
            AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id)
-    ), nxt AS (
+    ), nxt AS MATERIALIZED (   -- once per schedule, not per link
         SELECT s.id, CASE WHEN s.enabled THEN pgautomator._from_us(
                    (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1]) END AS at
           FROM pgautomator.schedule s

@@ -804,7 +804,12 @@ BEGIN
         IF p_s.every_n IS NOT NULL THEN
             v_time := CASE WHEN p_s.every_n = 1 THEN 'every ' || p_s.every_unit
                            ELSE format('every %s %ss', p_s.every_n, p_s.every_unit) END;
-            IF NOT (p_s.between_start = time '00:00' AND p_s.between_end >= time '23:59:59') THEN
+            -- between_end's default is the last microsecond of the day.
+            IF p_s.between_end = time '23:59:59.999999' THEN
+                IF p_s.between_start <> time '00:00' THEN
+                    v_time := v_time || format(' from %s to the end of the day', pgautomator._hhmm(p_s.between_start));
+                END IF;
+            ELSE
                 v_time := v_time || format(' from %s to %s', pgautomator._hhmm(p_s.between_start),
                                            pgautomator._hhmm(p_s.between_end));
             END IF;
