@@ -298,7 +298,8 @@ BEGIN
     END IF;
     SELECT * INTO v_run FROM pgautomator.run WHERE id = v_run_id FOR UPDATE;
     SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE;
-    IF v_sr.state <> 'running' OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
+    IF v_sr.state IS DISTINCT FROM 'running'
+       OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
         RETURN false;
     END IF;
     SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;

@@ -30,22 +30,27 @@ AS $$
 DECLARE
     v_agent   bigint;
     v_workers text := pg_catalog.current_setting('pgautomator.max_workers', true);
+    v_sleep   text := pg_catalog.current_setting('pgautomator.max_sleep', true);
     v         record;
 BEGIN
     IF EXISTS (SELECT FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind <> 'database') THEN
         RAISE EXCEPTION 'a remote agent is registered under the reserved name "database"'
             USING ERRCODE = '55000', HINT = 'Drop it with drop_agent(''database'').';
     END IF;
+    -- The launcher passes at least every max_sleep, heartbeat included: it
+    -- is shown down after three missed passes (at least 30 seconds).
     INSERT INTO pgautomator.agent AS a (name, kind, host, capabilities, max_parallel, pid, version, last_heartbeat,
-                                        registered_at)
+                                        registered_at, heartbeat_timeout)
     VALUES ('database', 'database', pg_catalog.current_database(), '{sql}',
             CASE WHEN v_workers ~ '^[0-9]{1,4}$' THEN greatest(1, least(1000, v_workers::integer)) ELSE 8 END,
             p_pid, (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgautomator'),
-            pg_catalog.now(), pg_catalog.now())
+            pg_catalog.now(), pg_catalog.now(),
+            greatest(interval '30 seconds',
+                     3 * CASE WHEN v_sleep ~ '^[0-9]{1,4}s$' THEN v_sleep::interval ELSE interval '10 seconds' END))
     ON CONFLICT (name) DO UPDATE
        SET host = excluded.host, capabilities = excluded.capabilities, max_parallel = excluded.max_parallel,
            pid = excluded.pid, version = excluded.version, last_heartbeat = excluded.last_heartbeat,
-           registered_at = excluded.registered_at
+           registered_at = excluded.registered_at, heartbeat_timeout = excluded.heartbeat_timeout
     RETURNING a.id INTO v_agent;
 
     FOR v IN

@@ -3,7 +3,7 @@
 -- lost agents, SMTP settings and dropping agents.
 BEGIN;
 SET client_min_messages = error;   -- re-registration notices
-SELECT plan(47);
+SELECT plan(51);
 
 SELECT pgautomator._launcher_start(4242) AS db_agent \gset
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -153,6 +153,19 @@ SELECT is((SELECT state FROM pgautomator.step_run WHERE run_id = :rp), 'queued',
 SELECT pgautomator.agent_claim_v1(:b, 1);
 SELECT is(pgautomator.agent_deregister_v1(:b), 1, 'deregistering crashes what the agent still held');
 SELECT is((SELECT up FROM pgautomator.agents WHERE id = :b), false, 'a deregistered agent is shown down');
+
+-- altering agents: a disabled agent claims nothing
+SELECT pgautomator.alter_agent('host-c', enabled => false, max_parallel => 7);
+SELECT is((SELECT enabled::text || max_parallel FROM pgautomator.agent WHERE id = :c), 'false7',
+          'alter_agent changes the given settings only');
+SELECT pgautomator.start_job(:jr) AS rr2 \gset
+SELECT pgautomator.alter_job(:jr, agent => '');
+SELECT is_empty(format('SELECT * FROM pgautomator.agent_claim_v1(%s, 10)', :c), 'a disabled agent claims nothing');
+SELECT throws_ok($$SELECT pgautomator.alter_agent('host-c', capabilities => '{sql}')$$, '22023',
+                 'invalid capabilities {sql}', 'alter_agent checks capabilities');
+SELECT throws_ok($$SELECT pgautomator.alter_agent('database', enabled => false)$$, '55000', NULL,
+                 'the database agent is not altered this way');
+SELECT pgautomator.stop_run(:rr2);
 
 -- SMTP settings and dropping agents
 SELECT lives_ok($$SELECT pgautomator.set_agent_smtp('host-c', 'smtp.example.com', security => 'tls', username => 'u',

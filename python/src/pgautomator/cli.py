@@ -91,6 +91,12 @@ def run_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if sys.platform == "win32":  # what a Windows service manager or Ctrl-Break sends
+        signal.signal(signal.SIGBREAK, on_signal)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        logging.getLogger("pgautomator.agent").warning(
+            "running as root: shell steps run as root too; prefer an unprivileged user"
+        )
     try:
         return agent.run()
     except StartupError as exc:
