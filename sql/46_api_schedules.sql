@@ -799,7 +799,8 @@ DECLARE
     v_out   text;
 BEGIN
     IF p_s.frequency = 'cron' THEN
-        v_out := format('on cron schedule "%s"', p_s.cron);
+        v_out := coalesce(pgautomator._describe_cron(p_s.cron) || format(' (cron "%s")', p_s.cron),
+                          format('on cron schedule "%s"', p_s.cron));
     ELSE
         IF p_s.every_n IS NOT NULL THEN
             v_time := CASE WHEN p_s.every_n = 1 THEN 'every ' || p_s.every_unit
