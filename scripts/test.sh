@@ -53,7 +53,9 @@ scripts/lint.sh || status=1
 if [ -f python/pyproject.toml ] && { [ -n "${PYTHON_TESTS:-}" ] || [ -z "${PYTEST_ARGS:-}" ]; }; then
     log "python package tests"
     # shellcheck disable=SC2086
-    PYTHONPATH="$PWD/python/src" .venv/bin/python -m pytest -p no:cacheprovider \
+    # PYTHONSAFEPATH (for the agents they start too): the current directory
+    # holds the server library pgautomator.so, which would shadow the package.
+    PYTHONSAFEPATH=1 PYTHONPATH="$PWD/python/src" .venv/bin/python -m pytest -p no:cacheprovider \
         ${PYTHON_TESTS:-python/tests} || status=1
 fi
 
