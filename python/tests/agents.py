@@ -37,7 +37,8 @@ class AgentProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PGAUTOMATOR_", "PG"))}
         env["PYTHONPATH"] = SRC
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        # cwd: a checkout's root holds pgautomator.so, which `-m pgautomator` would import.
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=log_dir)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

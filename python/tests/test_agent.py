@@ -128,6 +128,42 @@ def test_shell_steps_run_in_order_and_their_output_lands_in_the_log(
     assert (second["state"], second["exit_code"], second["output"]) == ("succeeded", 3, "second\n")
 
 
+def test_a_job_mixing_sql_and_shell_steps_runs_them_in_order_across_database_and_agent(
+    agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    launcher = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+    ).fetchone()
+    if launcher == (0,):
+        pytest.skip("no in-database executor here: bgworker/ is not built into this checkout")
+    agent = agents()
+    steps = [
+        {"kind": "sql", "code": "SELECT 1"},
+        {"kind": "shell", "code": "echo from the agent"},
+        {"kind": "sql", "code": "SELECT 2"},
+    ]
+    run_id = start(user, make_job(user, steps))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    with admin.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(
+            "SELECT sr.kind, sr.state, sr.output, a.kind AS executor, a.id AS agent_id,"
+            " sr.started_at, sr.finished_at"
+            " FROM pgautomator.step_run sr JOIN pgautomator.agent a ON a.id = sr.agent_id"
+            " WHERE sr.run_id = %s ORDER BY sr.id",
+            (run_id,),
+        ).fetchall()
+    assert [(r["kind"], r["state"], r["executor"]) for r in rows] == [
+        ("sql", "succeeded", "database"),
+        ("shell", "succeeded", "remote"),
+        ("sql", "succeeded", "database"),
+    ]
+    assert rows[1]["agent_id"] == agent.agent_id
+    assert rows[1]["output"] == "from the agent\n"
+    # Each step started only after the one before it had finished.
+    assert rows[0]["finished_at"] <= rows[1]["started_at"]
+    assert rows[1]["finished_at"] <= rows[2]["started_at"]
+
+
 def test_failing_shell_step_fails_the_run(
     agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
 ) -> None:

@@ -18,7 +18,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     base["PYTHONPATH"] = SRC
     base.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "pgautomator", *args], capture_output=True, text=True, env=base, timeout=60
+        [sys.executable, "-m", "pgautomator", *args],
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=60,
+        cwd=SRC,  # not a checkout's root, whose pgautomator.so `-m` would import
     )
 
 
