@@ -416,7 +416,11 @@ pga_slot_report(void *arg)
 	PgaSlot    *slot = arg;
 
 	if (slot->outcome.not_run)
+	{
+		/* its pid was recorded when it was handed over: no worker runs it */
+		pga_call_started(slot->step_run_id, 0);
 		pga_call_release(slot->step_run_id);
+	}
 	else if (!slot->outcome.lost)
 		pga_call_report(slot->step_run_id, &slot->outcome);
 }
