@@ -41,7 +41,7 @@ META.json: META.json.in $(EXTENSION).control
 dist: META.json
 	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
 
-.PHONY: deps test demo demo-stop bench lint dist
+.PHONY: deps test demo demo-stop bench lint dist bench-schedules
 # Installs what the commands need (apt packages, .venv); idempotent.
 deps:
 	@scripts/deps.sh
@@ -60,3 +60,8 @@ demo-stop:
 lint:
 	@scripts/deps.sh
 	@scripts/lint.sh
+
+# The schedule engine benchmark (docs/schedules.md): its own private cluster.
+bench-schedules:
+	@scripts/deps.sh
+	@.venv/bin/python bench/schedule_bench.py

@@ -234,6 +234,7 @@ if E is None:
             self.zone = zone_of(d['timezone'])
             self.freq = d['frequency']
             self.every = d.get('every') or 1
+            self.start_us = d['starts_at']
             self.start = EPOCH + dt.timedelta(microseconds=d['starts_at'])
             self.end = None if d.get('ends_at') is None else EPOCH + dt.timedelta(microseconds=d['ends_at'])
             self.start_date = self.start.astimezone(self.zone).date()
@@ -417,9 +418,11 @@ if E is None:
 
     def instants(text, after_us, n):
         s = compile_def(text)
+        # Nothing fires before starts_at: an earlier instant is as good.
+        after_us = max(after_us, s.start_us - 1)
         try:
             found = s.after(EPOCH + dt.timedelta(microseconds=after_us), n)
-        except OverflowError:   # the search ran past year 9999
+        except OverflowError:   # past the year 9999: nothing more
             found = []
         return [(x - EPOCH) // ONE_US for x in found]
 
@@ -448,19 +451,25 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT pgautomator._fire_times(p_schedule_id, p_after, 1) LIMIT 1 $$;
 COMMENT ON FUNCTION pgautomator._next_fire(bigint, timestamptz) IS 'The first fire instant of a schedule strictly after an instant; NULL: never again. Ignores enabled.';
 
--- Recomputes job_schedule.next_fire_at for the matching links (NULL = all).
+-- Recomputes job_schedule.next_fire_at for the matching links (NULL = all):
+-- once per schedule, however many jobs it fires.
 CREATE FUNCTION pgautomator._refresh_next_fire(p_job_id bigint DEFAULT NULL, p_schedule_id bigint DEFAULT NULL,
                                                p_after timestamptz DEFAULT pg_catalog.now())
 RETURNS void LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE pgautomator.job_schedule js
-       SET next_fire_at = CASE WHEN s.enabled THEN pgautomator._from_us(
-                              (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1])
-                          END
-      FROM pgautomator.schedule s
-     WHERE s.id = js.schedule_id
-       AND (p_job_id IS NULL OR js.job_id = p_job_id)
-       AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id);
+    WITH links AS (
+        SELECT js.job_id, js.schedule_id FROM pgautomator.job_schedule js
+         WHERE (p_job_id IS NULL OR js.job_id = p_job_id)
+           AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id)
+    ), nxt AS MATERIALIZED (   -- once per schedule, not per link
+        SELECT s.id, CASE WHEN s.enabled THEN pgautomator._from_us(
+                   (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1]) END AS at
+          FROM pgautomator.schedule s
+         WHERE s.id IN (SELECT l.schedule_id FROM links l)
+    )
+    UPDATE pgautomator.job_schedule js SET next_fire_at = nxt.at
+      FROM links l JOIN nxt ON nxt.id = l.schedule_id
+     WHERE js.job_id = l.job_id AND js.schedule_id = l.schedule_id;
 $$;
 COMMENT ON FUNCTION pgautomator._refresh_next_fire(bigint, bigint, timestamptz) IS 'Recomputes the next fire instant of the matching job-schedule links (NULL argument = all); NULL when the schedule is disabled or ended.';

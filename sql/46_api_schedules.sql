@@ -200,9 +200,21 @@ BEGIN
     IF p_s.timezone IS NULL OR p_s.timezone !~ '\S' THEN
         RAISE EXCEPTION 'timezone must not be empty' USING ERRCODE = '22023';
     END IF;
-    IF p_s.starts_at IS NULL OR NOT isfinite(p_s.starts_at) THEN
-        RAISE EXCEPTION 'starts_at must be a finite instant, not %', coalesce(p_s.starts_at::text, 'NULL')
+    -- The engine's calendar runs from year 1 to 9999; keep well inside it.
+    IF p_s.starts_at IS NULL OR NOT p_s.starts_at BETWEEN '1900-01-01 00:00+00' AND '9000-01-01 00:00+00' THEN
+        RAISE EXCEPTION 'starts_at must be between 1900-01-01 and 9000-01-01, not %',
+            coalesce(p_s.starts_at::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF p_s.ends_at > '9000-01-01 00:00+00' THEN
+        RAISE EXCEPTION 'ends_at must be before 9000-01-01, not %', p_s.ends_at USING ERRCODE = '22023',
+            HINT = 'Leave it NULL (or infinity) for no end.';
+    END IF;
+    IF NOT p_s.on_date BETWEEN '1900-01-01' AND '9000-01-01' THEN
+        RAISE EXCEPTION 'on_date must be between 1900-01-01 and 9000-01-01, not %', p_s.on_date
             USING ERRCODE = '22023';
+    END IF;
+    IF p_s.at_time >= time '24:00' OR p_s.between_start >= time '24:00' OR p_s.between_end >= time '24:00' THEN
+        RAISE EXCEPTION 'times of day must be before 24:00' USING ERRCODE = '22023';
     END IF;
     IF p_s.ends_at <= p_s.starts_at THEN
         RAISE EXCEPTION 'ends_at % is not after starts_at %', p_s.ends_at, p_s.starts_at USING ERRCODE = '22023';
@@ -304,7 +316,7 @@ BEGIN
     v_s.cron := create_schedule.cron;
     v_s.timezone := coalesce(create_schedule.timezone, current_setting('TimeZone'));
     v_s.starts_at := coalesce(create_schedule.starts_at, pg_catalog.now());
-    v_s.ends_at := create_schedule.ends_at;
+    v_s.ends_at := CASE WHEN create_schedule.ends_at = 'infinity' THEN NULL ELSE create_schedule.ends_at END;
     v_s.description := coalesce(create_schedule.description, '');
     v_s.enabled := coalesce(create_schedule.enabled, true);
     v_s.owner := pgautomator._check_owner(create_schedule.owner);
@@ -614,8 +626,11 @@ BEGIN
         RAISE EXCEPTION 'an exclusion needs on_date, or both from_at and until_at' USING ERRCODE = '22023';
     ELSIF p_until_at <= p_from_at THEN
         RAISE EXCEPTION 'until_at % is not after from_at %', p_until_at, p_from_at USING ERRCODE = '22023';
-    ELSIF NOT isfinite(p_on_date) OR NOT isfinite(p_from_at) OR NOT isfinite(p_until_at) THEN
-        RAISE EXCEPTION 'exclusion dates and instants must be finite' USING ERRCODE = '22023';
+    ELSIF NOT p_on_date BETWEEN '1900-01-01' AND '9000-01-01'
+          OR NOT p_from_at BETWEEN '1900-01-01 00:00+00' AND '9000-01-01 00:00+00'
+          OR NOT p_until_at BETWEEN '1900-01-01 00:00+00' AND '9000-01-01 00:00+00' THEN
+        RAISE EXCEPTION 'exclusion dates and instants must be between 1900-01-01 and 9000-01-01'
+            USING ERRCODE = '22023';
     END IF;
     INSERT INTO pgautomator.exclusion (schedule_id, on_date, from_at, until_at, reason)
     VALUES (p_s.id, p_on_date, p_from_at, p_until_at, coalesce(p_reason, ''))
@@ -679,6 +694,9 @@ BEGIN
     IF p_after IS NULL THEN
         RAISE EXCEPTION 'after must not be NULL' USING ERRCODE = '22004';
     END IF;
+    IF NOT isfinite(p_after) THEN
+        RAISE EXCEPTION 'after must be a finite instant, not %', p_after USING ERRCODE = '22023';
+    END IF;
     PERFORM pgautomator._check_range('n', coalesce(p_n, -1), 0, 100000);
     IF p_name IS NOT NULL THEN
         SELECT s.id INTO v_id FROM pgautomator.schedule s WHERE s.name = p_name;
@@ -713,6 +731,9 @@ BEGIN
     PERFORM pgautomator._require_user();
     IF p_after IS NULL THEN
         RAISE EXCEPTION 'after must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT isfinite(p_after) THEN
+        RAISE EXCEPTION 'after must be a finite instant, not %', p_after USING ERRCODE = '22023';
     END IF;
     PERFORM pgautomator._check_range('n', coalesce(p_n, -1), 0, 100000);
     SELECT * INTO v_job FROM pgautomator.job j
@@ -783,7 +804,12 @@ BEGIN
         IF p_s.every_n IS NOT NULL THEN
             v_time := CASE WHEN p_s.every_n = 1 THEN 'every ' || p_s.every_unit
                            ELSE format('every %s %ss', p_s.every_n, p_s.every_unit) END;
-            IF NOT (p_s.between_start = time '00:00' AND p_s.between_end >= time '23:59:59') THEN
+            -- between_end's default is the last microsecond of the day.
+            IF p_s.between_end = time '23:59:59.999999' THEN
+                IF p_s.between_start <> time '00:00' THEN
+                    v_time := v_time || format(' from %s to the end of the day', pgautomator._hhmm(p_s.between_start));
+                END IF;
+            ELSE
                 v_time := v_time || format(' from %s to %s', pgautomator._hhmm(p_s.between_start),
                                            pgautomator._hhmm(p_s.between_end));
             END IF;

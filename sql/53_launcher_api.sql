@@ -30,22 +30,27 @@ AS $$
 DECLARE
     v_agent   bigint;
     v_workers text := pg_catalog.current_setting('pgautomator.max_workers', true);
+    v_sleep   text := pg_catalog.current_setting('pgautomator.max_sleep', true);
     v         record;
 BEGIN
     IF EXISTS (SELECT FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind <> 'database') THEN
         RAISE EXCEPTION 'a remote agent is registered under the reserved name "database"'
             USING ERRCODE = '55000', HINT = 'Drop it with drop_agent(''database'').';
     END IF;
+    -- The launcher passes at least every max_sleep, heartbeat included: it
+    -- is shown down after three missed passes (at least 30 seconds).
     INSERT INTO pgautomator.agent AS a (name, kind, host, capabilities, max_parallel, pid, version, last_heartbeat,
-                                        registered_at)
+                                        registered_at, heartbeat_timeout)
     VALUES ('database', 'database', pg_catalog.current_database(), '{sql}',
             CASE WHEN v_workers ~ '^[0-9]{1,4}$' THEN greatest(1, least(1000, v_workers::integer)) ELSE 8 END,
             p_pid, (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgautomator'),
-            pg_catalog.now(), pg_catalog.now())
+            pg_catalog.now(), pg_catalog.now(),
+            greatest(interval '30 seconds',
+                     3 * CASE WHEN v_sleep ~ '^[0-9]{1,4}s$' THEN v_sleep::interval ELSE interval '10 seconds' END))
     ON CONFLICT (name) DO UPDATE
        SET host = excluded.host, capabilities = excluded.capabilities, max_parallel = excluded.max_parallel,
            pid = excluded.pid, version = excluded.version, last_heartbeat = excluded.last_heartbeat,
-           registered_at = excluded.registered_at
+           registered_at = excluded.registered_at, heartbeat_timeout = excluded.heartbeat_timeout
     RETURNING a.id INTO v_agent;
 
     FOR v IN
@@ -76,16 +81,20 @@ COMMENT ON FUNCTION pgautomator._launcher_start(integer) IS 'Launcher start: reg
 -- tests: the pass decides as if it were that instant.
 CREATE FUNCTION pgautomator._launcher_tick(p_now timestamptz DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql
+SET jit = off                   -- short index lookups; compiling would dominate
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now  timestamptz := coalesce(p_now, pg_catalog.now());
     v_next timestamptz;
+    v_last timestamptz;
 BEGIN
     -- The database agent's heartbeat, written at most once a second.
     UPDATE pgautomator.agent a SET last_heartbeat = v_now
-     WHERE a.name = 'database' AND a.kind = 'database'
-       AND (a.last_heartbeat IS NULL OR a.last_heartbeat <= v_now - interval '1 second');
+     WHERE a.id = (SELECT d.id FROM pgautomator.agent d
+                    WHERE d.name = 'database' AND d.kind = 'database'
+                      AND (d.last_heartbeat IS NULL OR d.last_heartbeat <= v_now - interval '1 second')
+                      FOR UPDATE SKIP LOCKED);
     v_next := pgautomator._dispatch_deadlines(v_now);
     v_next := least(v_next, pgautomator._dispatch_crashes(v_now));
     v_next := least(v_next, pgautomator._dispatch_fires(v_now));
@@ -94,6 +103,15 @@ BEGIN
     v_next := least(v_next, (SELECT min(sr.not_before) FROM pgautomator.step_run sr
                               WHERE sr.state = 'queued' AND sr.not_before > v_now));
     v_next := least(v_next, pgautomator._dispatch_retention(v_now));
+    -- Remote agents learn of retries whose delay ended since the previous
+    -- pass (the launcher's session remembers when that was).
+    v_last := nullif(pg_catalog.current_setting('pgautomator_dispatch.last_tick', true), '')::timestamptz;
+    IF EXISTS (SELECT FROM pgautomator.step_run sr
+                WHERE sr.state = 'queued' AND sr.kind IN ('shell', 'remote_sql')
+                  AND sr.not_before <= v_now AND sr.not_before > coalesce(v_last, v_now - interval '1 minute')) THEN
+        PERFORM pgautomator._wake('retry');
+    END IF;
+    PERFORM pg_catalog.set_config('pgautomator_dispatch.last_tick', v_now::text, false);
     RETURN v_next;
 END
 $$;

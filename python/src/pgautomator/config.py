@@ -60,7 +60,7 @@ class AgentConfig:
     log_level: int = 1
     grace_period: float = 30.0
     kill_timeout: float = 5.0
-    output_limit: int = 256 * 1024
+    output_limit: int = 64 * 1024
     work_dir: str | None = None
 
     def describe(self) -> str:
@@ -179,7 +179,7 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "max_parallel": _integer(1, 1000),
     "shell": _choice(SHELLS),
     "poll_time": _seconds(0, 3600),
-    "heartbeat_interval": _seconds(0, 300),
+    "heartbeat_interval": _seconds(0, 60),
     "retry_on_crash": _boolean,
     "log_level": _integer(0, 3),
     "grace_period": _seconds(0, 86400, allow_low=True),

@@ -98,6 +98,11 @@ def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes
     reader = threading.Thread(target=_pump, args=(proc.stdout, buffer), name="output-reader", daemon=True)
     reader.start()
 
+    # Woken at once by the script's exit or a stop, not by polling.
+    event = threading.Event()
+    threading.Thread(target=_wait_exit, args=(proc, event), name="exit-waiter", daemon=True).start()
+    ctx.stop.on_set(event.set)
+
     timeout = step.timeout
     deadline = time.monotonic() + timeout if timeout is not None else None
     next_flush = time.monotonic() + ctx.stream_interval
@@ -115,10 +120,10 @@ def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes
             next_flush = now + ctx.stream_interval
             _stream(buffer, ctx)
             continue
-        wait = min(0.05, next_flush - now)
+        wait = next_flush - now
         if deadline is not None:
             wait = min(wait, max(deadline - now, 0.0))
-        ctx.stop.wait(wait)
+        event.wait(wait)
     # Whatever the script left running in its group does not outlive the step
     # (it would also hold the output pipe open).
     kill_group(proc, ctx.kill_timeout)
@@ -141,6 +146,11 @@ def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes
     return StepResult(
         succeeded=False, exit_code=code, output=output, error=f"exit code {code} (success codes: {codes})"
     )
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], event: threading.Event) -> None:
+    proc.wait()
+    event.set()
 
 
 def _stream(buffer: TailBuffer, ctx: StepContext) -> None:
