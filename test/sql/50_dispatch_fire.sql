@@ -2,7 +2,7 @@
 -- fire instant, two schedules at one instant, overlap and misfire policies,
 -- disabled jobs and schedules, batches.
 BEGIN;
-SELECT plan(41);
+SELECT plan(45);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -193,6 +193,22 @@ SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.001+00');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id IN (:b1, :b2, :b3)), 3, 'the next pass fired the rest');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id IN (:b1, :b2, :b3) AND scheduled_at = '2030-01-01 00:00:00+00'),
           3, 'all at their fire instant');
+
+-- next instants are computed 50 pairs per pass
+SELECT pgautomator.set_setting('fire_batch', NULL);
+SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.002+00');
+SELECT array_agg(pg_temp.job('f_many' || g, ARRAY[:s], '2030-01-01 00:00:59+00')) AS many
+  FROM generate_series(1, 60) g \gset
+SELECT pgautomator._launcher_tick('2030-01-01 00:01:00+00');
+SELECT is((SELECT count(*)::int FROM pgautomator.job_schedule WHERE job_id = ANY(:'many') AND next_fire_at = 'infinity'),
+          60, '60 pairs fired in one pass');
+SELECT is(pgautomator._launcher_tick('2030-01-01 00:01:00.1+00'), '2030-01-01 00:01:00.1+00'::timestamptz,
+          'a pass computes 50 next instants and asks for another pass at once');
+SELECT is((SELECT count(*)::int FROM pgautomator.job_schedule WHERE job_id = ANY(:'many') AND next_fire_at = 'infinity'),
+          10, '... leaving 10');
+SELECT pgautomator._launcher_tick('2030-01-01 00:01:00.2+00');
+SELECT is((SELECT string_agg(DISTINCT to_char(next_fire_at AT TIME ZONE 'UTC', 'HH24:MI'), ' ')
+             FROM pgautomator.job_schedule WHERE job_id = ANY(:'many')), '00:02', 'the next pass computes the rest');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,7 +3,7 @@
 -- _launcher_start and by the dispatcher, and releasing unstarted claims.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(30);
+SELECT plan(31);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset
 -- Passes run at instants in 2030: retention must not purge today's runs.
@@ -129,6 +129,14 @@ SELECT is((SELECT state || ' ' || lost_since FROM pgautomator.step_run WHERE run
 SELECT pgautomator._launcher_tick('2030-01-01 00:00:10+00');
 SELECT is(pg_temp.run_state(:r), 'crashed / crashed during step "s1": its worker (pid 2147483000) exited without reporting',
           'then its run ends crashed');
+
+-- a run being stopped whose worker is lost ends stopped, not crashed
+SELECT pgautomator.start_job(:j) AS r \gset
+SELECT pgautomator._launcher_started(pg_temp.claim_one(:r), 2147483000);
+SELECT pgautomator.stop_run(:r);
+SELECT pgautomator._launcher_start(6);
+SELECT is(pg_temp.run_state(:r), 'stopped / stopped by postgres; step "s1" was lost meanwhile: its worker (pid 2147483000) was lost: server restart or killed process',
+          'a lost step of a run being stopped ends the run stopped');
 
 -- a live worker is left alone
 SELECT pgautomator.start_job(:j) AS r \gset
