@@ -172,6 +172,37 @@ def test_a_job_mixing_sql_and_shell_steps_runs_them_in_order_across_database_and
     assert rows[1]["finished_at"] <= rows[2]["started_at"]
 
 
+def test_output_is_streamed_while_the_step_runs_and_bounded(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    agents()
+    code = (
+        "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; echo progress;"
+        f" i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done; echo the end"
+    )
+    run_id = start(user, make_job(user, [{"code": code}]))
+
+    def streamed() -> bool:
+        (step,) = step_runs(admin, run_id)
+        return step["state"] == "running" and (step["output"] or "").endswith("progress\n")
+
+    wait_for(streamed, what="the output to reach the log while the step runs")
+    go.touch()
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    (step,) = step_runs(admin, run_id)
+    assert step["output"].endswith("line 19999\nprogress\nthe end\n")
+    assert "line 0\n" not in step["output"]  # the head was dropped: bounded, tail kept
+    # A first line says how much was cut; the rest is within the limit.
+    mark, kept = step["output"].split("\n", 1)
+    assert mark.startswith("[") and ("cut" in mark or "dropped" in mark)
+    limit = admin.execute("SELECT pgautomator._setting_int('output_limit')").fetchone()
+    assert limit is not None and len(kept) <= limit[0]
+
+
 def test_failing_shell_step_fails_the_run(
     agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
 ) -> None:
@@ -292,6 +323,7 @@ def test_stop_run_kills_the_sleep(
         wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
         steps = step_runs(admin, run_id)
         assert [s["state"] for s in steps] == ["stopped"]  # the second step never started
+        assert steps[0]["error"] == f"stopped by {user.info.user}: killed on the scheduler's request"
         assert "started" in steps[0]["output"]
     finally:
         cleanup_pids(read_pids(pids))
@@ -313,6 +345,7 @@ def test_timeout_kills_the_sleep(
         (step,) = step_runs(admin, run_id)
         assert step["state"] == "failed"
         assert step["output"] == "started\n"
+        assert step["error"].startswith("step timeout of 00:00:01 exceeded: ")
     finally:
         cleanup_pids(read_pids(pids))
 

@@ -38,7 +38,7 @@ from pgautomator.steps import ClaimedStep, StepContext, StepResult, StopSignal
 
 log = logging.getLogger("pgautomator.agent")
 
-KILLED_BY_SCHEDULER = "stopped: the scheduler asked to kill it (stop_run or job timeout)"
+KILLED_BY_SCHEDULER = "killed on the scheduler's request"
 SHUTDOWN = "stopped: the agent shut down before the step finished"
 MAX_BACKOFF = 30.0
 

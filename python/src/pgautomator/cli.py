@@ -38,7 +38,10 @@ AGENT_FLAGS = (
     ("log_level", "0 debug, 1 info, 2 warning, 3 error (default 1)"),
     ("grace_period", "seconds running steps may finish after SIGTERM (default 30)"),
     ("kill_timeout", "seconds between SIGTERM and SIGKILL of a step's processes (default 5)"),
-    ("output_limit", "bytes of output kept per step, the tail (default 262144)"),
+    (
+        "output_limit",
+        "bytes of output kept per step, the tail (default 65536; the database keeps at most its own output_limit setting)",
+    ),
     ("work_dir", "directory for the steps' temporary directories (default: system temp)"),
 )
 

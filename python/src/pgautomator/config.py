@@ -60,7 +60,7 @@ class AgentConfig:
     log_level: int = 1
     grace_period: float = 30.0
     kill_timeout: float = 5.0
-    output_limit: int = 256 * 1024
+    output_limit: int = 64 * 1024
     work_dir: str | None = None
 
     def describe(self) -> str:

@@ -102,10 +102,17 @@ def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes
     event = threading.Event()
     threading.Thread(target=_wait_exit, args=(proc, event), name="exit-waiter", daemon=True).start()
     ctx.stop.on_set(event.set)
+    # Output goes to the database from a thread of its own, so that a slow
+    # database never delays a timeout or a stop.
+    streaming = threading.Event()
+    streamer = threading.Thread(
+        target=_stream_loop, args=(buffer, ctx, streaming), name="output-streamer", daemon=True
+    )
+    if ctx.sink is not None:
+        streamer.start()
 
     timeout = step.timeout
     deadline = time.monotonic() + timeout if timeout is not None else None
-    next_flush = time.monotonic() + ctx.stream_interval
     ended_by: str | None = None
     while proc.poll() is None:
         now = time.monotonic()
@@ -116,18 +123,14 @@ def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes
         if ended_by:
             kill_group(proc, ctx.kill_timeout)
             break
-        if now >= next_flush:
-            next_flush = now + ctx.stream_interval
-            _stream(buffer, ctx)
-            continue
-        wait = next_flush - now
-        if deadline is not None:
-            wait = min(wait, max(deadline - now, 0.0))
-        event.wait(wait)
+        event.wait(None if deadline is None else max(deadline - now, 0.0))
+    streaming.set()
     # Whatever the script left running in its group does not outlive the step
     # (it would also hold the output pipe open).
     kill_group(proc, ctx.kill_timeout)
     reader.join(timeout=10)
+    if streamer.is_alive():
+        streamer.join(timeout=10)
 
     output = buffer.text()
     if ended_by:
@@ -153,10 +156,13 @@ def _wait_exit(proc: subprocess.Popen[bytes], event: threading.Event) -> None:
     event.set()
 
 
-def _stream(buffer: TailBuffer, ctx: StepContext) -> None:
-    chunk = buffer.take_pending()
-    if chunk and ctx.sink is not None and not ctx.sink(chunk):
-        ctx.stop.set("stopped")
+def _stream_loop(buffer: TailBuffer, ctx: StepContext, done: threading.Event) -> None:
+    """Sends new output every stream_interval until `done`; a False answer
+    of the sink stops the step."""
+    while not done.wait(ctx.stream_interval):
+        chunk = buffer.take_pending()
+        if chunk and ctx.sink is not None and not ctx.sink(chunk):
+            ctx.stop.set("stopped")
 
 
 def _pump(stream: IO[bytes], buffer: TailBuffer) -> None:
