@@ -309,10 +309,11 @@ CREATE FUNCTION pgautomator._lock_step_run(p_step_run_id bigint)
 RETURNS bigint LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT sr.id FROM pgautomator.step_run sr JOIN pgautomator.run r ON r.id = sr.run_id
+    -- The run first, then the step run: the lock order of every path.
+    SELECT sr.id FROM pgautomator.step_run sr
      WHERE sr.id = p_step_run_id
+       AND EXISTS (SELECT FROM pgautomator.run r WHERE r.id = sr.run_id FOR KEY SHARE SKIP LOCKED)
        FOR UPDATE OF sr SKIP LOCKED
-       FOR KEY SHARE OF r SKIP LOCKED
 $$;
 COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run and (key-share) its run without waiting; NULL when either is busy.';
 
@@ -362,6 +363,21 @@ BEGIN
                 v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now);
         END IF;
         v_next := least(v_next, p_now + interval '1 second');
+    END LOOP;
+
+    -- Runs being stopped with no step left running (a claim was handed
+    -- back, or the worker went without a report) end stopped.
+    FOR v IN
+        SELECT r.id, r.job_id, r.stop_requested_by
+          FROM pgautomator.run r
+         WHERE r.state = 'running' AND r.stop_requested_at IS NOT NULL
+           AND NOT EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.run_id = r.id AND sr.state = 'running')
+    LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.job WHERE id = v.job_id FOR NO KEY UPDATE SKIP LOCKED);
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state = 'running'
+                                     FOR UPDATE SKIP LOCKED);
+        PERFORM pgautomator._finish_run(v.id, 'stopped', pg_catalog.format('stopped by %s', v.stop_requested_by));
+        PERFORM pgautomator._admit((SELECT j FROM pgautomator.job j WHERE j.id = v.job_id));
     END LOOP;
 
     -- Runs with no step running whose job timeout has passed.
