@@ -249,12 +249,31 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_claim(integer) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED) for in-database workers and marks them running; steps whose run-as role or database is unusable fail instead.';
 
-CREATE FUNCTION pgautomator._launcher_started(p_step_run_id bigint, p_pid integer)
-RETURNS void LANGUAGE sql
+-- Every launcher call that changes a step run locks its run first: the
+-- lock order of every path (run, then step run), so that the launcher's
+-- pass, which holds its locks until it commits, never meets a stop_run the
+-- other way round.
+CREATE FUNCTION pgautomator._lock_run_of(p_step_run_id bigint)
+RETURNS bigint LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE pgautomator.step_run SET worker_pid = p_pid, lost_since = NULL
-     WHERE id = p_step_run_id AND state = 'running';
+    SELECT r.id FROM pgautomator.run r
+     WHERE r.id = (SELECT sr.run_id FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id)
+       FOR KEY SHARE
+$$;
+COMMENT ON FUNCTION pgautomator._lock_run_of(bigint) IS 'Key-share locks the run of a step run (NULL when gone): the lock the launcher takes before changing a step run.';
+
+-- pid 0 means "no worker" (the launcher could not hand it over).
+CREATE FUNCTION pgautomator._launcher_started(p_step_run_id bigint, p_pid integer)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pgautomator._lock_run_of(p_step_run_id) IS NOT NULL THEN
+        UPDATE pgautomator.step_run SET worker_pid = nullif(p_pid, 0), lost_since = NULL
+         WHERE id = p_step_run_id AND state = 'running';
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_started(bigint, integer) IS 'Records the pid of the worker running a step run, for cancelling it on stop or timeout.';
 
@@ -269,14 +288,16 @@ $$;
 COMMENT ON FUNCTION pgautomator._launcher_report(bigint, boolean, text, text, text, bigint, text) IS 'Records the outcome of an in-database step run and advances its run; ignored when the step run is no longer running.';
 
 -- A claimed step run the launcher could not start (no free background
--- worker slot): back to the queue, ready at once, as if never claimed.  It
--- takes no run lock (the launcher may hold other locks in this pass): a
+-- worker slot): back to the queue, ready at once, as if never claimed.  A
 -- run stopped meanwhile is ended by the dispatcher's next pass.
 CREATE FUNCTION pgautomator._launcher_release(p_step_run_id bigint)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF pgautomator._lock_run_of(p_step_run_id) IS NULL THEN
+        RETURN;
+    END IF;
     UPDATE pgautomator.step_run
        SET state = 'queued', agent_id = NULL, started_at = NULL, lost_since = NULL,
            cancel_requested_at = NULL, cancel_reason = NULL
