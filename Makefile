@@ -23,6 +23,11 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
+# PGXS does not track headers: every object depends on the shared one.
+ifneq ($(C_SOURCES),)
+$(OBJS): bgworker/pgautomator.h
+endif
+
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control Makefile
 	@echo "-- pgautomator $(EXTVERSION): generated from sql/*.sql by make; do not edit." > $@
 	@printf '%s\n' '\echo Use "CREATE EXTENSION pgautomator" to load this file. \quit' >> $@

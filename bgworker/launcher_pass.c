@@ -36,6 +36,7 @@ static TimestampTz pga_next_tick = 0;
 static long pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
 static MemoryContext pga_pass_context = NULL;
 static PgaClaimed pga_claimed;
+static int *pga_claimed_slots = NULL;	/* idle worker reserved, or -1 */
 
 /*
  * pga_pass_start is _launcher_start for pga_subxact.
@@ -63,6 +64,37 @@ static void
 pga_pass_claim(void *arg)
 {
 	pga_claimed = pga_call_claim(*(int *) arg);
+}
+
+/*
+ * pga_pass_started is _launcher_started for a claimed step run given to an
+ * idle worker, for pga_subxact.
+ */
+static void
+pga_pass_started(void *arg)
+{
+	int			i = *(int *) arg;
+
+	pga_call_started(pga_claimed.steps[i].step_run_id,
+					 pga_slots_reserved_pid(pga_claimed_slots[i]));
+}
+
+/*
+ * pga_pass_reserve picks idle workers for the claimed step runs and
+ * records their pids with the claim.
+ */
+static void
+pga_pass_reserve(void)
+{
+	int			i;
+
+	pga_claimed_slots = MemoryContextAlloc(pga_pass_context, sizeof(int) * Max(pga_claimed.count, 1));
+	for (i = 0; i < pga_claimed.count; i++)
+	{
+		pga_claimed_slots[i] = pga_slots_reserve(&pga_claimed.steps[i]);
+		if (pga_claimed_slots[i] >= 0)
+			(void) pga_subxact(pga_pass_started, &i, "record of a step worker's pid");
+	}
 }
 
 /*
@@ -141,6 +173,7 @@ pga_pass_work(bool notified)
 
 		(void) pga_subxact(pga_pass_claim, &free_slots, "_launcher_claim");
 		MemoryContextSwitchTo(old);
+		pga_pass_reserve();
 	}
 	return true;
 }
@@ -182,6 +215,7 @@ pga_launcher_pass(bool notified)
 	MemoryContextReset(pga_pass_context);
 	pga_claimed.count = 0;
 	pga_claimed.steps = NULL;
+	pga_claimed_slots = NULL;
 
 	pgstat_report_activity(STATE_RUNNING, "dispatcher pass");
 	SetCurrentStatementStartTimestamp();
@@ -203,13 +237,14 @@ pga_launcher_pass(bool notified)
 				(errcode(edata->sqlerrcode),
 				 errmsg("pgautomator launcher: dispatcher pass failed: %s", edata->message)));
 		pga_claimed.count = 0;
+		pga_slots_unreserve();
 		pga_pass_failed(GetCurrentTimestamp());
 	}
 	PG_END_TRY();
 
 	/* committed claims: start their workers (or keep them for release) */
 	for (i = 0; i < pga_claimed.count; i++)
-		(void) pga_slots_start(&pga_claimed.steps[i]);
+		(void) pga_slots_start(&pga_claimed.steps[i], pga_claimed_slots[i]);
 
 	return pga_pass_sleep_ms(ready);
 }

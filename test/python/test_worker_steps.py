@@ -316,3 +316,51 @@ def test_steps_connect_as_the_role_without_a_client(
         run_id = int(row[0])
     assert wait_run(admin, run_id) == "succeeded"
     assert step_runs(admin, run_id)[0]["output"] == f"{role}\n"
+
+
+def test_a_reused_worker_starts_each_step_with_a_fresh_session(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    first = job(
+        {
+            "code": "CREATE TEMP TABLE leak (x int); SET work_mem = '77MB';"
+            " SELECT set_config('pga.leak', 'leaked', false); PREPARE leak_plan AS SELECT 1;"
+            " SELECT pg_advisory_lock(4242)"
+        },
+        run_as=role,
+    )
+    second = job(
+        {
+            "code": "SELECT current_setting('work_mem'), coalesce(current_setting('pga.leak', true), ''),"
+            " to_regclass('pg_temp.leak') IS NULL,"
+            " (SELECT count(*) FROM pg_prepared_statements),"
+            " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
+        },
+        run_as=role,
+    )
+    run_a = start(admin, first)
+    assert wait_run(admin, run_a) == "succeeded"
+    run_b = start(admin, second)
+    assert wait_run(admin, run_b) == "succeeded"
+    a, b = step_runs(admin, run_a)[0], step_runs(admin, run_b)[0]
+    assert a["worker_pid"] == b["worker_pid"], "the second step should reuse the idle worker"
+    fresh_work_mem = scalar(admin, "SELECT current_setting('work_mem')")
+    assert b["output"] == f"{fresh_work_mem}||t|0|0\n"
+
+
+def test_a_role_made_again_gets_a_new_worker(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    run_a = start(admin, job({"code": "SELECT session_user"}, run_as=role))
+    assert wait_run(admin, run_a) == "succeeded"
+    old_pid = step_runs(admin, run_a)[0]["worker_pid"]
+    admin.execute("DELETE FROM pgautomator.job WHERE run_as = %s", (role,))
+    admin.execute(f'DROP ROLE "{role}"')
+    admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pgautomator_user')
+    run_b = start(admin, job({"code": "SELECT session_user, pg_backend_pid()"}, run_as=role))
+    assert wait_run(admin, run_b) == "succeeded"
+    result = step_runs(admin, run_b)[0]
+    assert result["output"].startswith(f"{role}|")
+    assert result["worker_pid"] != old_pid
