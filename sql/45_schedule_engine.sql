@@ -69,9 +69,10 @@ if E is None:
     EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
     ONE_US = dt.timedelta(microseconds=1)
     DAY_US = 86400 * 1000000
-    # A rule that matches no day within this many years of where the search
-    # starts never fires (e.g. cron "0 0 30 2 *"): the search stops there.
-    SEARCH_DAYS = 146097   # 400 Gregorian years: every calendar pattern repeats within
+    # The search for matching days stops 400 Gregorian years (after which
+    # every calendar pattern repeats) past where it starts: a rule with no
+    # day there never fires (e.g. cron "0 0 30 2 *") and costs no more.
+    SEARCH_DAYS = 146097
     RELATIVE_N = {'first': 1, 'second': 2, 'third': 3, 'fourth': 4, 'last': -1}
     WEEKDAY_NAMES = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday']
     UNIT_US = {'second': 1000000, 'minute': 60 * 1000000, 'hour': 3600 * 1000000}
