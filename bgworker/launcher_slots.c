@@ -421,8 +421,17 @@ pga_slot_report(void *arg)
 		pga_call_started(slot->step_run_id, 0);
 		pga_call_release(slot->step_run_id);
 	}
-	else if (!slot->outcome.lost)
-		pga_call_report(slot->step_run_id, &slot->outcome);
+	else
+	{
+		/*
+		 * A quick step may end before its pid was recorded: record it for
+		 * the history, and so that a lost one is seen as gone.
+		 */
+		if (slot->pid != 0 && !slot->pid_recorded)
+			pga_call_started(slot->step_run_id, slot->pid);
+		if (!slot->outcome.lost)
+			pga_call_report(slot->step_run_id, &slot->outcome);
+	}
 }
 
 /*

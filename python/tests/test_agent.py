@@ -246,6 +246,29 @@ def test_remote_sql_step(
     assert row[2] == 1
 
 
+def test_dbapi_step(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    agents(dbapi_drivers="sqlite3")
+    db = tmp_path / "other.db"
+    steps = [
+        {"kind": "remote_sql", "connection": f"dbapi:sqlite3:{db}", "code": code}
+        for code in (
+            "CREATE TABLE t (n integer)",
+            "INSERT INTO t VALUES (1), (2), (3)",
+            "SELECT sum(n) AS total FROM t",
+        )
+    ]
+    run_id = start(user, make_job(user, steps))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    rows = step_runs(admin, run_id)
+    assert [r["state"] for r in rows] == ["succeeded"] * 3
+    assert rows[2]["output"] == "total\n6\n"
+
+
 def test_two_agents_never_run_the_same_step_run(
     agents: Callable[..., AgentProcess],
     user: psycopg.Connection[Any],

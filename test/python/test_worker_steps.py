@@ -364,3 +364,60 @@ def test_a_role_made_again_gets_a_new_worker(
     result = step_runs(admin, run_b)[0]
     assert result["output"].startswith(f"{role}|")
     assert result["worker_pid"] != old_pid
+
+
+@pytest.fixture
+def setting(admin: psycopg.Connection) -> Iterator[Callable[[str, str], None]]:
+    """Changes pgautomator settings with ALTER SYSTEM and a reload, undone after the test."""
+    changed: list[str] = []
+
+    def change(name: str, value: str) -> None:
+        admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        admin.execute("SELECT pg_reload_conf()")
+        changed.append(name)
+        wait_until(f"{name} = {value}", lambda: scalar(admin, f"SHOW {name}") == value)
+
+    yield change
+    for name in changed:
+        admin.execute(f"ALTER SYSTEM RESET {name}")
+    admin.execute("SELECT pg_reload_conf()")
+
+
+def test_disabled_launcher_starts_nothing_until_enabled(
+    admin: psycopg.Connection, job: Callable[..., int], table: str, setting: Callable[[str, str], None]
+) -> None:
+    setting("pgautomator.enabled", "off")
+    wait_until(
+        "the launcher to show it is disabled",
+        lambda: scalar(
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+            " AND query LIKE 'disabled%%'",
+        ),
+    )
+    run_id = start(admin, job({"code": f"INSERT INTO {table} (x) VALUES (1)"}))
+    # The run exists and its step waits: nothing claims it while disabled.
+    assert (
+        scalar(
+            admin,
+            "SELECT count(*) FROM pgautomator.step_run WHERE run_id = %s AND state = 'queued'",
+            (run_id,),
+        )
+        == 1
+    )
+    setting("pgautomator.enabled", "on")
+    assert wait_run(admin, run_id) == "succeeded"
+
+
+def test_more_steps_than_background_worker_slots_wait_their_turn(
+    admin: psycopg.Connection, job: Callable[..., int], table: str, setting: Callable[[str, str], None]
+) -> None:
+    slots = int(scalar(admin, "SHOW max_worker_processes"))
+    setting("pgautomator.max_workers", str(slots + 20))
+    n = slots + 10
+    runs = [
+        start(admin, job({"code": f"SELECT pg_sleep(0.5); INSERT INTO {table} (x) VALUES ({i})"}))
+        for i in range(n)
+    ]
+    assert [wait_run(admin, r) for r in runs] == ["succeeded"] * n
+    assert scalar(admin, f"SELECT count(DISTINCT x) FROM {table}") == n

@@ -1,7 +1,7 @@
 -- The schedule API: alter, enable/disable, exclusions, attach/detach, drop,
 -- next_job_runs, the schedules view, schedule()/unschedule(), and rights.
 BEGIN;
-SELECT plan(42);
+SELECT plan(43);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -103,6 +103,8 @@ SELECT pgautomator.create_job('bob_job');
 SELECT lives_ok($$SELECT pgautomator.attach_schedule('bob_job', 'alice_s')$$, 'but may attach it to an own job');
 SELECT throws_ok($$SELECT pgautomator.attach_schedule('sjob', 'alice_s')$$, '42501',
     'permission denied for job "sjob"', 'not to a job it may not manage');
+SELECT is((SELECT summary || ' / ' || jobs FROM pgautomator.schedules WHERE name = 'alice_s'), 'at 00:00 every day, UTC / 1',
+    'every user reads the schedules view (here: alice''s schedule, used by one of bob''s jobs)');
 RESET SESSION AUTHORIZATION;
 
 -- pg_cron's shorthand

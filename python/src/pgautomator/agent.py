@@ -31,6 +31,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgautomator import __version__
 from pgautomator.config import AgentConfig, conninfo_params
+from pgautomator.executors.dbapi import is_dbapi, run_dbapi
 from pgautomator.executors.remote_sql import run_remote_sql
 from pgautomator.executors.shell import run_shell
 from pgautomator.protocol import WAKE_CHANNEL, AgentApi
@@ -344,6 +345,7 @@ class Agent:
             kill_timeout=self.config.kill_timeout,
             default_shell=self.config.shell,
             work_dir=self.config.work_dir,
+            dbapi_drivers=self.config.dbapi_drivers,
         )
         try:
             if step.kind not in self.config.capabilities:
@@ -352,6 +354,8 @@ class Agent:
                 )
             elif step.kind == "shell":
                 result = run_shell(step, ctx, self.environ)
+            elif step.kind == "remote_sql" and is_dbapi(step.connection):
+                result = run_dbapi(step, ctx, self.environ)
             elif step.kind == "remote_sql":
                 result = run_remote_sql(step, ctx)
             else:

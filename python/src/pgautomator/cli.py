@@ -43,6 +43,7 @@ AGENT_FLAGS = (
         "bytes of output kept per step, the tail (default 65536; the database keeps at most its own output_limit setting)",
     ),
     ("work_dir", "directory for the steps' temporary directories (default: system temp)"),
+    ("dbapi_drivers", "DB-API modules remote_sql steps may use with dbapi:MODULE:ARGUMENT (default: none)"),
 )
 
 

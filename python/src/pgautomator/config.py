@@ -9,6 +9,7 @@ it from PGPASSWORD, ~/.pgpass or a service file.
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -62,11 +63,13 @@ class AgentConfig:
     kill_timeout: float = 5.0
     output_limit: int = 64 * 1024
     work_dir: str | None = None
+    dbapi_drivers: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """The settings as YAML (nothing secret is in them)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["capabilities"] = list(self.capabilities)
+        data["dbapi_drivers"] = list(self.dbapi_drivers)
         return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -154,6 +157,23 @@ def _capabilities(value: object) -> tuple[str, ...]:
     return tuple(parsed)
 
 
+def _modules(value: object) -> tuple[str, ...]:
+    items: list[object]
+    if isinstance(value, str):
+        items = [part for part in value.replace(" ", ",").split(",") if part]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError(f"must be a list of Python module names, not {value!r}")
+    names = []
+    for item in items:
+        name = str(item).strip()
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            raise ValueError(f"{item!r} is not a Python module name")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
 def _name(value: object) -> str:
     text = _text(value)
     if len(text) > 200:
@@ -186,6 +206,7 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "kill_timeout": _seconds(0, 3600),
     "output_limit": _integer(1024, 64 * 1024 * 1024),
     "work_dir": _directory,
+    "dbapi_drivers": _modules,
 }
 KEYS = tuple(PARSERS)
 

@@ -94,3 +94,4 @@ class StepContext:
     default_shell: str = "sh"
     work_dir: str | None = None
     stream_interval: float = 0.5
+    dbapi_drivers: tuple[str, ...] = ()

@@ -78,21 +78,29 @@ def run_shell(step: ClaimedStep, ctx: StepContext, base_env: Mapping[str, str] |
         try:
             argv = shell_argv(shell, script)
             env = step_environment(step, os.environ if base_env is None else base_env, tmp)
-            proc = subprocess.Popen(
-                argv,
-                cwd=tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                **_group_options(),
-            )
+            proc = start_process(argv, tmp, env)
         except (OSError, ValueError) as exc:
             return StepResult(succeeded=False, error=f"cannot start shell {shell!r}: {exc}")
-        return _supervise(step, ctx, proc)
+        return supervise(step, ctx, proc)
 
 
-def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes]) -> StepResult:
+def start_process(argv: list[str], cwd: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Starts a step's process in a process group of its own, stdout and
+    stderr into one pipe."""
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **_group_options(),
+    )
+
+
+def supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes]) -> StepResult:
+    """Captures and streams the process's output until it exits, its step
+    times out or is stopped (then its group is killed); returns the result."""
     buffer = TailBuffer(ctx.output_limit)
     assert proc.stdout is not None
     reader = threading.Thread(target=_pump, args=(proc.stdout, buffer), name="output-reader", daemon=True)
