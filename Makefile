@@ -23,6 +23,11 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
+# PGXS does not track headers: every object depends on the shared one.
+ifneq ($(C_SOURCES),)
+$(OBJS): bgworker/pgautomator.h
+endif
+
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control Makefile
 	@echo "-- pgautomator $(EXTVERSION): generated from sql/*.sql by make; do not edit." > $@
 	@printf '%s\n' '\echo Use "CREATE EXTENSION pgautomator" to load this file. \quit' >> $@
@@ -36,7 +41,7 @@ META.json: META.json.in $(EXTENSION).control
 dist: META.json
 	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
 
-.PHONY: deps test demo demo-stop bench bench-quick lint dist
+.PHONY: deps test demo demo-stop bench bench-quick lint dist bench-schedules
 # Installs what the commands need (apt packages, .venv); idempotent.
 deps:
 	@scripts/deps.sh
@@ -65,3 +70,8 @@ bench:
 bench-quick:
 	@scripts/deps.sh
 	@bench/bench.sh --quick $(BENCH_ARGS)
+
+# The schedule engine benchmark (docs/schedules.md): its own private cluster.
+bench-schedules:
+	@scripts/deps.sh
+	@.venv/bin/python bench/schedule_bench.py

@@ -25,6 +25,7 @@ char	   *pga_database = NULL;
 int			pga_max_workers = 8;
 bool		pga_enabled = true;
 int			pga_max_sleep = 10;
+int			pga_worker_idle_time = 5;
 
 /*
  * _PG_init defines the settings and registers the launcher as a static
@@ -72,6 +73,16 @@ _PG_init(void)
 							"It also wakes at the next due instant and on NOTIFY pgautomator_wake.",
 							&pga_max_sleep,
 							10, 1, 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgautomator.worker_idle_time",
+							"How long a step worker stays connected for more steps of its role and database.",
+							"0 ends each worker after one step.  Idle workers keep their connection "
+							"(a database with one cannot be dropped without FORCE).",
+							&pga_worker_idle_time,
+							5, 0, 3600,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);

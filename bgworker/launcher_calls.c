@@ -162,15 +162,17 @@ pga_call_claim(int max_steps)
 }
 
 /*
- * pga_call_started records the pid of the worker running a step run.
+ * pga_call_started records the pid of the worker running a step run (0:
+ * none, recorded as NULL).
  */
 void
 pga_call_started(int64 step_run_id, int pid)
 {
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(step_run_id), Int32GetDatum(pid)};
+	char		nulls[3] = {' ', pid == 0 ? 'n' : ' ', '\0'};
 
-	pga_spi_run("SELECT pgautomator._launcher_started($1, $2)", 2, types, values, NULL);
+	pga_spi_run("SELECT pgautomator._launcher_started($1, $2)", 2, types, values, nulls);
 	pga_spi_done();
 }
 

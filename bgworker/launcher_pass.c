@@ -27,15 +27,19 @@
 
 #define PGA_NOT_READY_POLL_MS	1000
 #define PGA_FIRST_BACKOFF_MS	1000
+#define PGA_TICK_GAP_MS			10	/* between ticks a NOTIFY or a report asks for */
 
 bool		pga_have_release = false;
 
 static bool pga_started = false;	/* _launcher_start done since ready */
 static bool pga_waiting_logged = false;
 static TimestampTz pga_next_tick = 0;
+static TimestampTz pga_last_tick = 0;
+static TimestampTz pga_ready_at = 0;	/* when the extension was last seen */
 static long pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
 static MemoryContext pga_pass_context = NULL;
 static PgaClaimed pga_claimed;
+static int *pga_claimed_slots = NULL;	/* idle worker reserved, or -1 */
 
 /*
  * pga_pass_start is _launcher_start for pga_subxact.
@@ -66,6 +70,37 @@ pga_pass_claim(void *arg)
 }
 
 /*
+ * pga_pass_started is _launcher_started for a claimed step run given to an
+ * idle worker, for pga_subxact.
+ */
+static void
+pga_pass_started(void *arg)
+{
+	int			i = *(int *) arg;
+
+	pga_call_started(pga_claimed.steps[i].step_run_id,
+					 pga_slots_reserved_pid(pga_claimed_slots[i]));
+}
+
+/*
+ * pga_pass_reserve picks idle workers for the claimed step runs and
+ * records their pids with the claim.
+ */
+static void
+pga_pass_reserve(void)
+{
+	int			i;
+
+	pga_claimed_slots = MemoryContextAlloc(pga_pass_context, sizeof(int) * Max(pga_claimed.count, 1));
+	for (i = 0; i < pga_claimed.count; i++)
+	{
+		pga_claimed_slots[i] = pga_slots_reserve(&pga_claimed.steps[i]);
+		if (pga_claimed_slots[i] >= 0)
+			(void) pga_subxact(pga_pass_started, &i, "record of a step worker's pid");
+	}
+}
+
+/*
  * pga_pass_failed schedules the next try of a failed start or tick, later
  * each time, at most max_sleep apart.
  */
@@ -87,18 +122,23 @@ pga_pass_work(bool notified)
 	bool		must_tick = notified;
 	int			free_slots;
 
-	if (!pga_extension_ready(&pga_have_release))
+	/* looked up again each second: a busy launcher makes many passes */
+	if (!pga_started || now >= TimestampTzPlusMilliseconds(pga_ready_at, 1000))
 	{
-		if (!pga_waiting_logged)
-			ereport(LOG,
-					(errmsg("pgautomator launcher: waiting for the pgautomator extension and its launcher functions in database \"%s\"",
-							get_database_name(MyDatabaseId)),
-					 errhint("Run CREATE EXTENSION pgautomator there, or set pgautomator.database.")));
-		pga_waiting_logged = true;
-		pga_started = false;
-		return false;
+		if (!pga_extension_ready(&pga_have_release))
+		{
+			if (!pga_waiting_logged)
+				ereport(LOG,
+						(errmsg("pgautomator launcher: waiting for the pgautomator extension and its launcher functions in database \"%s\"",
+								get_database_name(MyDatabaseId)),
+						 errhint("Run CREATE EXTENSION pgautomator there, or set pgautomator.database.")));
+			pga_waiting_logged = true;
+			pga_started = false;
+			return false;
+		}
+		pga_ready_at = now;
+		pga_waiting_logged = false;
 	}
-	pga_waiting_logged = false;
 
 	if (!pga_started)
 	{
@@ -119,9 +159,22 @@ pga_pass_work(bool notified)
 	if (!pga_enabled)
 		return true;
 
+	/*
+	 * Under load every report NOTIFYs: tick at most every PGA_TICK_GAP_MS
+	 * for those (fires are timed by the instant the tick returned, and
+	 * claims need no tick), so the launcher's time goes to claims.
+	 */
+	if (must_tick && now < TimestampTzPlusMilliseconds(pga_last_tick, PGA_TICK_GAP_MS))
+	{
+		pga_next_tick = Min(pga_next_tick, TimestampTzPlusMilliseconds(pga_last_tick, PGA_TICK_GAP_MS));
+		must_tick = false;
+	}
+
 	if (must_tick || now >= pga_next_tick)
 	{
 		TimestampTz next = 0;
+
+		pga_last_tick = now;
 
 		if (pga_subxact(pga_pass_tick, &next, "_launcher_tick"))
 		{
@@ -141,6 +194,7 @@ pga_pass_work(bool notified)
 
 		(void) pga_subxact(pga_pass_claim, &free_slots, "_launcher_claim");
 		MemoryContextSwitchTo(old);
+		pga_pass_reserve();
 	}
 	return true;
 }
@@ -182,6 +236,7 @@ pga_launcher_pass(bool notified)
 	MemoryContextReset(pga_pass_context);
 	pga_claimed.count = 0;
 	pga_claimed.steps = NULL;
+	pga_claimed_slots = NULL;
 
 	pgstat_report_activity(STATE_RUNNING, "dispatcher pass");
 	SetCurrentStatementStartTimestamp();
@@ -203,13 +258,14 @@ pga_launcher_pass(bool notified)
 				(errcode(edata->sqlerrcode),
 				 errmsg("pgautomator launcher: dispatcher pass failed: %s", edata->message)));
 		pga_claimed.count = 0;
+		pga_slots_unreserve();
 		pga_pass_failed(GetCurrentTimestamp());
 	}
 	PG_END_TRY();
 
 	/* committed claims: start their workers (or keep them for release) */
 	for (i = 0; i < pga_claimed.count; i++)
-		(void) pga_slots_start(&pga_claimed.steps[i]);
+		(void) pga_slots_start(&pga_claimed.steps[i], pga_claimed_slots[i]);
 
 	return pga_pass_sleep_ms(ready);
 }

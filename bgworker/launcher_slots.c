@@ -1,15 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * launcher_slots.c
- *	  The launcher's table of step workers: starting them, noticing their
- *	  pids and their exits, and reporting to the dispatcher.
+ *	  The launcher's table of step workers: starting them or handing a
+ *	  claimed step run to an idle one, noticing their pids, outcomes and
+ *	  exits, and reporting to the dispatcher.
  *
- * A slot is taken when a claimed step run gets a segment and a dynamic
- * background worker, and is freed once its outcome is reported.  When the
- * postmaster has no free background worker slot (max_worker_processes too
- * low) the claim is given back (_launcher_release) and the launcher claims
- * no more than it has running until one of its workers exits: ready steps
- * wait in SQL, nothing is dropped.
+ * A slot's life: RUNNING (a step run assigned) -> DONE (outcome read, to
+ * be reported) -> IDLE (the worker waits, connected, for another step run
+ * of its role and database) -> RUNNING ... until the worker exits, when
+ * the slot is freed.  An idle worker counts against
+ * pgautomator.max_workers; when a step needs a new worker and the table is
+ * full of idle ones, the longest idle is asked to exit.
+ *
+ * When the postmaster has no free background worker slot (max_worker_
+ * processes too low) the claim is given back (_launcher_release) and the
+ * launcher claims no more than it has running until one of its workers
+ * exits or a second has passed: ready steps wait in SQL, nothing is dropped.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,22 +35,34 @@
 #define PGA_MAX_SLOTS		1000	/* the maximum of pgautomator.max_workers */
 #define PGA_REPORT_TRIES	5
 
+typedef enum PgaSlotState
+{
+	PGA_SLOT_FREE = 0,
+	PGA_SLOT_RUNNING,
+	PGA_SLOT_DONE,
+	PGA_SLOT_IDLE
+} PgaSlotState;
+
 typedef struct PgaSlot
 {
-	bool		in_use;
+	PgaSlotState state;
 	int64		step_run_id;
+	char		database[NAMEDATALEN];
+	char		run_as[NAMEDATALEN];
 	dsm_segment *seg;
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;			/* 0 until the postmaster has started it */
-	bool		pid_recorded;
-	bool		exited;			/* outcome read, waiting to be reported */
+	bool		pid_recorded;	/* for the current step run */
+	bool		exited;			/* the worker process is gone */
+	bool		reserved;		/* picked for a step run of this pass */
+	bool		quitting;		/* asked to exit */
 	int			report_tries;
+	TimestampTz idle_since;
 	MemoryContext context;		/* holds the outcome's texts */
 	PgaStepOutcome outcome;
 } PgaSlot;
 
 static PgaSlot *pga_slots = NULL;
-static int	pga_in_use = 0;
 static int	pga_cap = INT_MAX;	/* lowered while worker slots are short */
 static TimestampTz pga_cap_since = 0;
 static int64 *pga_unstarted = NULL;	/* claimed but not started: release */
@@ -61,16 +79,35 @@ pga_slots_init(void)
 }
 
 /*
- * pga_slots_running returns how many slots are taken.
+ * pga_slots_count returns how many slots are in the given state (all
+ * taken ones for PGA_SLOT_FREE).
+ */
+static int
+pga_slots_count(PgaSlotState state)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+		if (state == PGA_SLOT_FREE ? pga_slots[i].state != PGA_SLOT_FREE
+			: pga_slots[i].state == state)
+			n++;
+	return n;
+}
+
+/*
+ * pga_slots_running returns how many step runs are being executed or
+ * waiting to be reported.
  */
 int
 pga_slots_running(void)
 {
-	return pga_in_use;
+	return pga_slots_count(PGA_SLOT_RUNNING) + pga_slots_count(PGA_SLOT_DONE);
 }
 
 /*
- * pga_slots_free returns how many more step runs the launcher may claim.
+ * pga_slots_free returns how many more step runs the launcher may claim;
+ * idle workers do not count (they take new step runs or make room).
  */
 int
 pga_slots_free(void)
@@ -82,8 +119,7 @@ pga_slots_free(void)
 		TimestampDifferenceExceeds(pga_cap_since, GetCurrentTimestamp(), 1000))
 		pga_cap = INT_MAX;
 	limit = Min(Min(pga_max_workers, pga_cap), PGA_MAX_SLOTS);
-
-	return Max(limit - pga_in_use - pga_unstarted_count, 0);
+	return Max(limit - pga_slots_running() - pga_unstarted_count, 0);
 }
 
 /*
@@ -107,33 +143,107 @@ pga_slot_unstarted(int64 step_run_id)
 }
 
 /*
- * pga_slots_start starts a step worker for a claimed step run; false (and
- * the step run kept for release) when none can be started now.
+ * pga_slots_reserve picks an idle worker of the step's role and database
+ * for a claimed step run, so that its pid can be recorded in the claiming
+ * transaction; returns the slot number or -1.
  */
-bool
-pga_slots_start(const PgaStepInput *input)
+int
+pga_slots_reserve(const PgaStepInput *input)
+{
+	int			i;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state == PGA_SLOT_IDLE && !slot->reserved && !slot->quitting &&
+			!slot->exited && slot->pid != 0 &&
+			strcmp(slot->database, input->database) == 0 &&
+			strcmp(slot->run_as, input->run_as) == 0)
+		{
+			slot->reserved = true;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * pga_slots_reserved_pid returns the pid of a reserved slot's worker.
+ */
+int
+pga_slots_reserved_pid(int slotno)
+{
+	return (int) pga_slots[slotno].pid;
+}
+
+/*
+ * pga_slots_make_room asks the longest idle worker to exit when running
+ * and idle workers fill pgautomator.max_workers.
+ */
+static void
+pga_slots_make_room(void)
+{
+	PgaSlot    *oldest = NULL;
+	int			taken = 0;
+	int			i;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state == PGA_SLOT_FREE || slot->quitting)
+			continue;
+		taken++;
+		if (slot->state == PGA_SLOT_IDLE && !slot->reserved &&
+			(oldest == NULL || slot->idle_since < oldest->idle_since))
+			oldest = slot;
+	}
+	if (taken >= pga_max_workers && oldest != NULL)
+	{
+		pga_shm_quit(oldest->seg);
+		oldest->quitting = true;
+	}
+}
+
+/*
+ * pga_slot_assign hands a claimed step run to a reserved idle worker.
+ */
+static bool
+pga_slot_assign(PgaSlot *slot, const PgaStepInput *input)
+{
+	slot->reserved = false;
+	if (slot->exited || !pga_shm_assign(slot->seg, input))
+		return false;
+	slot->state = PGA_SLOT_RUNNING;
+	slot->step_run_id = input->step_run_id;
+	slot->pid_recorded = true;	/* recorded when it was reserved */
+	slot->report_tries = 0;
+	return true;
+}
+
+/*
+ * pga_slot_register starts a new worker for a claimed step run.
+ */
+static bool
+pga_slot_register(const PgaStepInput *input)
 {
 	BackgroundWorker worker;
 	PgaSlot    *slot = NULL;
 	MemoryContext old;
 	int			i;
 
+	pga_slots_make_room();
 	for (i = 0; i < PGA_MAX_SLOTS && slot == NULL; i++)
-		if (!pga_slots[i].in_use)
+		if (pga_slots[i].state == PGA_SLOT_FREE)
 			slot = &pga_slots[i];
 	if (slot == NULL)
-	{
-		pga_slot_unstarted(input->step_run_id);
 		return false;
-	}
 
 	memset(slot, 0, sizeof(PgaSlot));
 	slot->seg = pga_shm_create(input);
 	if (slot->seg == NULL)
-	{
-		pga_slot_unstarted(input->step_run_id);
 		return false;
-	}
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -141,7 +251,7 @@ pga_slots_start(const PgaStepInput *input)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgautomator");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pga_step_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pgautomator step " INT64_FORMAT, input->step_run_id);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pgautomator step worker");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pgautomator step");
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(slot->seg));
 	worker.bgw_notify_pid = MyProcPid;
@@ -151,57 +261,95 @@ pga_slots_start(const PgaStepInput *input)
 	{
 		MemoryContextSwitchTo(old);
 		dsm_detach(slot->seg);
-		slot->seg = NULL;
+		memset(slot, 0, sizeof(PgaSlot));
 		if (pga_cap == INT_MAX)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("pgautomator launcher: no free background worker slot for a step worker, %d running",
-							pga_in_use),
+							pga_slots_running()),
 					 errhint("Raise max_worker_processes above pgautomator.max_workers plus other background workers.")));
-		pga_cap = pga_in_use;
+		pga_cap = pga_slots_running();
 		pga_cap_since = GetCurrentTimestamp();
-		pga_slot_unstarted(input->step_run_id);
 		return false;
 	}
 	MemoryContextSwitchTo(old);
-	slot->in_use = true;
+	slot->state = PGA_SLOT_RUNNING;
 	slot->step_run_id = input->step_run_id;
+	strlcpy(slot->database, input->database, NAMEDATALEN);
+	strlcpy(slot->run_as, input->run_as, NAMEDATALEN);
 	slot->context = AllocSetContextCreate(TopMemoryContext, "pgautomator slot",
 										  ALLOCSET_SMALL_SIZES);
-	pga_in_use++;
 	return true;
 }
 
 /*
- * pga_slot_exited reads the outcome of a worker that has stopped and lets
- * go of its segment and handle.
+ * pga_slots_start runs a claimed step run: on the slot reserved for it
+ * (-1: none) or a new worker; otherwise it is kept for release.
+ */
+bool
+pga_slots_start(const PgaStepInput *input, int slotno)
+{
+	if (slotno >= 0 && pga_slot_assign(&pga_slots[slotno], input))
+		return true;
+	if (slotno < 0 && pga_slot_register(input))
+		return true;
+	pga_slot_unstarted(input->step_run_id);
+	return false;
+}
+
+/*
+ * pga_slots_unreserve drops the reservations of a pass whose claims were
+ * rolled back.
+ */
+void
+pga_slots_unreserve(void)
+{
+	int			i;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+		pga_slots[i].reserved = false;
+}
+
+/*
+ * pga_slot_read_outcome reads the outcome of the slot's step run; a worker
+ * that exited without writing one (terminated, killed) leaves it "lost".
  */
 static void
-pga_slot_exited(PgaSlot *slot)
+pga_slot_read_outcome(PgaSlot *slot)
 {
 	MemoryContext old = MemoryContextSwitchTo(slot->context);
 
+	MemoryContextReset(slot->context);
 	if (!pga_shm_read_outcome(slot->seg, &slot->outcome))
 	{
 		memset(&slot->outcome, 0, sizeof(slot->outcome));
-		slot->outcome.succeeded = false;
-		strlcpy(slot->outcome.sqlstate, "XX000", sizeof(slot->outcome.sqlstate));
-		slot->outcome.error = pstrdup("worker crashed: the step worker exited without reporting an outcome");
-		slot->outcome.encoding = GetDatabaseEncoding();
+		slot->outcome.lost = true;
 	}
 	MemoryContextSwitchTo(old);
-	dsm_detach(slot->seg);
-	slot->seg = NULL;
-	pfree(slot->handle);
-	slot->handle = NULL;
-	slot->exited = true;
-	/* a slot came free: try the full number again */
+	slot->state = PGA_SLOT_DONE;
+}
+
+/*
+ * pga_slot_free lets go of a slot whose worker has exited.
+ */
+static void
+pga_slot_free(PgaSlot *slot)
+{
+	if (slot->seg)
+		dsm_detach(slot->seg);
+	if (slot->handle)
+		pfree(slot->handle);
+	if (slot->context)
+		MemoryContextDelete(slot->context);
+	memset(slot, 0, sizeof(PgaSlot));
+	/* a background worker slot came free: try the full number again */
 	pga_cap = INT_MAX;
 }
 
 /*
- * pga_slots_collect notes the pids of started workers and the outcomes of
- * stopped ones; true if anything changed.  Runs outside transactions.
+ * pga_slots_collect notes the pids of started workers, the outcomes of
+ * finished step runs and the exits of workers; true if anything changed.
+ * Runs outside transactions.
  */
 bool
 pga_slots_collect(void)
@@ -214,7 +362,7 @@ pga_slots_collect(void)
 		PgaSlot    *slot = &pga_slots[i];
 		pid_t		pid;
 
-		if (!slot->in_use || slot->exited)
+		if (slot->state == PGA_SLOT_FREE || slot->exited)
 			continue;
 		switch (GetBackgroundWorkerPid(slot->handle, &pid))
 		{
@@ -226,7 +374,7 @@ pga_slots_collect(void)
 				}
 				break;
 			case BGWH_STOPPED:
-				pga_slot_exited(slot);
+				slot->exited = true;
 				changed = true;
 				break;
 			case BGWH_NOT_YET_STARTED:
@@ -235,19 +383,16 @@ pga_slots_collect(void)
 				proc_exit(1);
 				break;
 		}
+		if (slot->state == PGA_SLOT_RUNNING &&
+			(slot->exited || pga_shm_outcome_written(slot->seg)))
+		{
+			pga_slot_read_outcome(slot);
+			changed = true;
+		}
+		if (slot->state == PGA_SLOT_IDLE && slot->exited)
+			pga_slot_free(slot);
 	}
 	return changed;
-}
-
-/*
- * pga_slot_free returns a slot to the table.
- */
-static void
-pga_slot_free(PgaSlot *slot)
-{
-	MemoryContextDelete(slot->context);
-	memset(slot, 0, sizeof(PgaSlot));
-	pga_in_use--;
 }
 
 /*
@@ -262,14 +407,31 @@ pga_slot_record_pid(void *arg)
 }
 
 /*
- * pga_slot_report is pga_call_report for one slot, for pga_subxact.
+ * pga_slot_report is pga_call_report (or pga_call_release, for a step run
+ * the worker could not take) for one slot, for pga_subxact.
  */
 static void
 pga_slot_report(void *arg)
 {
 	PgaSlot    *slot = arg;
 
-	pga_call_report(slot->step_run_id, &slot->outcome);
+	if (slot->outcome.not_run)
+	{
+		/* its pid was recorded when it was handed over: no worker runs it */
+		pga_call_started(slot->step_run_id, 0);
+		pga_call_release(slot->step_run_id);
+	}
+	else
+	{
+		/*
+		 * A quick step may end before its pid was recorded: record it for
+		 * the history, and so that a lost one is seen as gone.
+		 */
+		if (slot->pid != 0 && !slot->pid_recorded)
+			pga_call_started(slot->step_run_id, slot->pid);
+		if (!slot->outcome.lost)
+			pga_call_report(slot->step_run_id, &slot->outcome);
+	}
 }
 
 /*
@@ -295,9 +457,33 @@ pga_slot_release(void *arg)
 }
 
 /*
+ * pga_slot_reported moves a reported slot on: idle if its worker lives
+ * on, free otherwise.
+ */
+static void
+pga_slot_reported(PgaSlot *slot)
+{
+	if (slot->exited || slot->outcome.not_run)
+	{
+		/* a worker that could not take a step run is exiting */
+		if (slot->exited)
+			pga_slot_free(slot);
+		else
+		{
+			slot->state = PGA_SLOT_IDLE;
+			slot->quitting = true;
+		}
+		return;
+	}
+	slot->state = PGA_SLOT_IDLE;
+	slot->idle_since = GetCurrentTimestamp();
+	slot->report_tries = 0;
+}
+
+/*
  * pga_slots_sync tells the dispatcher, inside the caller's transaction,
- * the pids of new workers, the outcomes of finished ones and the step runs
- * no worker could take.  Returns how many outcomes were reported.
+ * the pids of new workers, the outcomes of finished step runs and the step
+ * runs no worker could take.  Returns how many outcomes were reported.
  */
 int
 pga_slots_sync(void)
@@ -309,10 +495,14 @@ pga_slots_sync(void)
 	{
 		PgaSlot    *slot = &pga_slots[i];
 
-		if (!slot->in_use)
-			continue;
-		if (slot->exited)
+		if (slot->state == PGA_SLOT_DONE)
 		{
+			/* the dispatcher sees the worker gone and ends the run crashed */
+			if (slot->outcome.lost)
+				ereport(LOG,
+						(errmsg("pgautomator launcher: the worker of step run " INT64_FORMAT
+								" (pid %d) ended without an outcome; the run ends as crashed",
+								slot->step_run_id, (int) slot->pid)));
 			if (pga_subxact(pga_slot_report, slot, "report of a step run"))
 				reported++;
 			else if (++slot->report_tries < PGA_REPORT_TRIES)
@@ -321,9 +511,9 @@ pga_slots_sync(void)
 				ereport(WARNING,
 						(errmsg("pgautomator launcher: gave up reporting step run " INT64_FORMAT
 								"; it ends as crashed when the launcher restarts", slot->step_run_id)));
-			pga_slot_free(slot);
+			pga_slot_reported(slot);
 		}
-		else if (slot->pid != 0 && !slot->pid_recorded)
+		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded)
 		{
 			(void) pga_subxact(pga_slot_record_pid, slot, "record of a step worker's pid");
 			slot->pid_recorded = true;
@@ -348,6 +538,6 @@ pga_slots_terminate_all(void)
 	if (pga_slots == NULL)
 		return;
 	for (i = 0; i < PGA_MAX_SLOTS; i++)
-		if (pga_slots[i].in_use && pga_slots[i].handle != NULL)
+		if (pga_slots[i].state != PGA_SLOT_FREE && pga_slots[i].handle != NULL)
 			TerminateBackgroundWorker(pga_slots[i].handle);
 }

@@ -24,6 +24,7 @@ extern char *pga_database;
 extern int	pga_max_workers;
 extern bool pga_enabled;
 extern int	pga_max_sleep;
+extern int	pga_worker_idle_time;
 
 /* bounds of what a step worker sends back */
 #define PGA_ERROR_MAX		8192
@@ -44,6 +45,8 @@ typedef struct PgaStepInput
 /* what a step worker reports */
 typedef struct PgaStepOutcome
 {
+	bool		not_run;		/* the worker could not take it: give it back */
+	bool		lost;			/* the worker ended without an outcome */
 	bool		succeeded;
 	char		sqlstate[6];	/* empty when succeeded */
 	char	   *error;			/* NULL when succeeded */
@@ -66,17 +69,23 @@ extern void pga_tail_append(PgaTailBuffer *tb, const char *data, Size len);
 extern char *pga_tail_finish(PgaTailBuffer *tb);
 extern char *pga_clip_text(const char *text, Size limit);
 
-/* the shared segment of one step run (step_shm.c) */
-extern Size pga_shm_size(const PgaStepInput *input);
+/* the shared segment of one step worker (step_shm.c) */
 extern dsm_segment *pga_shm_create(const PgaStepInput *input);
+extern bool pga_shm_assign(dsm_segment *seg, const PgaStepInput *input);
+extern void pga_shm_worker_attached(dsm_segment *seg);
+extern void pga_shm_quit(dsm_segment *seg);
+extern bool pga_shm_quitting(dsm_segment *seg);
+extern bool pga_shm_pending(dsm_segment *seg);
 extern void pga_shm_read_input(dsm_segment *seg, PgaStepInput *input);
 extern bool pga_shm_outcome_written(dsm_segment *seg);
+extern bool pga_shm_taken(dsm_segment *seg);
 extern void pga_shm_write_outcome(dsm_segment *seg, const PgaStepOutcome *outcome);
 extern bool pga_shm_read_outcome(dsm_segment *seg, PgaStepOutcome *outcome);
 
 /* capture of messages in a step worker (step_messages.c) */
 extern void pga_messages_start(void);
 extern void pga_messages_raise_level(void);
+extern void pga_messages_reset(void);
 extern char *pga_messages_finish(void);
 extern bool pga_messages_last_fatal(char *sqlstate, char **message);
 
@@ -109,7 +118,10 @@ extern void pga_call_release(int64 step_run_id);
 extern void pga_slots_init(void);
 extern int	pga_slots_free(void);
 extern int	pga_slots_running(void);
-extern bool pga_slots_start(const PgaStepInput *input);
+extern int	pga_slots_reserve(const PgaStepInput *input);
+extern int	pga_slots_reserved_pid(int slotno);
+extern void pga_slots_unreserve(void);
+extern bool pga_slots_start(const PgaStepInput *input, int slotno);
 extern bool pga_slots_collect(void);
 extern int	pga_slots_sync(void);
 extern bool pga_slots_capped(void);

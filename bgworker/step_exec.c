@@ -201,14 +201,15 @@ pga_error_text(ErrorData *edata)
 
 /*
  * pga_exec_step runs the step's code and fills the outcome (not its
- * messages, which the caller collects).  A timeout cancels the statement
+ * messages, which the caller collects); what it allocates lives in a child
+ * of the caller's memory context.  A timeout cancels the statement
  * running when it expires, like statement_timeout, but counts for the
  * whole step.
  */
 void
 pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome)
 {
-	MemoryContext step_context = AllocSetContextCreate(TopMemoryContext, "pgautomator step",
+	MemoryContext step_context = AllocSetContextCreate(CurrentMemoryContext, "pgautomator step",
 													   ALLOCSET_DEFAULT_SIZES);
 	PgaTailBuffer output;
 

@@ -133,6 +133,16 @@ pga_messages_raise_level(void)
 }
 
 /*
+ * pga_messages_reset forgets the messages of the previous step.
+ */
+void
+pga_messages_reset(void)
+{
+	resetStringInfo(&pga_messages.buf);
+	pga_messages.truncated = false;
+}
+
+/*
  * pga_messages_finish returns the captured messages (NULL when none).
  */
 char *

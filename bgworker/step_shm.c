@@ -1,12 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * step_shm.c
- *	  The dynamic shared memory segment of one step run.
+ *	  The dynamic shared memory segment of one step worker.
  *
- * The launcher creates it with the step's inputs and passes its handle to
- * the step worker; the worker writes its outcome into it once, setting
- * "done" last, and the launcher reads it after the worker has exited.
- * Text areas have fixed bounds, so the segment never grows.
+ * The launcher creates it with the first step run's inputs and passes its
+ * handle to the worker.  Each assignment is numbered: the launcher writes
+ * the inputs and then raises assigned_seq; the worker writes the outcome
+ * and then raises done_seq to match, and each sets the other's latch.  A
+ * worker that stays connected for more steps of the same role and database
+ * gets its next assignment through the same segment.  Text areas have
+ * fixed bounds, so the segment never grows; code larger than the area
+ * needs a new worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +18,8 @@
 
 #include "mb/pg_wchar.h"
 #include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
 #include "storage/shm_toc.h"
 
 #include "pgautomator.h"
@@ -25,49 +31,51 @@
 #define PGA_KEY_MESSAGES	4
 #define PGA_KEY_OUTPUT		5
 #define PGA_TEXT_SLACK		64		/* room for a truncation mark */
+#define PGA_CODE_MIN		16384	/* code area of a segment, at least */
 
 typedef struct PgaShmHeader
 {
-	/* inputs, written by the launcher before the worker starts */
+	/* set when the segment is made */
+	int			launcher_procno;
+	Size		code_capacity;
+
+	/* set by the worker when it starts; -1 before */
+	pg_atomic_uint32 worker_procno;
+	/* set by the launcher to make an idle worker exit */
+	pg_atomic_uint32 quit;
+
+	/* the current assignment, written by the launcher before assigned_seq */
 	int64		step_run_id;
 	int64		timeout_ms;
 	bool		single_transaction;
 	char		database[NAMEDATALEN];
 	char		run_as[NAMEDATALEN];
+	pg_atomic_uint64 assigned_seq;
+	/* the assignment the worker has taken up (read its inputs) */
+	pg_atomic_uint64 taken_seq;
 
-	/* outcome, written by the worker; done is set last */
-	bool		done;
+	/* its outcome, written by the worker before done_seq */
+	bool		not_run;
 	bool		succeeded;
 	char		sqlstate[6];
 	int			encoding;
 	int64		rows;
+	pg_atomic_uint64 done_seq;
 } PgaShmHeader;
 
 /*
  * pga_shm_estimate adds the chunks of the segment to an estimator.
  */
 static void
-pga_shm_estimate(shm_toc_estimator *e, Size code_len)
+pga_shm_estimate(shm_toc_estimator *e, Size code_capacity)
 {
 	shm_toc_initialize_estimator(e);
 	shm_toc_estimate_chunk(e, sizeof(PgaShmHeader));
-	shm_toc_estimate_chunk(e, code_len + 1);
+	shm_toc_estimate_chunk(e, code_capacity);
 	shm_toc_estimate_chunk(e, PGA_ERROR_MAX + PGA_TEXT_SLACK);
 	shm_toc_estimate_chunk(e, PGA_MESSAGES_MAX + PGA_TEXT_SLACK);
 	shm_toc_estimate_chunk(e, PGA_OUTPUT_MAX + PGA_TEXT_SLACK);
 	shm_toc_estimate_keys(e, 5);
-}
-
-/*
- * pga_shm_size returns the size of the segment for the given inputs.
- */
-Size
-pga_shm_size(const PgaStepInput *input)
-{
-	shm_toc_estimator e;
-
-	pga_shm_estimate(&e, strlen(input->code));
-	return shm_toc_estimate(&e);
 }
 
 /*
@@ -80,46 +88,6 @@ pga_shm_text_area(shm_toc *toc, uint64 key, Size size)
 
 	memset(area, 0, size);
 	shm_toc_insert(toc, key, area);
-}
-
-/*
- * pga_shm_create creates the segment of a step run, filled with its
- * inputs.  The mapping stays until pga_shm_* callers detach it, whatever
- * resource owner is current.
- */
-dsm_segment *
-pga_shm_create(const PgaStepInput *input)
-{
-	Size		code_len = strlen(input->code);
-	Size		size = pga_shm_size(input);
-	dsm_segment *seg;
-	shm_toc    *toc;
-	PgaShmHeader *header;
-	char	   *code;
-
-	seg = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
-	if (seg == NULL)
-		return NULL;
-	dsm_pin_mapping(seg);
-	toc = shm_toc_create(PGA_SHM_MAGIC, dsm_segment_address(seg), size);
-
-	header = shm_toc_allocate(toc, sizeof(PgaShmHeader));
-	memset(header, 0, sizeof(PgaShmHeader));
-	header->step_run_id = input->step_run_id;
-	header->timeout_ms = input->timeout_ms;
-	header->single_transaction = input->single_transaction;
-	strlcpy(header->database, input->database, NAMEDATALEN);
-	strlcpy(header->run_as, input->run_as, NAMEDATALEN);
-	shm_toc_insert(toc, PGA_KEY_HEADER, header);
-
-	code = shm_toc_allocate(toc, code_len + 1);
-	memcpy(code, input->code, code_len + 1);
-	shm_toc_insert(toc, PGA_KEY_CODE, code);
-
-	pga_shm_text_area(toc, PGA_KEY_ERROR, PGA_ERROR_MAX + PGA_TEXT_SLACK);
-	pga_shm_text_area(toc, PGA_KEY_MESSAGES, PGA_MESSAGES_MAX + PGA_TEXT_SLACK);
-	pga_shm_text_area(toc, PGA_KEY_OUTPUT, PGA_OUTPUT_MAX + PGA_TEXT_SLACK);
-	return seg;
 }
 
 /*
@@ -139,8 +107,137 @@ pga_shm_toc(dsm_segment *seg)
 }
 
 /*
- * pga_shm_read_input copies the inputs of the step run (the code is
- * palloc'd in the current memory context).
+ * pga_shm_header returns the header of a segment.
+ */
+static PgaShmHeader *
+pga_shm_header(dsm_segment *seg)
+{
+	return shm_toc_lookup(pga_shm_toc(seg), PGA_KEY_HEADER, false);
+}
+
+/*
+ * pga_shm_set_latch wakes the process with the given pgprocno.
+ */
+static void
+pga_shm_set_latch(int procno)
+{
+	if (procno >= 0)
+		SetLatch(&GetPGProcByNumber(procno)->procLatch);
+}
+
+/*
+ * pga_shm_create makes the segment of a new worker, holding its first
+ * assignment.  The mapping stays until the caller detaches it, whatever
+ * resource owner is current.  NULL when no segment can be made now.
+ */
+dsm_segment *
+pga_shm_create(const PgaStepInput *input)
+{
+	Size		code_capacity = Max(PGA_CODE_MIN, strlen(input->code) + 1);
+	shm_toc_estimator e;
+	Size		size;
+	dsm_segment *seg;
+	shm_toc    *toc;
+	PgaShmHeader *header;
+
+	pga_shm_estimate(&e, code_capacity);
+	size = shm_toc_estimate(&e);
+	seg = dsm_create(size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
+	if (seg == NULL)
+		return NULL;
+	dsm_pin_mapping(seg);
+	toc = shm_toc_create(PGA_SHM_MAGIC, dsm_segment_address(seg), size);
+
+	header = shm_toc_allocate(toc, sizeof(PgaShmHeader));
+	memset(header, 0, sizeof(PgaShmHeader));
+	header->launcher_procno = MyProc->pgprocno;
+	header->code_capacity = code_capacity;
+	pg_atomic_init_u32(&header->worker_procno, (uint32) -1);
+	pg_atomic_init_u32(&header->quit, 0);
+	pg_atomic_init_u64(&header->assigned_seq, 0);
+	pg_atomic_init_u64(&header->taken_seq, 0);
+	pg_atomic_init_u64(&header->done_seq, 0);
+	shm_toc_insert(toc, PGA_KEY_HEADER, header);
+
+	pga_shm_text_area(toc, PGA_KEY_CODE, code_capacity);
+	pga_shm_text_area(toc, PGA_KEY_ERROR, PGA_ERROR_MAX + PGA_TEXT_SLACK);
+	pga_shm_text_area(toc, PGA_KEY_MESSAGES, PGA_MESSAGES_MAX + PGA_TEXT_SLACK);
+	pga_shm_text_area(toc, PGA_KEY_OUTPUT, PGA_OUTPUT_MAX + PGA_TEXT_SLACK);
+
+	(void) pga_shm_assign(seg, input);
+	return seg;
+}
+
+/*
+ * pga_shm_assign gives the worker its next step run and wakes it; false if
+ * the code does not fit the segment.
+ */
+bool
+pga_shm_assign(dsm_segment *seg, const PgaStepInput *input)
+{
+	shm_toc    *toc = pga_shm_toc(seg);
+	PgaShmHeader *header = shm_toc_lookup(toc, PGA_KEY_HEADER, false);
+	Size		code_len = strlen(input->code);
+
+	if (code_len + 1 > header->code_capacity)
+		return false;
+	header->step_run_id = input->step_run_id;
+	header->timeout_ms = input->timeout_ms;
+	header->single_transaction = input->single_transaction;
+	strlcpy(header->database, input->database, NAMEDATALEN);
+	strlcpy(header->run_as, input->run_as, NAMEDATALEN);
+	memcpy(shm_toc_lookup(toc, PGA_KEY_CODE, false), input->code, code_len + 1);
+	pg_write_barrier();
+	pg_atomic_fetch_add_u64(&header->assigned_seq, 1);
+	pga_shm_set_latch((int) pg_atomic_read_u32(&header->worker_procno));
+	return true;
+}
+
+/*
+ * pga_shm_worker_attached records the worker's latch in the segment.
+ */
+void
+pga_shm_worker_attached(dsm_segment *seg)
+{
+	pg_atomic_write_u32(&pga_shm_header(seg)->worker_procno, (uint32) MyProc->pgprocno);
+}
+
+/*
+ * pga_shm_quit asks an idle worker to exit.
+ */
+void
+pga_shm_quit(dsm_segment *seg)
+{
+	PgaShmHeader *header = pga_shm_header(seg);
+
+	pg_atomic_write_u32(&header->quit, 1);
+	pga_shm_set_latch((int) pg_atomic_read_u32(&header->worker_procno));
+}
+
+/*
+ * pga_shm_quitting tells a worker whether the launcher asked it to exit.
+ */
+bool
+pga_shm_quitting(dsm_segment *seg)
+{
+	return pg_atomic_read_u32(&pga_shm_header(seg)->quit) != 0;
+}
+
+/*
+ * pga_shm_pending tells whether an assignment waits for its outcome (or,
+ * in the worker, to be taken up).
+ */
+bool
+pga_shm_pending(dsm_segment *seg)
+{
+	PgaShmHeader *header = pga_shm_header(seg);
+
+	return pg_atomic_read_u64(&header->assigned_seq) > pg_atomic_read_u64(&header->done_seq);
+}
+
+/*
+ * pga_shm_read_input takes up the current assignment in the worker and
+ * copies it (the code is palloc'd in the current memory context).
  */
 void
 pga_shm_read_input(dsm_segment *seg, PgaStepInput *input)
@@ -148,6 +245,8 @@ pga_shm_read_input(dsm_segment *seg, PgaStepInput *input)
 	shm_toc    *toc = pga_shm_toc(seg);
 	PgaShmHeader *header = shm_toc_lookup(toc, PGA_KEY_HEADER, false);
 
+	pg_atomic_write_u64(&header->taken_seq, pg_atomic_read_u64(&header->assigned_seq));
+	pg_read_barrier();
 	input->step_run_id = header->step_run_id;
 	input->timeout_ms = header->timeout_ms;
 	input->single_transaction = header->single_transaction;
@@ -157,14 +256,25 @@ pga_shm_read_input(dsm_segment *seg, PgaStepInput *input)
 }
 
 /*
- * pga_shm_outcome_written tells whether the worker has written its outcome.
+ * pga_shm_outcome_written tells whether the current assignment's outcome
+ * has been written.
  */
 bool
 pga_shm_outcome_written(dsm_segment *seg)
 {
-	PgaShmHeader *header = shm_toc_lookup(pga_shm_toc(seg), PGA_KEY_HEADER, false);
+	return !pga_shm_pending(seg);
+}
 
-	return header->done;
+/*
+ * pga_shm_taken tells the worker whether it has taken up an assignment
+ * that still needs its outcome.
+ */
+bool
+pga_shm_taken(dsm_segment *seg)
+{
+	PgaShmHeader *header = pga_shm_header(seg);
+
+	return pg_atomic_read_u64(&header->taken_seq) > pg_atomic_read_u64(&header->done_seq);
 }
 
 /*
@@ -187,7 +297,8 @@ pga_shm_put_text(shm_toc *toc, uint64 key, Size area_size, const char *text)
 }
 
 /*
- * pga_shm_write_outcome records the outcome of the step run, once.
+ * pga_shm_write_outcome records the outcome of the assignment the worker
+ * took up, once, and wakes the launcher.
  */
 void
 pga_shm_write_outcome(dsm_segment *seg, const PgaStepOutcome *outcome)
@@ -195,17 +306,19 @@ pga_shm_write_outcome(dsm_segment *seg, const PgaStepOutcome *outcome)
 	shm_toc    *toc = pga_shm_toc(seg);
 	PgaShmHeader *header = shm_toc_lookup(toc, PGA_KEY_HEADER, false);
 
-	if (header->done)
+	if (!pga_shm_taken(seg))
 		return;
 	pga_shm_put_text(toc, PGA_KEY_ERROR, PGA_ERROR_MAX + PGA_TEXT_SLACK, outcome->error);
 	pga_shm_put_text(toc, PGA_KEY_MESSAGES, PGA_MESSAGES_MAX + PGA_TEXT_SLACK, outcome->messages);
 	pga_shm_put_text(toc, PGA_KEY_OUTPUT, PGA_OUTPUT_MAX + PGA_TEXT_SLACK, outcome->output);
+	header->not_run = outcome->not_run;
 	header->succeeded = outcome->succeeded;
 	strlcpy(header->sqlstate, outcome->sqlstate, sizeof(header->sqlstate));
 	header->encoding = outcome->encoding;
 	header->rows = outcome->rows;
 	pg_write_barrier();
-	header->done = true;
+	pg_atomic_write_u64(&header->done_seq, pg_atomic_read_u64(&header->taken_seq));
+	pga_shm_set_latch(header->launcher_procno);
 }
 
 /*
@@ -221,8 +334,10 @@ pga_shm_get_text(shm_toc *toc, uint64 key, Size area_size)
 }
 
 /*
- * pga_shm_read_outcome copies the outcome into palloc'd memory; false when
- * the worker ended without writing one.
+ * pga_shm_read_outcome copies the outcome into palloc'd memory.  For an
+ * exited worker that never took up its assignment (it ended idle just as
+ * the assignment came) the outcome is "not run"; false when the worker
+ * took it up but wrote nothing.
  */
 bool
 pga_shm_read_outcome(dsm_segment *seg, PgaStepOutcome *outcome)
@@ -230,9 +345,16 @@ pga_shm_read_outcome(dsm_segment *seg, PgaStepOutcome *outcome)
 	shm_toc    *toc = pga_shm_toc(seg);
 	PgaShmHeader *header = shm_toc_lookup(toc, PGA_KEY_HEADER, false);
 
-	if (!header->done)
-		return false;
+	if (pga_shm_pending(seg))
+	{
+		if (pg_atomic_read_u64(&header->taken_seq) == pg_atomic_read_u64(&header->assigned_seq))
+			return false;
+		memset(outcome, 0, sizeof(PgaStepOutcome));
+		outcome->not_run = true;
+		return true;
+	}
 	pg_read_barrier();
+	outcome->not_run = header->not_run;
 	outcome->succeeded = header->succeeded;
 	memcpy(outcome->sqlstate, header->sqlstate, sizeof(outcome->sqlstate));
 	outcome->sqlstate[sizeof(outcome->sqlstate) - 1] = '\0';

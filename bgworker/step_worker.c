@@ -1,35 +1,53 @@
 /*-------------------------------------------------------------------------
  *
  * step_worker.c
- *	  The dynamic background worker that runs one step run.
+ *	  The dynamic background worker that runs step runs.
  *
- * It reads its inputs from the segment whose handle the launcher passed,
- * connects to the step's database AS the job's run-as role (the session
- * user from connection time: the code cannot switch back to anything
- * more privileged), runs the code and writes its outcome into the segment.
- * If it ends any other way (a FATAL error: the role may not log in, the
- * worker was terminated) an exit callback writes that as the outcome.
+ * It reads its first step run from the segment whose handle the launcher
+ * passed, connects to the step's database AS the job's run-as role (the
+ * session user from connection time: the code cannot switch back to
+ * anything more privileged), runs the code and writes the outcome into the
+ * segment.  It then stays connected up to pgautomator.worker_idle_time for
+ * further step runs of the same role and database, resetting the session
+ * (DISCARD ALL) before each, so it saves the next step the cost of a new
+ * process and connection.  If it ends any other way (a FATAL error: the
+ * role may not log in, the worker was terminated) an exit callback writes
+ * that as the outcome of the step run it was running.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "commands/discard.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "pgautomator.h"
 
 static dsm_segment *pga_step_segment = NULL;
 
 /*
- * pga_step_worker_exit writes an outcome when the worker ends without
- * having written one: the FATAL error that ended it, if any was seen.
+ * pga_step_worker_exit writes an outcome when the worker ends while running
+ * a step run: the FATAL error that ended it (the role may not log in, the
+ * database is gone), except a termination.  (A step run
+ * assigned just as an idle worker exits was never taken up: the launcher
+ * gives it back.)
  */
 static void
 pga_step_worker_exit(int code, Datum arg)
@@ -38,10 +56,18 @@ pga_step_worker_exit(int code, Datum arg)
 	char		sqlstate[6];
 	char	   *message;
 
-	if (pga_step_segment == NULL || pga_shm_outcome_written(pga_step_segment))
+	if (pga_step_segment == NULL || !pga_shm_taken(pga_step_segment))
 		return;
 	memset(&outcome, 0, sizeof(outcome));
 	outcome.succeeded = false;
+	if (pga_messages_last_fatal(sqlstate, &message) && strncmp(sqlstate, "57P", 3) == 0)
+	{
+		/*
+		 * Terminated (pg_terminate_backend, server shutdown): no outcome, so
+		 * the dispatcher ends the step run as crashed, like a killed worker.
+		 */
+		return;
+	}
 	if (pga_messages_last_fatal(sqlstate, &message))
 	{
 		strlcpy(outcome.sqlstate, sqlstate, sizeof(outcome.sqlstate));
@@ -58,16 +84,115 @@ pga_step_worker_exit(int code, Datum arg)
 }
 
 /*
+ * pga_step_worker_wait waits for the next assignment; false when the
+ * worker should exit instead (asked to, or idle too long).
+ */
+static bool
+pga_step_worker_wait(dsm_segment *seg)
+{
+	TimestampTz idle_since = GetCurrentTimestamp();
+
+	SetConfigOption("application_name", "pgautomator step idle", PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	for (;;)
+	{
+		long		left_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (pga_shm_quitting(seg))
+			return false;
+		if (pga_shm_pending(seg))
+			return true;
+		left_ms = (long) pga_worker_idle_time * 1000L -
+			(long) ((GetCurrentTimestamp() - idle_since) / 1000);
+		if (left_ms <= 0)
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * pga_step_worker_same_session tells whether this session may run the
+ * step: same database, and its run-as role is still the role this session
+ * connected as (not dropped and made again) and may still log in.
+ */
+static bool
+pga_step_worker_same_session(const PgaStepInput *input)
+{
+	bool		same;
+	HeapTuple	tuple;
+
+	StartTransactionCommand();
+	same = strcmp(get_database_name(MyDatabaseId), input->database) == 0 &&
+		get_role_oid(input->run_as, true) == GetSessionUserId();
+	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetSessionUserId()));
+	if (!HeapTupleIsValid(tuple))
+		same = false;
+	else
+	{
+		same = same && ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		ReleaseSysCache(tuple);
+	}
+	CommitTransactionCommand();
+	return same;
+}
+
+/*
+ * pga_step_worker_reset gives the next step a fresh session, as a new
+ * connection would have: DISCARD ALL (settings, role, temporary tables,
+ * prepared statements, advisory locks, LISTEN).
+ */
+static void
+pga_step_worker_reset(void)
+{
+	DiscardStmt *stmt = makeNode(DiscardStmt);
+
+	stmt->target = DISCARD_ALL;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	DiscardCommand(stmt, true);
+	CommitTransactionCommand();
+	pga_messages_reset();
+	QueryCancelPending = false;
+}
+
+/*
+ * pga_step_worker_run runs the current assignment and writes its outcome.
+ */
+static void
+pga_step_worker_run(dsm_segment *seg, const PgaStepInput *input)
+{
+	PgaStepOutcome outcome;
+	char		appname[NAMEDATALEN];
+
+	snprintf(appname, sizeof(appname), "pgautomator step " INT64_FORMAT, input->step_run_id);
+	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_activity(STATE_RUNNING, input->code);
+
+	memset(&outcome, 0, sizeof(outcome));
+	pga_exec_step(input, &outcome);
+	outcome.messages = pga_messages_finish();
+	outcome.encoding = GetDatabaseEncoding();
+	pga_shm_write_outcome(seg, &outcome);
+}
+
+/*
  * pga_step_worker_main is the entry point of a step worker; main_arg is
- * the handle of the step run's segment.
+ * the handle of its segment.
  */
 void
 pga_step_worker_main(Datum main_arg)
 {
 	dsm_segment *seg;
 	PgaStepInput input;
-	PgaStepOutcome outcome;
-	char		appname[NAMEDATALEN];
+	MemoryContext step_context;
 
 	/* SIGINT (pg_cancel_backend) cancels the statement, SIGTERM ends */
 	pqsignal(SIGTERM, die);
@@ -83,23 +208,38 @@ pga_step_worker_main(Datum main_arg)
 				(errmsg("pgautomator step worker: its launcher has exited, nothing to run")));
 		proc_exit(0);
 	}
+	pga_shm_worker_attached(seg);
 	pga_shm_read_input(seg, &input);
 	pga_step_segment = seg;
 	before_shmem_exit(pga_step_worker_exit, (Datum) 0);
 	pga_messages_start();
 
 	BackgroundWorkerInitializeConnection(input.database, input.run_as, 0);
-
-	snprintf(appname, sizeof(appname), "pgautomator step " INT64_FORMAT, input.step_run_id);
-	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
 	pga_messages_raise_level();
-	pgstat_report_activity(STATE_RUNNING, input.code);
 
-	memset(&outcome, 0, sizeof(outcome));
-	pga_exec_step(&input, &outcome);
-	outcome.messages = pga_messages_finish();
-	outcome.encoding = GetDatabaseEncoding();
-	pga_shm_write_outcome(seg, &outcome);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	step_context = AllocSetContextCreate(TopMemoryContext, "pgautomator step worker",
+										 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		MemoryContextSwitchTo(step_context);
+		pga_step_worker_run(seg, &input);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(step_context);
+
+		if (!pga_step_worker_wait(seg))
+			break;
+		MemoryContextSwitchTo(step_context);
+		pga_shm_read_input(seg, &input);
+		if (!pga_step_worker_same_session(&input))
+		{
+			PgaStepOutcome outcome;
+
+			memset(&outcome, 0, sizeof(outcome));
+			outcome.not_run = true;
+			pga_shm_write_outcome(seg, &outcome);
+			break;
+		}
+		pga_step_worker_reset();
+	}
 	proc_exit(0);
 }

@@ -53,7 +53,8 @@ scripts/lint.sh || status=1
 if [ -f python/pyproject.toml ] && { [ -n "${PYTHON_TESTS:-}" ] || [ -z "${PYTEST_ARGS:-}" ]; }; then
     log "python package tests"
     # shellcheck disable=SC2086
-    PYTHONPATH="$PWD/python/src" .venv/bin/python -m pytest -p no:cacheprovider \
+    # -P: the built pgautomator.so in the checkout must not shadow the package.
+    PYTHONPATH="$PWD/python/src" .venv/bin/python -P -m pytest -p no:cacheprovider \
         ${PYTHON_TESTS:-python/tests} || status=1
 fi
 

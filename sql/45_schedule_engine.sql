@@ -69,9 +69,10 @@ if E is None:
     EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
     ONE_US = dt.timedelta(microseconds=1)
     DAY_US = 86400 * 1000000
-    # A rule that matches no day within this many years of where the search
-    # starts never fires (e.g. cron "0 0 30 2 *"): the search stops there.
-    SEARCH_DAYS = 146097   # 400 Gregorian years: every calendar pattern repeats within
+    # The search for matching days stops 400 Gregorian years (after which
+    # every calendar pattern repeats) past where it starts: a rule with no
+    # day there never fires (e.g. cron "0 0 30 2 *") and costs no more.
+    SEARCH_DAYS = 146097
     RELATIVE_N = {'first': 1, 'second': 2, 'third': 3, 'fourth': 4, 'last': -1}
     WEEKDAY_NAMES = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday']
     UNIT_US = {'second': 1000000, 'minute': 60 * 1000000, 'hour': 3600 * 1000000}
@@ -219,12 +220,88 @@ if E is None:
                       'optionally preceded by a seconds field.')
         sets = [cron_field(expr, i, p) for i, p in enumerate(parts)]
         return {
+            'seconds': sorted(sets[0][0]), 'minutes': sorted(sets[1][0]), 'hours': sorted(sets[2][0]),
             'times': Product(sorted(sets[2][0]), sorted(sets[1][0]), sorted(sets[0][0])),
             'dom': sets[3][0], 'dom_last': sets[3][1], 'months': sorted(sets[4][0]), 'dow': sets[5][0],
             # Vixie cron: a field starting with "*" counts as unrestricted; when
             # both day fields are restricted, a day matching either one fires.
             'either': not parts[3].startswith('*') and not parts[5].startswith('*'),
         }
+
+    # --- cron in plain English, for the common shapes (None otherwise) ---
+    DOW_FULL = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']
+    MONTH_FULL = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August',
+                  'September', 'October', 'November', 'December']
+
+    def and_list(items):
+        items = list(items)
+        return items[0] if len(items) == 1 else ', '.join(items[:-1]) + ' and ' + items[-1]
+
+    def even_step(vals, low, high):
+        """k when vals are low, low+k, ... through the whole field, k dividing its size."""
+        if len(vals) < 2 or vals[0] != low:
+            return None
+        k = vals[1] - vals[0]
+        if (high - low + 1) % k or vals != list(range(low, high + 1, k)):
+            return None
+        return k
+
+    def hhmm(h, m, sec):
+        return '%02d:%02d' % (h, m) + (':%02d' % sec if sec else '')
+
+    def cron_time(c):
+        S, M, H = c['seconds'], c['minutes'], c['hours']
+        all_h = H == list(range(24))
+        window = '' if all_h else ' from %02d:00 to %02d:59' % (H[0], H[-1])
+        contiguous = H == list(range(H[0], H[-1] + 1))
+        if len(S) == 1 and len(M) == 1:
+            if len(H) <= 4:
+                return 'at ' + and_list(hhmm(h, M[0], S[0]) for h in H), False
+            k = even_step(H, 0, 23)
+            if k and M == [0] and S == [0]:
+                return ('every hour' if k == 1 else 'every %d hours' % k), True
+            if all_h:
+                if S[0]:
+                    return 'at %02d:%02d past every hour' % (M[0], S[0]), True
+                return 'at minute %d of every hour' % M[0], True
+            return None, False
+        k = even_step(M, 0, 59)
+        if S == [0] and k and contiguous:
+            return ('every minute' if k == 1 else 'every %d minutes' % k) + window, True
+        k = even_step(S, 0, 59)
+        if k and M == list(range(60)) and contiguous:
+            return ('every second' if k == 1 else 'every %d seconds' % k) + window, True
+        return None, False
+
+    def cron_days(c):
+        dom = sorted(c['dom'])
+        dom_all, dow_all = dom == list(range(1, 32)) and not c['dom_last'], c['dow'] == set(range(7))
+        dow = [d for d in (1, 2, 3, 4, 5, 6, 0) if d in c['dow']]
+        days = ('weekdays' if dow == [1, 2, 3, 4, 5] else 'weekends' if dow == [6, 0]
+                else and_list(DOW_FULL[d] for d in dow))
+        items = [str(d) for d in dom] + (['the last day'] if c['dom_last'] else [])
+        dom_text = ('day ' if len(dom) == 1 else 'days ' if dom else '') + and_list(items) + ' of the month'
+        if (c['either'] and (dom_all or dow_all)) or (dom_all and dow_all):
+            text = 'every day'
+        elif c['either']:
+            text = 'on %s and on %s' % (dom_text, days)
+        elif dom_all:
+            text = 'on ' + days
+        elif dow_all:
+            text = 'on ' + dom_text
+        else:
+            text = 'on %s when it is %s' % (dom_text, days if dow in ([1, 2, 3, 4, 5], [6, 0]) else 'a ' + days.replace(' and ', ' or '))
+        if c['months'] != list(range(1, 13)):
+            text += ' in ' + and_list(MONTH_FULL[m - 1] for m in c['months'])
+        return text
+
+    def describe_cron(expr):
+        c = parse_cron(expr)
+        when, repeating = cron_time(c)
+        if when is None:
+            return None
+        days = cron_days(c)
+        return when if repeating and days == 'every day' else when + ' ' + days
 
     def month_of(index):
         return index // 12, index % 12 + 1
@@ -234,6 +311,7 @@ if E is None:
             self.zone = zone_of(d['timezone'])
             self.freq = d['frequency']
             self.every = d.get('every') or 1
+            self.start_us = d['starts_at']
             self.start = EPOCH + dt.timedelta(microseconds=d['starts_at'])
             self.end = None if d.get('ends_at') is None else EPOCH + dt.timedelta(microseconds=d['ends_at'])
             self.start_date = self.start.astimezone(self.zone).date()
@@ -417,19 +495,33 @@ if E is None:
 
     def instants(text, after_us, n):
         s = compile_def(text)
+        # Nothing fires before starts_at: an earlier instant is as good.
+        after_us = max(after_us, s.start_us - 1)
         try:
             found = s.after(EPOCH + dt.timedelta(microseconds=after_us), n)
-        except OverflowError:   # the search ran past year 9999
+        except OverflowError:   # past the year 9999: nothing more
             found = []
         return [(x - EPOCH) // ONE_US for x in found]
 
-    E = GD['pgautomator_engine'] = {'cache': {}, 'instants': instants, 'compile': compile_def}
+    E = GD['pgautomator_engine'] = {'cache': {}, 'instants': instants, 'compile': compile_def,
+                                    'describe_cron': describe_cron}
 
 if p_def is None or p_after_us is None:
     return None
 return E['instants'](p_def, p_after_us, max(0, p_n or 0))
 $python$;
 COMMENT ON FUNCTION pgautomator._instants(text, bigint, integer) IS 'The engine: the next n fire instants (epoch microseconds) of a schedule definition strictly after an instant.';
+
+-- A cron expression in plain English when it has a common shape, else NULL.
+CREATE FUNCTION pgautomator._describe_cron(p_cron text)
+RETURNS text LANGUAGE plpython3u STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $python$
+if 'pgautomator_engine' not in GD:   # the engine lives in _instants
+    plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')
+return GD['pgautomator_engine']['describe_cron'](p_cron)
+$python$;
+COMMENT ON FUNCTION pgautomator._describe_cron(text) IS 'A cron expression in plain English for the common shapes (NULL for others).';
 
 CREATE FUNCTION pgautomator._fire_times(p_schedule_id bigint, p_after timestamptz, p_n integer)
 RETURNS SETOF timestamptz LANGUAGE sql STABLE
@@ -448,19 +540,25 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT pgautomator._fire_times(p_schedule_id, p_after, 1) LIMIT 1 $$;
 COMMENT ON FUNCTION pgautomator._next_fire(bigint, timestamptz) IS 'The first fire instant of a schedule strictly after an instant; NULL: never again. Ignores enabled.';
 
--- Recomputes job_schedule.next_fire_at for the matching links (NULL = all).
+-- Recomputes job_schedule.next_fire_at for the matching links (NULL = all):
+-- once per schedule, however many jobs it fires.
 CREATE FUNCTION pgautomator._refresh_next_fire(p_job_id bigint DEFAULT NULL, p_schedule_id bigint DEFAULT NULL,
                                                p_after timestamptz DEFAULT pg_catalog.now())
 RETURNS void LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE pgautomator.job_schedule js
-       SET next_fire_at = CASE WHEN s.enabled THEN pgautomator._from_us(
-                              (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1])
-                          END
-      FROM pgautomator.schedule s
-     WHERE s.id = js.schedule_id
-       AND (p_job_id IS NULL OR js.job_id = p_job_id)
-       AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id);
+    WITH links AS (
+        SELECT js.job_id, js.schedule_id FROM pgautomator.job_schedule js
+         WHERE (p_job_id IS NULL OR js.job_id = p_job_id)
+           AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id)
+    ), nxt AS MATERIALIZED (   -- once per schedule, not per link
+        SELECT s.id, CASE WHEN s.enabled THEN pgautomator._from_us(
+                   (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1]) END AS at
+          FROM pgautomator.schedule s
+         WHERE s.id IN (SELECT l.schedule_id FROM links l)
+    )
+    UPDATE pgautomator.job_schedule js SET next_fire_at = nxt.at
+      FROM links l JOIN nxt ON nxt.id = l.schedule_id
+     WHERE js.job_id = l.job_id AND js.schedule_id = l.schedule_id;
 $$;
 COMMENT ON FUNCTION pgautomator._refresh_next_fire(bigint, bigint, timestamptz) IS 'Recomputes the next fire instant of the matching job-schedule links (NULL argument = all); NULL when the schedule is disabled or ended.';

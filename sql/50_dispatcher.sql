@@ -78,8 +78,9 @@ COMMENT ON FUNCTION pgautomator._fire_run(pgautomator.job, bigint, timestamptz, 
 --   skip      a skipped run records the first missed instant, none runs;
 --   run_all   one queued run per missed instant, oldest first, at most
 --             misfire_limit of them (any beyond are dropped).
--- Then next_fire_at moves on: past the fired instant, or past p_now after
--- a misfire.  A disabled job fires nothing and its instants pass by.
+-- Then next_fire_at moves on: past the fired instant (computed by the next
+-- pass: 'infinity' marks it), or past p_now after a misfire.  A disabled
+-- job fires nothing and its instants pass by.
 CREATE FUNCTION pgautomator._fire_due(p_job pgautomator.job, p_schedule pgautomator.schedule,
                                       p_at timestamptz, p_now timestamptz)
 RETURNS void LANGUAGE plpgsql
@@ -90,6 +91,7 @@ DECLARE
     v_last   timestamptz := p_at;
     v_at     timestamptz;
     v_n      integer := 1;
+    v_defer  boolean := false;
 BEGIN
     IF NOT p_schedule.enabled THEN
         UPDATE pgautomator.job_schedule SET next_fire_at = NULL
@@ -101,6 +103,7 @@ BEGIN
         v_last := NULL;
     ELSIF p_now - p_at <= pgautomator._setting_interval('misfire_grace') THEN
         PERFORM pgautomator._fire_run(p_job, p_schedule.id, p_at, false, NULL);
+        v_defer := true;
     ELSE
         v_after := p_now;
         IF p_job.misfire = 'run_once' THEN
@@ -127,8 +130,11 @@ BEGIN
             END LOOP;
         END IF;
     END IF;
+    -- After an ordinary fire the next instant is computed by the next pass
+    -- (_dispatch_fires step 1), off the path from fire instant to step start.
     UPDATE pgautomator.job_schedule
-       SET next_fire_at = pgautomator._next_fire(p_schedule.id, v_after),
+       SET next_fire_at = CASE WHEN v_defer THEN 'infinity'
+                               ELSE pgautomator._next_fire(p_schedule.id, v_after) END,
            last_fire_at = coalesce(v_last, last_fire_at)
      WHERE job_id = p_job.id AND schedule_id = p_schedule.id;
 END
@@ -136,45 +142,114 @@ $$;
 COMMENT ON FUNCTION pgautomator._fire_due(pgautomator.job, pgautomator.schedule, timestamptz, timestamptz) IS 'Fires one due (job, schedule) pair, applying the misfire policy when it is late by more than misfire_grace, and moves next_fire_at on.';
 
 -- Fires due pairs, at most fire_batch of them per pass, oldest instant
--- first, over job_schedule_due_idx.  Returns when the next pair is due
--- (p_now or earlier: call again at once).
+-- first, over job_schedule_due_idx.  The common case (an enabled job on an
+-- enabled schedule, on time, with no active run and an enabled first step)
+-- is fired set-based in one statement; every other pair goes through
+-- _fire_due.  Computing the next instant (a call into the schedule engine,
+-- about 0.3 ms) is left to the next pass, which the return value makes
+-- immediate: the launcher claims the new step runs in between.  Returns
+-- when the next pair is due (p_now: call again at once).
 CREATE FUNCTION pgautomator._dispatch_fires(p_now timestamptz)
 RETURNS timestamptz LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_batch   integer := pgautomator._setting_int('fire_batch');
-    v_pair    record;
-    v_job     pgautomator.job;
-    v_sched   pgautomator.schedule;
-    v_done    integer := 0;
-    v_blocked boolean := false;
+    v_batch  integer := pgautomator._setting_int('fire_batch');
+    v_grace  interval := pgautomator._setting_interval('misfire_grace');
+    v_jobs   bigint[];
+    v_scheds bigint[];
+    v_ats    timestamptz[];
+    v_fast   bigint[];
+    v_i      integer;
+    v_job    pgautomator.job;
+    v_sched  pgautomator.schedule;
+    v_next   timestamptz;
+    v_more   boolean := false;
+    v_computed integer;
 BEGIN
-    FOR v_pair IN
-        SELECT js.job_id, js.schedule_id, js.next_fire_at
-          FROM pgautomator.job_schedule js
-         WHERE js.next_fire_at <= p_now
-         ORDER BY js.next_fire_at
-         LIMIT v_batch
-           FOR UPDATE SKIP LOCKED
-    LOOP
-        v_done := v_done + 1;
-        SELECT * INTO v_job FROM pgautomator.job WHERE id = v_pair.job_id FOR NO KEY UPDATE SKIP LOCKED;
-        IF NOT FOUND THEN
-            v_blocked := true;
-            CONTINUE;
-        END IF;
-        SELECT * INTO v_sched FROM pgautomator.schedule WHERE id = v_pair.schedule_id FOR KEY SHARE SKIP LOCKED;
-        IF NOT FOUND THEN
-            v_blocked := true;
-            CONTINUE;
-        END IF;
-        PERFORM pgautomator._fire_due(v_job, v_sched, v_pair.next_fire_at, p_now);
-    END LOOP;
-    IF v_blocked THEN
-        RETURN p_now + interval '1 second';
+    -- 1. The next instants of pairs earlier passes fired, 50 per pass so
+    --    that a pass stays short (about 15 ms) while the launcher waits.
+    UPDATE pgautomator.job_schedule js
+       SET next_fire_at = CASE WHEN s.enabled THEN pgautomator._next_fire(js.schedule_id, js.last_fire_at) END
+      FROM pgautomator.schedule s
+     WHERE s.id = js.schedule_id
+       AND (js.job_id, js.schedule_id) IN (SELECT p.job_id, p.schedule_id FROM pgautomator.job_schedule p
+                                              JOIN pgautomator.job j ON j.id = p.job_id
+                                              JOIN pgautomator.schedule ps ON ps.id = p.schedule_id
+                                            WHERE p.next_fire_at = 'infinity'
+                                            LIMIT 50
+                                              FOR UPDATE OF p SKIP LOCKED
+                                              FOR KEY SHARE OF j, ps SKIP LOCKED);
+    GET DIAGNOSTICS v_computed = ROW_COUNT;
+
+    -- 2. A batch of due pairs, locked with their jobs and schedules.
+    SELECT array_agg(d.job_id ORDER BY d.at), array_agg(d.schedule_id ORDER BY d.at), array_agg(d.at ORDER BY d.at)
+      INTO v_jobs, v_scheds, v_ats
+      FROM (SELECT js.job_id, js.schedule_id, js.next_fire_at AS at
+              FROM pgautomator.job_schedule js
+              JOIN pgautomator.job j ON j.id = js.job_id
+              JOIN pgautomator.schedule s ON s.id = js.schedule_id
+             WHERE js.next_fire_at <= p_now
+             ORDER BY js.next_fire_at
+             LIMIT v_batch
+               FOR UPDATE OF js SKIP LOCKED
+               FOR NO KEY UPDATE OF j SKIP LOCKED
+               FOR KEY SHARE OF s SKIP LOCKED) d;
+    IF v_jobs IS NULL THEN
+        v_jobs := '{}';
     END IF;
-    RETURN (SELECT min(js.next_fire_at) FROM pgautomator.job_schedule js WHERE js.next_fire_at IS NOT NULL);
+    v_more := cardinality(v_jobs) >= v_batch OR v_computed >= 50;
+
+    -- 3. The common case, set-based.
+    WITH batch AS (
+        SELECT * FROM unnest(v_jobs, v_scheds, v_ats) AS b(job_id, schedule_id, at)),
+    simple AS (
+        SELECT b.job_id, b.schedule_id, b.at, j.owner
+          FROM batch b
+          JOIN pgautomator.job j ON j.id = b.job_id
+          JOIN pgautomator.schedule s ON s.id = b.schedule_id
+         WHERE j.enabled AND s.enabled AND p_now - b.at <= v_grace
+           AND (SELECT count(*) FROM batch b2 WHERE b2.job_id = b.job_id) = 1
+           AND NOT EXISTS (SELECT FROM pgautomator.run r
+                            WHERE r.job_id = b.job_id AND r.state IN ('queued', 'running'))
+           AND EXISTS (SELECT FROM pgautomator.step st
+                        WHERE st.job_id = b.job_id AND st.position = 1 AND st.enabled)),
+    new_runs AS (
+        INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger, state, started_at)
+        SELECT job_id, owner, schedule_id, at, 'schedule', 'running', pg_catalog.now() FROM simple
+        ON CONFLICT (job_id, schedule_id, scheduled_at) WHERE trigger = 'schedule' DO NOTHING
+        RETURNING id, job_id),
+    first_steps AS (
+        INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, attempt, state, not_before)
+        SELECT nr.id, st.id, st.name, st.kind, 1, 'queued', pg_catalog.now()
+          FROM new_runs nr JOIN pgautomator.step st ON st.job_id = nr.job_id AND st.position = 1
+        RETURNING 1),
+    moved AS (
+        UPDATE pgautomator.job_schedule js SET last_fire_at = simple.at, next_fire_at = 'infinity'
+          FROM simple
+         WHERE js.job_id = simple.job_id AND js.schedule_id = simple.schedule_id
+        RETURNING js.job_id)
+    SELECT array_agg(moved.job_id) INTO v_fast FROM moved;
+    IF v_fast IS NOT NULL THEN
+        PERFORM pgautomator._wake('fire');
+    END IF;
+
+    -- 4. Every other pair, one by one.
+    FOR v_i IN 1 .. cardinality(v_jobs) LOOP
+        CONTINUE WHEN v_jobs[v_i] = ANY (coalesce(v_fast, '{}'));
+        SELECT * INTO v_job FROM pgautomator.job WHERE id = v_jobs[v_i];
+        SELECT * INTO v_sched FROM pgautomator.schedule WHERE id = v_scheds[v_i];
+        PERFORM pgautomator._fire_due(v_job, v_sched, v_ats[v_i], p_now);
+    END LOOP;
+
+    IF v_more OR cardinality(v_jobs) > 0 THEN
+        RETURN p_now;               -- more due, or next instants to compute
+    END IF;
+    v_next := (SELECT min(js.next_fire_at) FROM pgautomator.job_schedule js WHERE js.next_fire_at IS NOT NULL);
+    IF v_next <= p_now THEN
+        RETURN p_now + interval '1 second';   -- due but locked by someone else
+    END IF;
+    RETURN v_next;
 END
 $$;
 COMMENT ON FUNCTION pgautomator._dispatch_fires(timestamptz) IS 'Fires up to fire_batch due (job, schedule) pairs; returns when the next pair is due.';
@@ -205,6 +280,42 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgautomator._dispatch_queued(timestamptz) IS 'Starts queued runs while their jobs'' overlap limits allow.';
+
+-- Cancels (or terminates) an in-database step worker, if that pid is
+-- still a pgautomator step worker: one that exited is not signalled, nor a
+-- process that reused its pid.
+CREATE FUNCTION pgautomator._signal_worker(p_pid integer, p_terminate boolean)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_pid IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(p_pid) a
+                                     WHERE a.backend_type LIKE 'pgautomator step%') THEN
+        RETURN false;
+    END IF;
+    IF p_terminate THEN
+        RETURN pg_catalog.pg_terminate_backend(p_pid);
+    END IF;
+    RETURN pg_catalog.pg_cancel_backend(p_pid);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._signal_worker(integer, boolean) IS 'Cancels or terminates a step worker by pid, only if that pid is still a pgautomator step worker.';
+
+-- Locks a step run for an update by the dispatcher without waiting, with
+-- its run: updating a row this transaction wrote before makes PostgreSQL
+-- check its foreign key, which would wait for a run that stop_run holds.
+-- NULL when either is busy.
+CREATE FUNCTION pgautomator._lock_step_run(p_step_run_id bigint)
+RETURNS bigint LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The run first, then the step run: the lock order of every path.
+    SELECT sr.id FROM pgautomator.step_run sr
+     WHERE sr.id = p_step_run_id
+       AND EXISTS (SELECT FROM pgautomator.run r WHERE r.id = sr.run_id FOR KEY SHARE SKIP LOCKED)
+       FOR UPDATE OF sr SKIP LOCKED
+$$;
+COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run and (key-share) its run without waiting; NULL when either is busy.';
 
 -- Stop requests and timeouts of running step runs.  The in-database worker
 -- is cancelled (pg_cancel_backend) at once and again on every pass; after
@@ -242,16 +353,31 @@ BEGIN
         END IF;
         IF v.cancel_requested_at IS NULL THEN
             UPDATE pgautomator.step_run SET cancel_requested_at = p_now, cancel_reason = v_reason
-             WHERE id = (SELECT id FROM pgautomator.step_run WHERE id = v.id FOR UPDATE SKIP LOCKED);
-        END IF;
-        IF v.agent_kind = 'database' AND v.worker_pid IS NOT NULL THEN
-            IF v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now THEN
-                PERFORM pg_catalog.pg_terminate_backend(v.worker_pid);
-            ELSE
-                PERFORM pg_catalog.pg_cancel_backend(v.worker_pid);
+             WHERE id = pgautomator._lock_step_run(v.id);
+            IF v.agent_kind = 'remote' THEN
+                PERFORM pgautomator._wake('kill');      -- the agent heartbeats and kills
             END IF;
         END IF;
+        IF v.agent_kind = 'database' AND v.worker_pid IS NOT NULL THEN
+            PERFORM pgautomator._signal_worker(v.worker_pid,
+                v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now);
+        END IF;
         v_next := least(v_next, p_now + interval '1 second');
+    END LOOP;
+
+    -- Runs being stopped with no step left running (a claim was handed
+    -- back, or the worker went without a report) end stopped.
+    FOR v IN
+        SELECT r.id, r.job_id, r.stop_requested_by
+          FROM pgautomator.run r
+         WHERE r.state = 'running' AND r.stop_requested_at IS NOT NULL
+           AND NOT EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.run_id = r.id AND sr.state = 'running')
+    LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.job WHERE id = v.job_id FOR NO KEY UPDATE SKIP LOCKED);
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state = 'running'
+                                     FOR UPDATE SKIP LOCKED);
+        PERFORM pgautomator._finish_run(v.id, 'stopped', pg_catalog.format('stopped by %s', v.stop_requested_by));
+        PERFORM pgautomator._admit((SELECT j FROM pgautomator.job j WHERE j.id = v.job_id));
     END LOOP;
 
     -- Runs with no step running whose job timeout has passed.
@@ -319,8 +445,7 @@ BEGIN
         ELSIF (v.worker_pid IS NULL AND v.started_at + interval '1 minute' <= p_now)
               OR (v.worker_pid IS NOT NULL
                   AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(v.worker_pid))) THEN
-            UPDATE pgautomator.step_run SET lost_since = p_now
-             WHERE id = (SELECT id FROM pgautomator.step_run WHERE id = v.id FOR UPDATE SKIP LOCKED);
+            UPDATE pgautomator.step_run SET lost_since = p_now WHERE id = pgautomator._lock_step_run(v.id);
             v_next := least(v_next, p_now + interval '10 seconds');
         END IF;
     END LOOP;
@@ -336,9 +461,13 @@ RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- A crash retry run references the schedule too: key-share it first.
     IF NOT EXISTS (SELECT FROM pgautomator.job WHERE id = p_job_id FOR NO KEY UPDATE SKIP LOCKED)
        OR NOT EXISTS (SELECT FROM pgautomator.run WHERE id = p_run_id FOR UPDATE SKIP LOCKED)
-       OR NOT EXISTS (SELECT FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE SKIP LOCKED) THEN
+       OR NOT EXISTS (SELECT FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE SKIP LOCKED)
+       OR EXISTS (SELECT FROM pgautomator.run r WHERE r.id = p_run_id AND r.schedule_id IS NOT NULL
+                     AND NOT EXISTS (SELECT FROM pgautomator.schedule s WHERE s.id = r.schedule_id
+                                        FOR KEY SHARE SKIP LOCKED)) THEN
         RETURN false;
     END IF;
     PERFORM pgautomator._crash_step_run(p_step_run_id, p_reason);
@@ -351,16 +480,18 @@ COMMENT ON FUNCTION pgautomator._crash_locked(bigint, bigint, bigint, text) IS '
 -- p_older_than, at most p_limit, oldest first over run_finished_idx.
 CREATE FUNCTION pgautomator._purge_runs(p_before timestamptz, p_limit integer)
 RETURNS integer LANGUAGE sql
+-- A generic plan guesses many rows; JIT would cost more than the purge.
+SET jit = off
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH doomed AS (
-        SELECT r.id FROM pgautomator.run r
-         WHERE r.finished_at < p_before
-         ORDER BY r.finished_at
-         LIMIT p_limit
-           FOR UPDATE SKIP LOCKED),
-    gone AS (
-        DELETE FROM pgautomator.run r USING doomed WHERE r.id = doomed.id RETURNING 1)
+    WITH gone AS (
+        DELETE FROM pgautomator.run r
+         WHERE r.id = ANY (ARRAY(SELECT d.id FROM pgautomator.run d
+                                  WHERE d.finished_at < p_before
+                                  ORDER BY d.finished_at
+                                  LIMIT p_limit
+                                    FOR UPDATE SKIP LOCKED))
+        RETURNING 1)
     SELECT count(*)::integer FROM gone
 $$;
 COMMENT ON FUNCTION pgautomator._purge_runs(timestamptz, integer) IS 'Deletes up to p_limit finished runs (with their step runs) that finished before p_before; returns how many.';

@@ -144,9 +144,11 @@ DECLARE
     v_next    bigint;
     v_started integer := 0;
 BEGIN
+    -- Counted once (at most up to the limit), then kept up to date: a
+    -- started run is running unless it ended at once (no enabled steps).
+    SELECT count(*) INTO v_running
+      FROM (SELECT FROM pgautomator.run r WHERE r.job_id = p_job.id AND r.state = 'running' LIMIT v_limit) x;
     LOOP
-        SELECT count(*) INTO v_running FROM pgautomator.run r
-         WHERE r.job_id = p_job.id AND r.state = 'running';
         EXIT WHEN v_running >= v_limit;
         SELECT r.id INTO v_next FROM pgautomator.run r
          WHERE r.job_id = p_job.id AND r.state = 'queued'
@@ -154,6 +156,9 @@ BEGIN
         EXIT WHEN NOT FOUND;
         PERFORM pgautomator._start_run(v_next);
         v_started := v_started + 1;
+        IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_next) = 'running' THEN
+            v_running := v_running + 1;
+        END IF;
     END LOOP;
     IF v_started > 0 THEN
         PERFORM pgautomator._wake('run');
@@ -298,7 +303,8 @@ BEGIN
     END IF;
     SELECT * INTO v_run FROM pgautomator.run WHERE id = v_run_id FOR UPDATE;
     SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE;
-    IF v_sr.state <> 'running' OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
+    IF v_sr.state IS DISTINCT FROM 'running'
+       OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
         RETURN false;
     END IF;
     SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
@@ -415,7 +421,14 @@ BEGIN
             v_message := v_message || pg_catalog.format('; not retried: %s crash retries already made', v_depth);
         END IF;
     END IF;
-    PERFORM pgautomator._finish_run(v_run.id, 'crashed', v_message);
+    IF v_run.stop_requested_at IS NOT NULL THEN
+        -- It was being stopped anyway: the run ends as asked.
+        PERFORM pgautomator._finish_run(v_run.id, 'stopped',
+            pg_catalog.format('stopped by %s; step "%s" was lost meanwhile: %s',
+                              v_run.stop_requested_by, v_sr.step_name, p_reason));
+    ELSE
+        PERFORM pgautomator._finish_run(v_run.id, 'crashed', v_message);
+    END IF;
     PERFORM pgautomator._admit(v_job);
     PERFORM pgautomator._wake('crash');
     RETURN v_retry;

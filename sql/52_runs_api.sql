@@ -143,11 +143,13 @@ BEGIN
     VALUES (p_job.id, p_job.owner, 'manual', session_user, v_step_id, 'queued')
     RETURNING id INTO v_id;
     PERFORM pgautomator._admit(p_job);
-    SELECT count(*) INTO v_running FROM pgautomator.run r WHERE r.job_id = p_job.id AND r.state = 'running';
-    UPDATE pgautomator.run r
-       SET message = pg_catalog.format('waiting: %s run(s) of the job are running (overlap %s, limit %s)',
-                                       v_running, p_job.overlap, pgautomator._run_limit(p_job))
-     WHERE r.id = v_id AND r.state = 'queued';
+    IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_id) = 'queued' THEN
+        SELECT count(*) INTO v_running FROM pgautomator.run r WHERE r.job_id = p_job.id AND r.state = 'running';
+        UPDATE pgautomator.run r
+           SET message = pg_catalog.format('waiting: %s run(s) of the job are running (overlap %s, limit %s)',
+                                           v_running, p_job.overlap, pgautomator._run_limit(p_job))
+         WHERE r.id = v_id;
+    END IF;
     PERFORM pgautomator._wake('start');
     RETURN v_id;
 END
@@ -216,7 +218,7 @@ BEGIN
     LOOP
         v_busy := true;
         IF v_sr.kind = 'database' AND v_sr.worker_pid IS NOT NULL THEN
-            PERFORM pg_catalog.pg_cancel_backend(v_sr.worker_pid);
+            PERFORM pgautomator._signal_worker(v_sr.worker_pid, false);
         END IF;
     END LOOP;
     IF NOT v_busy THEN

@@ -30,22 +30,27 @@ AS $$
 DECLARE
     v_agent   bigint;
     v_workers text := pg_catalog.current_setting('pgautomator.max_workers', true);
+    v_sleep   text := pg_catalog.current_setting('pgautomator.max_sleep', true);
     v         record;
 BEGIN
     IF EXISTS (SELECT FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind <> 'database') THEN
         RAISE EXCEPTION 'a remote agent is registered under the reserved name "database"'
             USING ERRCODE = '55000', HINT = 'Drop it with drop_agent(''database'').';
     END IF;
+    -- The launcher passes at least every max_sleep, heartbeat included: it
+    -- is shown down after three missed passes (at least 30 seconds).
     INSERT INTO pgautomator.agent AS a (name, kind, host, capabilities, max_parallel, pid, version, last_heartbeat,
-                                        registered_at)
+                                        registered_at, heartbeat_timeout)
     VALUES ('database', 'database', pg_catalog.current_database(), '{sql}',
             CASE WHEN v_workers ~ '^[0-9]{1,4}$' THEN greatest(1, least(1000, v_workers::integer)) ELSE 8 END,
             p_pid, (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pgautomator'),
-            pg_catalog.now(), pg_catalog.now())
+            pg_catalog.now(), pg_catalog.now(),
+            greatest(interval '30 seconds',
+                     3 * CASE WHEN v_sleep ~ '^[0-9]{1,4}s$' THEN v_sleep::interval ELSE interval '10 seconds' END))
     ON CONFLICT (name) DO UPDATE
        SET host = excluded.host, capabilities = excluded.capabilities, max_parallel = excluded.max_parallel,
            pid = excluded.pid, version = excluded.version, last_heartbeat = excluded.last_heartbeat,
-           registered_at = excluded.registered_at
+           registered_at = excluded.registered_at, heartbeat_timeout = excluded.heartbeat_timeout
     RETURNING a.id INTO v_agent;
 
     FOR v IN
@@ -76,16 +81,20 @@ COMMENT ON FUNCTION pgautomator._launcher_start(integer) IS 'Launcher start: reg
 -- tests: the pass decides as if it were that instant.
 CREATE FUNCTION pgautomator._launcher_tick(p_now timestamptz DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql
+SET jit = off                   -- short index lookups; compiling would dominate
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now  timestamptz := coalesce(p_now, pg_catalog.now());
     v_next timestamptz;
+    v_last timestamptz;
 BEGIN
     -- The database agent's heartbeat, written at most once a second.
     UPDATE pgautomator.agent a SET last_heartbeat = v_now
-     WHERE a.name = 'database' AND a.kind = 'database'
-       AND (a.last_heartbeat IS NULL OR a.last_heartbeat <= v_now - interval '1 second');
+     WHERE a.id = (SELECT d.id FROM pgautomator.agent d
+                    WHERE d.name = 'database' AND d.kind = 'database'
+                      AND (d.last_heartbeat IS NULL OR d.last_heartbeat <= v_now - interval '1 second')
+                      FOR UPDATE SKIP LOCKED);
     v_next := pgautomator._dispatch_deadlines(v_now);
     v_next := least(v_next, pgautomator._dispatch_crashes(v_now));
     v_next := least(v_next, pgautomator._dispatch_fires(v_now));
@@ -94,6 +103,15 @@ BEGIN
     v_next := least(v_next, (SELECT min(sr.not_before) FROM pgautomator.step_run sr
                               WHERE sr.state = 'queued' AND sr.not_before > v_now));
     v_next := least(v_next, pgautomator._dispatch_retention(v_now));
+    -- Remote agents learn of retries whose delay ended since the previous
+    -- pass (the launcher's session remembers when that was).
+    v_last := nullif(pg_catalog.current_setting('pgautomator_dispatch.last_tick', true), '')::timestamptz;
+    IF EXISTS (SELECT FROM pgautomator.step_run sr
+                WHERE sr.state = 'queued' AND sr.kind IN ('shell', 'remote_sql')
+                  AND sr.not_before <= v_now AND sr.not_before > coalesce(v_last, v_now - interval '1 minute')) THEN
+        PERFORM pgautomator._wake('retry');
+    END IF;
+    PERFORM pg_catalog.set_config('pgautomator_dispatch.last_tick', v_now::text, false);
     RETURN v_next;
 END
 $$;
@@ -123,6 +141,26 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgautomator._fail_unstarted(pgautomator.step_run, text, text) IS 'Records a step run that could not start as a failed attempt and advances its run.';
+
+-- A step run about to start whose run is past its job timeout: the run
+-- ends failed, as a job timeout during a step does.  Caller holds the run's
+-- and the step run's locks.
+CREATE FUNCTION pgautomator._job_timed_out(p_sr pgautomator.step_run, p_job pgautomator.job)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pgautomator.step_run
+       SET state = 'skipped', finished_at = pg_catalog.now(),
+           messages = pg_catalog.format('not started: job timeout of %s exceeded', p_job.timeout)
+     WHERE id = p_sr.id;
+    PERFORM pgautomator._finish_run(p_sr.run_id, 'failed',
+        pg_catalog.format('job timeout of %s exceeded before step "%s" could start', p_job.timeout, p_sr.step_name));
+    PERFORM pgautomator._try_admit(p_job.id);
+    PERFORM pgautomator._wake('step');
+END
+$$;
+COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator.job) IS 'Ends a run whose job timeout passed before its next step could start.';
 
 -- Claims up to p_max ready sql step runs for in-database workers.  The
 -- run-as role is checked again here: it may have been dropped or lost
@@ -155,9 +193,12 @@ BEGIN
            AND r.state = 'running' AND r.stop_requested_at IS NULL
          ORDER BY sr.not_before, sr.id
          LIMIT p_max
-           FOR UPDATE OF sr, r SKIP LOCKED
+           FOR UPDATE OF r SKIP LOCKED
     LOOP
-        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id;
+        -- The run first, then its step run: the lock order of every path.
+        SELECT * INTO v_sr FROM pgautomator.step_run
+         WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
         DECLARE
             v_job  pgautomator.job;
             v_step pgautomator.step;
@@ -192,9 +233,7 @@ BEGIN
             -- the job's, whichever is smaller.
             v_left := least(v_step.timeout, v.run_started_at + v_job.timeout - pg_catalog.now());
             IF v_left IS NOT NULL AND v_left <= interval '0' THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '57014',
-                    pg_catalog.format('job timeout of %s exceeded before step "%s" could start',
-                                      v_job.timeout, v_sr.step_name));
+                PERFORM pgautomator._job_timed_out(v_sr, v_job);
                 CONTINUE;
             END IF;
             v_ms := CASE WHEN v_left IS NULL THEN 0
@@ -210,12 +249,31 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_claim(integer) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED) for in-database workers and marks them running; steps whose run-as role or database is unusable fail instead.';
 
-CREATE FUNCTION pgautomator._launcher_started(p_step_run_id bigint, p_pid integer)
-RETURNS void LANGUAGE sql
+-- Every launcher call that changes a step run locks its run first: the
+-- lock order of every path (run, then step run), so that the launcher's
+-- pass, which holds its locks until it commits, never meets a stop_run the
+-- other way round.
+CREATE FUNCTION pgautomator._lock_run_of(p_step_run_id bigint)
+RETURNS bigint LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE pgautomator.step_run SET worker_pid = p_pid, lost_since = NULL
-     WHERE id = p_step_run_id AND state = 'running';
+    SELECT r.id FROM pgautomator.run r
+     WHERE r.id = (SELECT sr.run_id FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id)
+       FOR KEY SHARE
+$$;
+COMMENT ON FUNCTION pgautomator._lock_run_of(bigint) IS 'Key-share locks the run of a step run (NULL when gone): the lock the launcher takes before changing a step run.';
+
+-- pid 0 means "no worker" (the launcher could not hand it over).
+CREATE FUNCTION pgautomator._launcher_started(p_step_run_id bigint, p_pid integer)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pgautomator._lock_run_of(p_step_run_id) IS NOT NULL THEN
+        UPDATE pgautomator.step_run SET worker_pid = nullif(p_pid, 0), lost_since = NULL
+         WHERE id = p_step_run_id AND state = 'running';
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_started(bigint, integer) IS 'Records the pid of the worker running a step run, for cancelling it on stop or timeout.';
 
@@ -230,28 +288,23 @@ $$;
 COMMENT ON FUNCTION pgautomator._launcher_report(bigint, boolean, text, text, text, bigint, text) IS 'Records the outcome of an in-database step run and advances its run; ignored when the step run is no longer running.';
 
 -- A claimed step run the launcher could not start (no free background
--- worker slot): back to the queue, ready at once, as if never claimed; or,
--- when it was stopped or timed out meanwhile, ended as such.
+-- worker slot): back to the queue, ready at once, as if never claimed.  A
+-- run stopped meanwhile is ended by the dispatcher's next pass.
 CREATE FUNCTION pgautomator._launcher_release(p_step_run_id bigint)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_sr pgautomator.step_run;
 BEGIN
-    SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id;
-    IF NOT FOUND OR v_sr.state <> 'running' OR v_sr.worker_pid IS NOT NULL THEN
-        RETURN;
-    END IF;
-    IF v_sr.cancel_requested_at IS NOT NULL THEN
-        PERFORM pgautomator._step_report(p_step_run_id, v_sr.agent_id, false, NULL, '57014',
-                                         'cancelled before its worker started', NULL, NULL, NULL);
+    IF pgautomator._lock_run_of(p_step_run_id) IS NULL THEN
         RETURN;
     END IF;
     UPDATE pgautomator.step_run
-       SET state = 'queued', agent_id = NULL, started_at = NULL, lost_since = NULL
+       SET state = 'queued', agent_id = NULL, started_at = NULL, lost_since = NULL,
+           cancel_requested_at = NULL, cancel_reason = NULL
      WHERE id = p_step_run_id AND state = 'running' AND worker_pid IS NULL;
-    PERFORM pgautomator._wake('release');
+    IF FOUND THEN
+        PERFORM pgautomator._wake('release');
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._launcher_release(bigint) IS 'Puts a claimed step run whose worker could not be started back in the queue (or ends it when it was stopped meanwhile).';
+COMMENT ON FUNCTION pgautomator._launcher_release(bigint) IS 'Puts a claimed step run whose worker could not be started back in the queue; a run stopped meanwhile ends at the next dispatcher pass.';

@@ -148,6 +148,47 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._agent_named(bigint, text) IS 'Resolves and locks an agent by id or name; 42704 when missing.';
 
+CREATE FUNCTION pgautomator._alter_agent(p_agent pgautomator.agent, p_host text, p_capabilities text[],
+                                         p_max_parallel integer, p_heartbeat_timeout interval, p_enabled boolean)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pgautomator._require_admin('configure agents');
+    IF p_agent.kind = 'database' THEN
+        RAISE EXCEPTION 'the database agent is configured by the launcher''s settings' USING ERRCODE = '55000',
+            HINT = 'pgautomator.max_workers bounds it; enable or disable it with pgautomator.enabled.';
+    END IF;
+    PERFORM pgautomator._check_agent(p_agent.name, coalesce(p_capabilities, p_agent.capabilities),
+                                     p_max_parallel, p_heartbeat_timeout);
+    UPDATE pgautomator.agent SET
+        host = coalesce(p_host, host),
+        capabilities = coalesce(p_capabilities, capabilities),
+        max_parallel = coalesce(p_max_parallel, max_parallel),
+        heartbeat_timeout = coalesce(p_heartbeat_timeout, heartbeat_timeout),
+        enabled = coalesce(p_enabled, enabled)
+     WHERE id = p_agent.id;
+    PERFORM pgautomator._wake('agent');
+END
+$$;
+COMMENT ON FUNCTION pgautomator._alter_agent(pgautomator.agent, text, text[], integer, interval, boolean) IS 'Changes the given settings of a remote agent after checking them.';
+
+CREATE FUNCTION pgautomator.alter_agent(agent bigint, host text DEFAULT NULL, capabilities text[] DEFAULT NULL,
+                                        max_parallel integer DEFAULT NULL, heartbeat_timeout interval DEFAULT NULL,
+                                        enabled boolean DEFAULT NULL)
+RETURNS void LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pgautomator._alter_agent(pgautomator._agent_named($1, NULL), $2, $3, $4, $5, $6) $$;
+COMMENT ON FUNCTION pgautomator.alter_agent(bigint, text, text[], integer, interval, boolean) IS 'Changes settings of a remote agent by id (admins); NULL leaves a setting unchanged. A disabled agent claims nothing.';
+
+CREATE FUNCTION pgautomator.alter_agent(agent text, host text DEFAULT NULL, capabilities text[] DEFAULT NULL,
+                                        max_parallel integer DEFAULT NULL, heartbeat_timeout interval DEFAULT NULL,
+                                        enabled boolean DEFAULT NULL)
+RETURNS void LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pgautomator._alter_agent(pgautomator._agent_named(NULL, $1), $2, $3, $4, $5, $6) $$;
+COMMENT ON FUNCTION pgautomator.alter_agent(text, text, text[], integer, interval, boolean) IS 'Changes settings of a remote agent by name (admins); NULL leaves a setting unchanged. A disabled agent claims nothing.';
+
 CREATE FUNCTION pgautomator._set_agent_smtp(p_agent pgautomator.agent, p_host text, p_port integer,
                                             p_security text, p_user text, p_password text, p_from text)
 RETURNS void LANGUAGE plpgsql
@@ -338,9 +379,12 @@ BEGIN
            AND (j.agent IS NULL OR j.agent = v_agent.name)
          ORDER BY sr.not_before, sr.id
          LIMIT v_free
-           FOR UPDATE OF sr, r SKIP LOCKED
+           FOR UPDATE OF r SKIP LOCKED
     LOOP
-        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id;
+        -- The run first, then its step run: the lock order of every path.
+        SELECT * INTO v_sr FROM pgautomator.step_run
+         WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
         DECLARE
             v_run  pgautomator.run;
             v_job  pgautomator.job;
@@ -356,9 +400,7 @@ BEGIN
             END IF;
             v_left := least(v_step.timeout, v_run.started_at + v_job.timeout - pg_catalog.now());
             IF v_left IS NOT NULL AND v_left <= interval '0' THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '57014',
-                    pg_catalog.format('job timeout of %s exceeded before step "%s" could start',
-                                      v_job.timeout, v_sr.step_name));
+                PERFORM pgautomator._job_timed_out(v_sr, v_job);
                 CONTINUE;
             END IF;
             UPDATE pgautomator.step_run

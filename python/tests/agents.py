@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 from conftest import cluster_params
 
 from helpers import wait_for
@@ -24,20 +25,32 @@ class AgentProcess:
         self.agent_id: int | None = None
         self.log_path = log_dir / f"agent-{name}.log"
         params = cluster_params(user=role)
-        argv = [
-            sys.executable, "-m", "pgautomator", "agent",
-            "--db-host", params["host"], "--db-port", params["port"],
-            "--db-name", params["dbname"], "--db-user", role,
-            "--name", name, "--log-level", "0",
-            # NOTIFY is what wakes the agent; a long poll_time proves it.
-            "--poll-time", "60", "--heartbeat-interval", "0.5",
-        ]  # fmt: skip
+        # The base settings come from a YAML file, as in production; the
+        # test's own settings are flags, which override the file.
+        config = log_dir / f"agent-{name}.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "db_host": params["host"],
+                    "db_port": int(params["port"]),
+                    "db_name": params["dbname"],
+                    "db_user": role,
+                    "name": name,
+                    "log_level": 0,
+                    # NOTIFY is what wakes the agent; a long poll_time proves it.
+                    "poll_time": 60,
+                    "heartbeat_interval": 0.5,
+                }
+            )
+        )
+        argv = [sys.executable, "-m", "pgautomator", "agent", "--config", str(config)]
         for key, value in settings.items():
             argv += ["--" + key.replace("_", "-"), value]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PGAUTOMATOR_", "PG"))}
         env["PYTHONPATH"] = SRC
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        # cwd: a checkout's root holds pgautomator.so, which `-m pgautomator` would import.
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=log_dir)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

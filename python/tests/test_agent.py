@@ -128,6 +128,81 @@ def test_shell_steps_run_in_order_and_their_output_lands_in_the_log(
     assert (second["state"], second["exit_code"], second["output"]) == ("succeeded", 3, "second\n")
 
 
+def test_a_job_mixing_sql_and_shell_steps_runs_them_in_order_across_database_and_agent(
+    agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    preload = admin.execute("SHOW shared_preload_libraries").fetchone()
+    if preload is None or "pgautomator" not in preload[0]:
+        pytest.skip("no in-database executor here: bgworker/ is not built into this checkout")
+    # The launcher starts (or restarts) on its own schedule.
+    wait_for(
+        lambda: (
+            admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+            ).fetchone()
+            != (0,)
+        ),
+        what="the pgautomator launcher",
+    )
+    agent = agents()
+    steps = [
+        {"kind": "sql", "code": "SELECT 1"},
+        {"kind": "shell", "code": "echo from the agent"},
+        {"kind": "sql", "code": "SELECT 2"},
+    ]
+    run_id = start(user, make_job(user, steps))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    with admin.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(
+            "SELECT sr.kind, sr.state, sr.output, a.kind AS executor, a.id AS agent_id,"
+            " sr.started_at, sr.finished_at"
+            " FROM pgautomator.step_run sr JOIN pgautomator.agent a ON a.id = sr.agent_id"
+            " WHERE sr.run_id = %s ORDER BY sr.id",
+            (run_id,),
+        ).fetchall()
+    assert [(r["kind"], r["state"], r["executor"]) for r in rows] == [
+        ("sql", "succeeded", "database"),
+        ("shell", "succeeded", "remote"),
+        ("sql", "succeeded", "database"),
+    ]
+    assert rows[1]["agent_id"] == agent.agent_id
+    assert rows[1]["output"] == "from the agent\n"
+    # Each step started only after the one before it had finished.
+    assert rows[0]["finished_at"] <= rows[1]["started_at"]
+    assert rows[1]["finished_at"] <= rows[2]["started_at"]
+
+
+def test_output_is_streamed_while_the_step_runs_and_bounded(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
+    agents()
+    code = (
+        "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; echo progress;"
+        f" i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done; echo the end"
+    )
+    run_id = start(user, make_job(user, [{"code": code}]))
+
+    def streamed() -> bool:
+        (step,) = step_runs(admin, run_id)
+        return step["state"] == "running" and (step["output"] or "").endswith("progress\n")
+
+    wait_for(streamed, what="the output to reach the log while the step runs")
+    go.touch()
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    (step,) = step_runs(admin, run_id)
+    assert step["output"].endswith("line 19999\nprogress\nthe end\n")
+    assert "line 0\n" not in step["output"]  # the head was dropped: bounded, tail kept
+    # A first line says how much was cut; the rest is within the limit.
+    mark, kept = step["output"].split("\n", 1)
+    assert mark.startswith("[") and ("cut" in mark or "dropped" in mark)
+    limit = admin.execute("SELECT pgautomator._setting_int('output_limit')").fetchone()
+    assert limit is not None and len(kept) <= limit[0]
+
+
 def test_failing_shell_step_fails_the_run(
     agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
 ) -> None:
@@ -137,6 +212,22 @@ def test_failing_shell_step_fails_the_run(
     (step,) = step_runs(admin, run_id)
     assert (step["state"], step["exit_code"], step["output"]) == ("failed", 4, "oops\n")
     assert "exit code 4" in step["error"]
+
+
+def test_a_failed_shell_step_is_retried_after_its_delay(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # No NOTIFY marks the end of a retry delay: the agent's poll finds it.
+    agents(poll_time="0.5")
+    code = f"if [ -e {tmp_path}/marker ]; then echo second try; exit 0; fi; touch {tmp_path}/marker; exit 1"
+    run_id = start(user, make_job(user, [{"code": code, "retries": 1, "retry_interval": "1 second"}]))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    first, second = step_runs(admin, run_id)
+    assert (first["attempt"], first["state"], first["exit_code"]) == (1, "failed", 1)
+    assert (second["attempt"], second["state"], second["output"]) == (2, "succeeded", "second try\n")
 
 
 def test_remote_sql_step(
@@ -153,6 +244,29 @@ def test_remote_sql_step(
     assert row[0] == "DO\nanswer\n42\nSELECT 1\n"
     assert "NOTICE: remote hello" in row[1]
     assert row[2] == 1
+
+
+def test_dbapi_step(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    agents(dbapi_drivers="sqlite3")
+    db = tmp_path / "other.db"
+    steps = [
+        {"kind": "remote_sql", "connection": f"dbapi:sqlite3:{db}", "code": code}
+        for code in (
+            "CREATE TABLE t (n integer)",
+            "INSERT INTO t VALUES (1), (2), (3)",
+            "SELECT sum(n) AS total FROM t",
+        )
+    ]
+    run_id = start(user, make_job(user, steps))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    rows = step_runs(admin, run_id)
+    assert [r["state"] for r in rows] == ["succeeded"] * 3
+    assert rows[2]["output"] == "total\n6\n"
 
 
 def test_two_agents_never_run_the_same_step_run(
@@ -232,6 +346,7 @@ def test_stop_run_kills_the_sleep(
         wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
         steps = step_runs(admin, run_id)
         assert [s["state"] for s in steps] == ["stopped"]  # the second step never started
+        assert steps[0]["error"] == f"stopped by {user.info.user}: killed on the scheduler's request"
         assert "started" in steps[0]["output"]
     finally:
         cleanup_pids(read_pids(pids))
@@ -253,6 +368,7 @@ def test_timeout_kills_the_sleep(
         (step,) = step_runs(admin, run_id)
         assert step["state"] == "failed"
         assert step["output"] == "started\n"
+        assert step["error"].startswith("step timeout of 00:00:01 exceeded: ")
     finally:
         cleanup_pids(read_pids(pids))
 
@@ -293,6 +409,38 @@ def test_sigkill_crashes_the_run_and_it_is_retried_on_the_other_agent(
         cleanup_pids(read_pids(pids))
 
 
+def test_restart_under_the_same_name_crashes_what_the_old_process_held(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    pids = tmp_path / "pids"
+    code = (
+        f"if [ -e {tmp_path}/marker ]; then echo again; exit 0; fi; touch {tmp_path}/marker; "
+        + SLEEPER.format(pids=pids)
+    )
+    old = agents()
+    run_id = start(user, make_job(user, [{"code": code}], retry_on_crash=True))
+    try:
+        wait_for(lambda: read_pids(pids), what="the step to start")
+        old.kill()
+        new = agents(name=old.name)
+        assert new.agent_id == old.agent_id
+        # At once, not after the heartbeat timeout: the error says why.
+        assert wait_run(admin, run_id, ("crashed", "failed", "succeeded")) == "crashed"
+        (step,) = step_runs(admin, run_id)
+        assert f"re-registered (pid {new.proc.pid})" in step["error"]
+        retry = wait_for(
+            lambda: admin.execute("SELECT id FROM pgautomator.run WHERE retry_of = %s", (run_id,)).fetchone(),
+            what="the retry run",
+        )[0]
+        assert wait_run(admin, retry, ("crashed", "failed", "succeeded")) == "succeeded"
+        assert step_runs(admin, retry)[0]["output"] == "again\n"
+    finally:
+        cleanup_pids(read_pids(pids))
+
+
 def test_sigterm_lets_the_running_step_finish(
     agents: Callable[..., AgentProcess],
     user: psycopg.Connection[Any],
@@ -319,7 +467,7 @@ def test_sigterm_lets_the_running_step_finish(
     assert row == (None,)  # deregistered: shown as down at once
 
 
-def test_sigterm_kills_what_outlives_the_grace_period(
+def test_sigterm_hands_back_what_outlives_the_grace_period(
     agents: Callable[..., AgentProcess],
     user: psycopg.Connection[Any],
     admin: psycopg.Connection[Any],
@@ -327,14 +475,23 @@ def test_sigterm_kills_what_outlives_the_grace_period(
 ) -> None:
     pids = tmp_path / "pids"
     agent = agents(grace_period="0.5")
-    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}]))
+    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}], retry_on_crash=True))
     try:
         wait_for(lambda: read_pids(pids), what="the sleep to start")
         assert agent.terminate() == 0
         wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
-        assert run_state(admin, run_id) == "failed"
+        # Killed by the shutdown, not failed: it ends crashed and, as the job
+        # asks, runs again (on whichever agent comes next).
+        assert run_state(admin, run_id) == "crashed"
         (step,) = step_runs(admin, run_id)
-        assert "agent shut down" in step["error"]
+        assert step["state"] == "crashed"
+        assert "shut down while running this step" in step["error"]
+        assert "started" in step["output"]  # what was streamed stays
+        retry = admin.execute(
+            "SELECT state FROM pgautomator.run WHERE retry_of = %s AND trigger = 'crash_retry'", (run_id,)
+        ).fetchone()
+        assert retry is not None
+        assert "handed back" in agent.log()
     finally:
         cleanup_pids(read_pids(pids))
 
@@ -352,6 +509,11 @@ def test_bad_database_settings_stop_the_agent_with_status_2(
     assert refused.proc.wait(60) == 2
     assert f"GRANT pgautomator_agent TO {outsider}" in refused.log()
     refused.close()
+
+    reserved = AgentProcess("database", agent_role, tmp_path)
+    assert reserved.proc.wait(60) == 2
+    assert 'agent name "database" is reserved' in reserved.log()
+    reserved.close()
     assert admin.execute("SELECT count(*) FROM pgautomator.agent WHERE name LIKE 't-bad-%'").fetchone() == (
         0,
     )

@@ -316,3 +316,108 @@ def test_steps_connect_as_the_role_without_a_client(
         run_id = int(row[0])
     assert wait_run(admin, run_id) == "succeeded"
     assert step_runs(admin, run_id)[0]["output"] == f"{role}\n"
+
+
+def test_a_reused_worker_starts_each_step_with_a_fresh_session(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    first = job(
+        {
+            "code": "CREATE TEMP TABLE leak (x int); SET work_mem = '77MB';"
+            " SELECT set_config('pga.leak', 'leaked', false); PREPARE leak_plan AS SELECT 1;"
+            " SELECT pg_advisory_lock(4242)"
+        },
+        run_as=role,
+    )
+    second = job(
+        {
+            "code": "SELECT current_setting('work_mem'), coalesce(current_setting('pga.leak', true), ''),"
+            " to_regclass('pg_temp.leak') IS NULL,"
+            " (SELECT count(*) FROM pg_prepared_statements),"
+            " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
+        },
+        run_as=role,
+    )
+    run_a = start(admin, first)
+    assert wait_run(admin, run_a) == "succeeded"
+    run_b = start(admin, second)
+    assert wait_run(admin, run_b) == "succeeded"
+    a, b = step_runs(admin, run_a)[0], step_runs(admin, run_b)[0]
+    assert a["worker_pid"] == b["worker_pid"], "the second step should reuse the idle worker"
+    fresh_work_mem = scalar(admin, "SELECT current_setting('work_mem')")
+    assert b["output"] == f"{fresh_work_mem}||t|0|0\n"
+
+
+def test_a_role_made_again_gets_a_new_worker(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    run_a = start(admin, job({"code": "SELECT session_user"}, run_as=role))
+    assert wait_run(admin, run_a) == "succeeded"
+    old_pid = step_runs(admin, run_a)[0]["worker_pid"]
+    admin.execute("DELETE FROM pgautomator.job WHERE run_as = %s", (role,))
+    admin.execute(f'DROP ROLE "{role}"')
+    admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pgautomator_user')
+    run_b = start(admin, job({"code": "SELECT session_user, pg_backend_pid()"}, run_as=role))
+    assert wait_run(admin, run_b) == "succeeded"
+    result = step_runs(admin, run_b)[0]
+    assert result["output"].startswith(f"{role}|")
+    assert result["worker_pid"] != old_pid
+
+
+@pytest.fixture
+def setting(admin: psycopg.Connection) -> Iterator[Callable[[str, str], None]]:
+    """Changes pgautomator settings with ALTER SYSTEM and a reload, undone after the test."""
+    changed: list[str] = []
+
+    def change(name: str, value: str) -> None:
+        admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        admin.execute("SELECT pg_reload_conf()")
+        changed.append(name)
+        wait_until(f"{name} = {value}", lambda: scalar(admin, f"SHOW {name}") == value)
+
+    yield change
+    for name in changed:
+        admin.execute(f"ALTER SYSTEM RESET {name}")
+    admin.execute("SELECT pg_reload_conf()")
+
+
+def test_disabled_launcher_starts_nothing_until_enabled(
+    admin: psycopg.Connection, job: Callable[..., int], table: str, setting: Callable[[str, str], None]
+) -> None:
+    setting("pgautomator.enabled", "off")
+    wait_until(
+        "the launcher to show it is disabled",
+        lambda: scalar(
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+            " AND query LIKE 'disabled%%'",
+        ),
+    )
+    run_id = start(admin, job({"code": f"INSERT INTO {table} (x) VALUES (1)"}))
+    # The run exists and its step waits: nothing claims it while disabled.
+    assert (
+        scalar(
+            admin,
+            "SELECT count(*) FROM pgautomator.step_run WHERE run_id = %s AND state = 'queued'",
+            (run_id,),
+        )
+        == 1
+    )
+    setting("pgautomator.enabled", "on")
+    assert wait_run(admin, run_id) == "succeeded"
+
+
+def test_more_steps_than_background_worker_slots_wait_their_turn(
+    admin: psycopg.Connection, job: Callable[..., int], table: str, setting: Callable[[str, str], None]
+) -> None:
+    slots = int(scalar(admin, "SHOW max_worker_processes"))
+    setting("pgautomator.max_workers", str(slots + 20))
+    n = slots + 10
+    runs = [
+        start(admin, job({"code": f"SELECT pg_sleep(0.5); INSERT INTO {table} (x) VALUES ({i})"}))
+        for i in range(n)
+    ]
+    assert [wait_run(admin, r) for r in runs] == ["succeeded"] * n
+    assert scalar(admin, f"SELECT count(DISTINCT x) FROM {table}") == n

@@ -1,7 +1,7 @@
 -- The schedule API: alter, enable/disable, exclusions, attach/detach, drop,
 -- next_job_runs, the schedules view, schedule()/unschedule(), and rights.
 BEGIN;
-SELECT plan(40);
+SELECT plan(43);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -74,6 +74,11 @@ SELECT results_eq($$SELECT fire_at, schedule FROM pgautomator.next_job_runs('sjo
              ('2030-01-05 09:00+00', 'noon'), ('2030-01-05 09:30+00', 'noon')$$,
     'next_job_runs merges the job''s schedules in time order');
 SELECT is((SELECT jobs FROM pgautomator.schedules WHERE name = 'dawn'), 1::bigint, 'the view counts the jobs using a schedule');
+SELECT is((SELECT next_fire_at::text || ' / ' || summary FROM pgautomator.schedules WHERE name = 'dawn'),
+    '2030-01-01 05:00:00+00 / at 05:00 every day, UTC', 'the view shows the next fire instant and the summary');
+SELECT pgautomator.disable_schedule('dawn');
+SELECT is((SELECT next_fire_at FROM pgautomator.schedules WHERE name = 'dawn'), NULL, 'none while disabled');
+SELECT pgautomator.enable_schedule('dawn');
 
 -- drop
 SELECT throws_ok($$SELECT pgautomator.drop_schedule('dawn')$$, '2BP01',
@@ -98,6 +103,8 @@ SELECT pgautomator.create_job('bob_job');
 SELECT lives_ok($$SELECT pgautomator.attach_schedule('bob_job', 'alice_s')$$, 'but may attach it to an own job');
 SELECT throws_ok($$SELECT pgautomator.attach_schedule('sjob', 'alice_s')$$, '42501',
     'permission denied for job "sjob"', 'not to a job it may not manage');
+SELECT is((SELECT summary || ' / ' || jobs FROM pgautomator.schedules WHERE name = 'alice_s'), 'at 00:00 every day, UTC / 1',
+    'every user reads the schedules view (here: alice''s schedule, used by one of bob''s jobs)');
 RESET SESSION AUTHORIZATION;
 
 -- pg_cron's shorthand

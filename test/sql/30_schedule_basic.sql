@@ -1,6 +1,6 @@
 -- Schedules: creating, attaching and the stored next fire instant.
 BEGIN;
-SELECT plan(8);
+SELECT plan(10);
 SET LOCAL TimeZone = 'UTC';
 
 SELECT lives_ok($$SELECT pgautomator.create_schedule('t_daily', 'daily', at_time => '02:30',
@@ -20,6 +20,20 @@ SELECT pgautomator._refresh_next_fire(NULL, (SELECT id FROM pgautomator.schedule
                                       '2024-03-09 07:30+00');
 SELECT is((SELECT next_fire_at FROM pgautomator.job_schedule js JOIN pgautomator.job j ON j.id = js.job_id
             WHERE j.name = 't_job'), '2024-03-10 07:00+00'::timestamptz, '_refresh_next_fire recomputes after an instant');
+-- One schedule, two jobs: refreshing by job touches only that job's link.
+SELECT pgautomator.create_job('t_job2');
+SELECT pgautomator.attach_schedule('t_job2', 't_daily');
+SELECT pgautomator._refresh_next_fire(NULL, NULL, '2024-03-08 00:00+00');
+SELECT pgautomator._refresh_next_fire((SELECT id FROM pgautomator.job WHERE name = 't_job2'), NULL, '2024-03-10 12:00+00');
+SELECT results_eq($$SELECT j.name, js.next_fire_at FROM pgautomator.job_schedule js
+                     JOIN pgautomator.job j ON j.id = js.job_id WHERE j.name LIKE 't_job%' ORDER BY 1$$,
+    $$VALUES ('t_job', '2024-03-08 07:30+00'::timestamptz), ('t_job2', '2024-03-11 06:30+00'::timestamptz)$$,
+    '_refresh_next_fire recomputes the matching links only');
+-- enable_job recomputes from now: a re-enabled job does not fire what it missed.
+SELECT pgautomator.disable_job('t_job2');
+SELECT pgautomator.enable_job('t_job2');
+SELECT cmp_ok((SELECT js.next_fire_at FROM pgautomator.job_schedule js JOIN pgautomator.job j ON j.id = js.job_id
+                WHERE j.name = 't_job2'), '>', now(), 'enable_job moves the next fire past now');
 SELECT throws_ok($$SELECT pgautomator.create_schedule('t_bad', 'cron', cron => '61 * * * *', timezone => 'UTC')$$,
     '22023', 'invalid cron expression "61 * * * *": minute field value "61" is out of range 0-59',
     'a malformed cron field is named');

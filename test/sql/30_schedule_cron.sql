@@ -1,7 +1,7 @@
 -- Cron expressions: fields, names, ranges, steps, lists, macros, pg_cron's
 -- "$" and "N seconds", a leading seconds field, Vixie's day rule.
 BEGIN;
-SELECT plan(16);
+SELECT plan(18);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -69,8 +69,19 @@ SELECT pgautomator.create_schedule('nyc', 'cron', cron => '30 2 * * *', timezone
 SELECT results_eq($$SELECT pgautomator.next_runs('nyc', '2024-03-09 00:00+00', 3)$$,
     $$VALUES ('2024-03-09 07:30+00'::timestamptz), ('2024-03-10 07:00+00'), ('2024-03-11 06:30+00')$$,
     'cron runs in the schedule''s zone: 02:30 on the spring-forward day fires at 03:00 EDT');
-SELECT is(pgautomator.describe_schedule('nyc'), 'on cron schedule "30 2 * * *", America/New_York',
+SELECT is(pgautomator.describe_schedule('nyc'), 'at 02:30 every day (cron "30 2 * * *"), America/New_York',
     'a cron schedule described');
+SELECT results_eq($$SELECT pgautomator._describe_cron(e) FROM unnest(ARRAY['*/5 * * * *', '*/15 9-17 * * mon-fri',
+                     '0 0 13 * 5', '0 6 15,$ * *', '30 seconds', '@weekly', '0 12 * jan,jul sun', '30 * * * *',
+                     '0 9,12,17 * * *', '0 0 1-31 * 1']) AS e$$,
+    ARRAY['every 5 minutes', 'every 15 minutes from 09:00 to 17:59 on weekdays',
+          'at 00:00 on day 13 of the month and on Friday', 'at 06:00 on day 15 and the last day of the month',
+          'every 30 seconds', 'at 00:00 on Sunday', 'at 12:00 on Sunday in January and July',
+          'at minute 30 of every hour', 'at 09:00, 12:00 and 17:00 every day', 'at 00:00 every day'],
+    'common cron shapes in English (both day fields restricted: either matches)');
+SELECT pgautomator.create_schedule('odd', 'cron', cron => '*/25 * * * *', timezone => 'UTC');
+SELECT is(pgautomator.describe_schedule('odd'), 'on cron schedule "*/25 * * * *", UTC',
+    'other shapes are shown as the expression');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,6 +1,6 @@
 -- Bad schedule definitions: a clear 22023 naming the field, nothing stored.
 BEGIN;
-SELECT plan(38);
+SELECT plan(41);
 SET LOCAL TimeZone = 'UTC';
 
 CREATE FUNCTION pg_temp.bad(p_frequency text, p_args text, p_message text, p_description text)
@@ -70,6 +70,11 @@ SELECT pg_temp.bad('cron', $$cron => '0 17-9 * * *'$$,
 SELECT pg_temp.bad('cron', $$cron => '@reboot'$$, 'invalid cron expression "@reboot": unknown macro', 'an unknown macro');
 SELECT pg_temp.bad('cron', $$cron => '90 seconds'$$,
     'invalid cron expression "90 seconds": seconds must be between 1 and 59, not 90', 'too many seconds');
+SELECT pg_temp.bad('daily', $$starts_at => '1800-01-01 00:00+00'$$,
+    'starts_at must be between 1900-01-01 and 9000-01-01, not 1800-01-01 00:00:00+00', 'a start outside the calendar');
+SELECT pg_temp.bad('daily', $$at_time => '24:00'$$, 'times of day must be before 24:00', 'the time 24:00');
+SELECT throws_ok($$SELECT pgautomator.next_runs('nope', now())$$, '42704', 'schedule "nope" does not exist',
+    'next_runs of a missing schedule');
 SELECT is((SELECT count(*) FROM pgautomator.schedule WHERE name = 'bad'), 0::bigint, 'nothing was stored');
 
 SELECT * FROM finish();

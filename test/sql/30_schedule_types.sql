@@ -118,8 +118,20 @@ SELECT pg_temp.mk('never', 'monthly', $$every => 12, month_days => '{31}', timez
 SELECT is_empty($$SELECT pgautomator.next_runs('never', '2024-01-01 00:00+00')$$,
     'day 31 every 12 months from February never fires: no instants, no endless search');
 
-SELECT is(pgautomator.describe_schedule('every20'), 'every 20 minutes from 08:10 to 09:10 every day, UTC',
-    'describe_schedule says it in English');
+SELECT results_eq($$SELECT pgautomator.describe_schedule(n) FROM unnest(ARRAY['every20', 'once', 'daily3', 'biweekly',
+                       'midlast', 'last3', 'firstmon', 'wkend', 'every7h', 'every45s', 'bounded']) AS n$$,
+    ARRAY['every 20 minutes from 08:10 to 09:10 every day, UTC',
+          'at 12:00 on 2024-02-29, UTC',
+          'at 06:00 every 3 days, UTC',
+          'at 09:00 on Monday and Friday every 2 weeks, UTC',
+          'at 00:00 on day 15 and the last day of every month, UTC',
+          'at 00:00 on the last day of every 3 months, UTC',
+          'at 08:00 on the first Monday of every month, UTC',
+          'at 00:00 on the second weekend day of every month, UTC',
+          'every 7 hours every day, UTC',
+          'every 45 seconds from 23:58 to the end of the day every day, UTC',
+          'at 12:00 every day, UTC, until 2024-01-13 12:00'],
+    'describe_schedule says each type in English');
 
 SELECT * FROM finish();
 ROLLBACK;

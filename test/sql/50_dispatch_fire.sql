@@ -2,7 +2,7 @@
 -- fire instant, two schedules at one instant, overlap and misfire policies,
 -- disabled jobs and schedules, batches.
 BEGIN;
-SELECT plan(38);
+SELECT plan(45);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -51,12 +51,16 @@ SELECT is(pg_temp.next(:j), '00:00:00', 'the job is due at 00:00');
 SELECT is(pgautomator._launcher_tick('2029-12-31 23:59:59.5+00'), '2030-01-01 00:00:00+00'::timestamptz,
           'before the instant nothing fires and the dispatcher wakes at it');
 SELECT is(pg_temp.runs(:j), NULL, 'no run yet');
-SELECT is(pgautomator._launcher_tick('2030-01-01 00:00:00.004+00'), '2030-01-01 00:01:00+00'::timestamptz,
-          'at the instant the pair fires and the next pass is at the next instant');
+SELECT is(pgautomator._launcher_tick('2030-01-01 00:00:00.004+00'), '2030-01-01 00:00:00.004+00'::timestamptz,
+          'at the instant the pair fires, and the next pass is due at once');
 SELECT is((SELECT concat_ws(' ', trigger, schedule_id = :s, scheduled_at, state) FROM pgautomator.run WHERE job_id = :j),
           'schedule t 2030-01-01 00:00:00+00 running', 'the run records the schedule that fired it and the fire instant');
 SELECT is((SELECT count(*)::int FROM pgautomator.step_run sr JOIN pgautomator.run r ON r.id = sr.run_id
             WHERE r.job_id = :j AND sr.state = 'queued'), 1, 'its first step is queued for a worker');
+SELECT is((SELECT next_fire_at FROM pgautomator.job_schedule WHERE job_id = :j), 'infinity'::timestamptz,
+          'until then the fired pair is not due (its next instant is yet to be computed)');
+SELECT is(pgautomator._launcher_tick('2030-01-01 00:00:00.005+00'), '2030-01-01 00:01:00+00'::timestamptz,
+          'the next pass computes the next instant and wakes at it');
 SELECT is(pg_temp.next(:j) || ' ' || (SELECT last_fire_at FROM pgautomator.job_schedule WHERE job_id = :j),
           '00:01:00 2030-01-01 00:00:00+00', 'next_fire_at moved on and last_fire_at is the fired instant');
 
@@ -64,6 +68,7 @@ SELECT is(pg_temp.next(:j) || ' ' || (SELECT last_fire_at FROM pgautomator.job_s
 SELECT pg_temp.finish(:j);
 SELECT pgautomator._refresh_next_fire(:j, NULL, '2029-12-31 23:59:59+00');
 SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.5+00');
+SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.6+00');
 SELECT is(pg_temp.runs(:j), '00:00 succeeded', 'one schedule never starts two runs for one instant');
 SELECT is(pg_temp.next(:j), '00:01:00', 'the pair still moves on');
 SELECT throws_ok(format($$INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger)
@@ -76,6 +81,16 @@ SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.001+00');
 SELECT is(pg_temp.runs(:j), '00:00 running, 00:00 running', 'two schedules firing at one instant start two runs');
 SELECT is((SELECT count(DISTINCT schedule_id)::int FROM pgautomator.run WHERE job_id = :j), 2,
           '... each recording its own schedule');
+SELECT pg_temp.finish(:j);
+
+-- a job whose first step is disabled fires through the one-by-one path
+SELECT pg_temp.job('f_first_off', ARRAY[:s], '2029-12-31 23:59:59+00') AS j \gset
+SELECT pgautomator.alter_step(:j, 'only', enabled => false);
+SELECT pgautomator.add_step(:j, 'second', 'SELECT 2');
+SELECT pgautomator._launcher_tick('2030-01-01 00:00:00+00');
+SELECT is((SELECT string_agg(sr.step_name || ':' || sr.state, ' ' ORDER BY sr.id) FROM pgautomator.step_run sr
+             JOIN pgautomator.run r ON r.id = sr.run_id WHERE r.job_id = :j),
+          'only:skipped second:queued', 'a fired run skips a disabled first step');
 SELECT pg_temp.finish(:j);
 
 -- overlap skip: a fire while a run is active is recorded as skipped
@@ -113,6 +128,7 @@ SELECT pg_temp.finish(:j);
 -- a late fire within misfire_grace is an ordinary fire
 SELECT pg_temp.job('f_late', ARRAY[:s], '2029-12-31 23:59:59+00') AS j \gset
 SELECT pgautomator._launcher_tick('2030-01-01 00:00:40+00');
+SELECT pgautomator._launcher_tick('2030-01-01 00:00:40.1+00');
 SELECT is((SELECT state || ' ' || coalesce(message, '-') FROM pgautomator.run WHERE job_id = :j), 'running -',
           'a fire 40 s late (within misfire_grace) runs normally');
 SELECT is(pg_temp.next(:j), '00:01:00', '... and the next instant stays the next one');
@@ -177,6 +193,22 @@ SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.001+00');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id IN (:b1, :b2, :b3)), 3, 'the next pass fired the rest');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id IN (:b1, :b2, :b3) AND scheduled_at = '2030-01-01 00:00:00+00'),
           3, 'all at their fire instant');
+
+-- next instants are computed 50 pairs per pass
+SELECT pgautomator.set_setting('fire_batch', NULL);
+SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.002+00');
+SELECT array_agg(pg_temp.job('f_many' || g, ARRAY[:s], '2030-01-01 00:00:59+00')) AS many
+  FROM generate_series(1, 60) g \gset
+SELECT pgautomator._launcher_tick('2030-01-01 00:01:00+00');
+SELECT is((SELECT count(*)::int FROM pgautomator.job_schedule WHERE job_id = ANY(:'many') AND next_fire_at = 'infinity'),
+          60, '60 pairs fired in one pass');
+SELECT is(pgautomator._launcher_tick('2030-01-01 00:01:00.1+00'), '2030-01-01 00:01:00.1+00'::timestamptz,
+          'a pass computes 50 next instants and asks for another pass at once');
+SELECT is((SELECT count(*)::int FROM pgautomator.job_schedule WHERE job_id = ANY(:'many') AND next_fire_at = 'infinity'),
+          10, '... leaving 10');
+SELECT pgautomator._launcher_tick('2030-01-01 00:01:00.2+00');
+SELECT is((SELECT string_agg(DISTINCT to_char(next_fire_at AT TIME ZONE 'UTC', 'HH24:MI'), ' ')
+             FROM pgautomator.job_schedule WHERE job_id = ANY(:'many')), '00:02', 'the next pass computes the rest');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,6 +1,7 @@
 -- start_job, stop_run, purge_history and settings: arguments, rights,
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
+SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
 SELECT plan(44);
 
 SELECT pgautomator._launcher_start(4242);

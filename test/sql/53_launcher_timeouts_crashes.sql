@@ -2,7 +2,8 @@
 -- changes made by _launcher_tick at fixed instants, crash recovery by
 -- _launcher_start and by the dispatcher, and releasing unstarted claims.
 BEGIN;
-SELECT plan(30);
+SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
+SELECT plan(35);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset
 -- Passes run at instants in 2030: retention must not purge today's runs.
@@ -129,6 +130,14 @@ SELECT pgautomator._launcher_tick('2030-01-01 00:00:10+00');
 SELECT is(pg_temp.run_state(:r), 'crashed / crashed during step "s1": its worker (pid 2147483000) exited without reporting',
           'then its run ends crashed');
 
+-- a run being stopped whose worker is lost ends stopped, not crashed
+SELECT pgautomator.start_job(:j) AS r \gset
+SELECT pgautomator._launcher_started(pg_temp.claim_one(:r), 2147483000);
+SELECT pgautomator.stop_run(:r);
+SELECT pgautomator._launcher_start(6);
+SELECT is(pg_temp.run_state(:r), 'stopped / stopped by postgres; step "s1" was lost meanwhile: its worker (pid 2147483000) was lost: server restart or killed process',
+          'a lost step of a run being stopped ends the run stopped');
+
 -- a live worker is left alone
 SELECT pgautomator.start_job(:j) AS r \gset
 SELECT pgautomator._launcher_started(pg_temp.claim_one(:r), pg_backend_pid());
@@ -147,8 +156,21 @@ SELECT is((SELECT state || coalesce(agent_id::text, '') FROM pgautomator.step_ru
 SELECT isnt(pg_temp.claim_one(:r), NULL, '... and claimed again');
 SELECT pgautomator.stop_run(:r);
 SELECT pgautomator._launcher_release((SELECT id FROM pgautomator.step_run WHERE run_id = :r));
-SELECT is(pg_temp.run_state(:r), 'stopped / stopped by postgres during step "s1"',
-          'releasing a step run of a stopped run ends the run stopped');
+SELECT is(pg_temp.claim_one(:r), NULL, 'a released step run of a stopping run is not claimed again');
+SELECT pgautomator._launcher_tick();
+SELECT is(pg_temp.run_state(:r), 'stopped / stopped by postgres',
+          'the next pass ends the run stopped');
+SELECT is((SELECT state FROM pgautomator.step_run WHERE run_id = :r), 'stopped', '... and its step run');
+
+-- a run whose job timeout passed before its next step could start
+SELECT pgautomator.create_job('lt_late', run_as => 'postgres', timeout => '1 minute') AS j \gset
+SELECT pgautomator.add_step(:j, 's1', 'SELECT 1');
+SELECT pgautomator.start_job(:j) AS r \gset
+UPDATE pgautomator.run SET started_at = now() - interval '2 minutes' WHERE id = :r;
+SELECT is(pg_temp.claim_one(:r), NULL, 'a step is not handed out after its job timeout');
+SELECT is(pg_temp.run_state(:r) || ' / ' || (SELECT state FROM pgautomator.step_run WHERE run_id = :r),
+          'failed / job timeout of 00:01:00 exceeded before step "s1" could start / skipped',
+          'the run ends failed with the job timeout');
 
 SELECT * FROM finish();
 ROLLBACK;

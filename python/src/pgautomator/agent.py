@@ -31,6 +31,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgautomator import __version__
 from pgautomator.config import AgentConfig, conninfo_params
+from pgautomator.executors.dbapi import is_dbapi, run_dbapi
 from pgautomator.executors.remote_sql import run_remote_sql
 from pgautomator.executors.shell import run_shell
 from pgautomator.protocol import WAKE_CHANNEL, AgentApi
@@ -38,13 +39,17 @@ from pgautomator.steps import ClaimedStep, StepContext, StepResult, StopSignal
 
 log = logging.getLogger("pgautomator.agent")
 
-KILLED_BY_SCHEDULER = "stopped: the scheduler asked to kill it (stop_run or job timeout)"
+KILLED_BY_SCHEDULER = "killed on the scheduler's request"
 SHUTDOWN = "stopped: the agent shut down before the step finished"
 MAX_BACKOFF = 30.0
 
 
 class StartupError(Exception):
-    """The agent cannot start with its settings (exit status 2)."""
+    """The agent cannot start: exit status 2 for settings, 1 otherwise."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConnectionLost(Exception):
@@ -68,9 +73,10 @@ class Agent:
         self._running: dict[int, _Running] = {}
         self._results: list[tuple[int, StepResult]] = []
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # A socket pair, not a pipe: select() takes only sockets on Windows.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._shutdown_at: float | None = None  # when a shutdown was asked for
         self._kill_at: float | None = None  # when remaining steps get killed
         self._exit_status = 0
@@ -83,7 +89,7 @@ class Agent:
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"x")
+            self._wake_w.send(b"x")
 
     def shutdown(self) -> None:
         """Stop claiming; finish running steps within grace_period, then kill
@@ -100,7 +106,9 @@ class Agent:
 
     def run(self) -> int:
         """Runs until shutdown(); returns the exit status."""
-        self._start()
+        if not self._start():
+            log.info("agent %s stopped before it could connect", self.config.name)
+            return 0
         backoff = 1.0
         notified = True
         next_heartbeat = 0.0
@@ -121,8 +129,9 @@ class Agent:
                 if self._shutdown_at is None:
                     self._claim()
                 timeout = max(0.0, min(next_heartbeat - time.monotonic(), self.config.poll_time))
-                if self._kill_at is not None:
-                    timeout = min(timeout, max(0.0, self._kill_at - time.monotonic()))
+                if self._kill_at is not None and time.monotonic() < self._kill_at:
+                    timeout = min(timeout, self._kill_at - time.monotonic())
+                # (After the kill, each step thread wakes the loop when it ends.)
                 notified = self._wait(timeout)
             except ConnectionLost as exc:
                 self._drop_connections()
@@ -139,6 +148,8 @@ class Agent:
                     self._kill_all(SHUTDOWN)
         self._deregister()
         self._drop_connections()
+        self._wake_r.close()
+        self._wake_w.close()
         log.info("agent %s stopped", self.config.name)
         return self._exit_status
 
@@ -174,8 +185,9 @@ class Agent:
             raise ConnectionLost(_first_line(exc)) from exc
         return AgentApi(control), listen
 
-    def _start(self) -> None:
-        """Connects and registers; settings that cannot work raise StartupError."""
+    def _start(self) -> bool:
+        """Connects and registers; False when a shutdown came first. Settings
+        that cannot work raise StartupError."""
         backoff = 1.0
         while True:
             try:
@@ -183,13 +195,16 @@ class Agent:
                 break
             except ConnectionLost as exc:
                 _raise_if_settings(str(exc), self.config)
-                if not self.config.retry_on_crash or self._shutdown_at is not None:
-                    raise StartupError(f"cannot connect to the database: {exc}") from None
+                if not self.config.retry_on_crash:
+                    raise StartupError(f"cannot connect to the database: {exc}", status=1) from None
                 log.warning("cannot connect to the database (%s); retrying in %.0f s", exc, backoff)
-                self._sleep(backoff)
+                self._sleep(backoff, until_shutdown=True)
+                if self._shutdown_at is not None:
+                    return False
                 backoff = min(backoff * 2, MAX_BACKOFF)
         self._api, self._listen = api, listen
         self._register()
+        return True
 
     def _register(self) -> None:
         api = self._api
@@ -330,6 +345,7 @@ class Agent:
             kill_timeout=self.config.kill_timeout,
             default_shell=self.config.shell,
             work_dir=self.config.work_dir,
+            dbapi_drivers=self.config.dbapi_drivers,
         )
         try:
             if step.kind not in self.config.capabilities:
@@ -338,6 +354,8 @@ class Agent:
                 )
             elif step.kind == "shell":
                 result = run_shell(step, ctx, self.environ)
+            elif step.kind == "remote_sql" and is_dbapi(step.connection):
+                result = run_dbapi(step, ctx, self.environ)
             elif step.kind == "remote_sql":
                 result = run_remote_sql(step, ctx)
             else:
@@ -345,12 +363,22 @@ class Agent:
         except Exception as exc:  # an executor failure must still end the step run
             log.exception("step run %s: executor failed", step.step_run_id)
             result = StepResult(succeeded=False, error=f"agent error: {exc}")
+        outcome = "succeeded" if result.succeeded else "failed"
+        if not result.succeeded and stop.is_set():
+            outcome = "ended early"
         log.info(
             "step run %s: %s%s",
             step.step_run_id,
-            "succeeded" if result.succeeded else "failed",
+            outcome,
             f" ({result.error.splitlines()[0]})" if result.error else "",
         )
+        if not result.succeeded and stop.is_set() and stop.reason == SHUTDOWN:
+            # Not the step's failure: handed back instead of reported, so that
+            # deregistering ends it crashed and the job's retry_on_crash
+            # decides whether it runs again (on another agent).
+            log.info("step run %s: handed back (killed at shutdown)", step.step_run_id)
+            self.wake()
+            return
         with self._lock:
             self._results.append((step.step_run_id, result))
         self.wake()
@@ -429,7 +457,7 @@ class Agent:
         if listen is None:
             raise ConnectionLost("not connected")
         try:
-            ready, _, _ = select.select([listen.fileno(), self._wake_r], [], [], timeout)
+            ready, _, _ = select.select([listen.fileno(), self._wake_r.fileno()], [], [], timeout)
         except InterruptedError:
             ready = []
         woke = self._drain_wake()
@@ -448,16 +476,19 @@ class Agent:
     def _drain_wake(self) -> bool:
         woke = False
         with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
+            while self._wake_r.recv(4096):
                 woke = True
         return woke
 
-    def _sleep(self, seconds: float) -> None:
-        """Sleeps, but wakes up early for a shutdown."""
+    def _sleep(self, seconds: float, until_shutdown: bool = False) -> None:
+        """Sleeps, but wakes up early when steps must be killed (or, with
+        `until_shutdown`, at any shutdown request)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            select.select([self._wake_r], [], [], left)
+            select.select([self._wake_r.fileno()], [], [], left)
             self._drain_wake()
+            if until_shutdown and self._shutdown_at is not None:
+                return
             if self._kill_at is not None and time.monotonic() >= self._kill_at:
                 return
 

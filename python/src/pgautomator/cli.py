@@ -1,7 +1,7 @@
 """The `pgautomator` command. Subcommand `agent` runs the remote agent.
 
-Exit status: 0 after a clean shutdown, 1 when the agent stopped on a lost
-connection (retry_on_crash off), 2 for wrong or missing settings.
+Exit status: 0 after a clean shutdown, 1 when the agent stopped on a lost or
+impossible connection (retry_on_crash off), 2 for wrong or missing settings.
 """
 
 from __future__ import annotations
@@ -38,8 +38,12 @@ AGENT_FLAGS = (
     ("log_level", "0 debug, 1 info, 2 warning, 3 error (default 1)"),
     ("grace_period", "seconds running steps may finish after SIGTERM (default 30)"),
     ("kill_timeout", "seconds between SIGTERM and SIGKILL of a step's processes (default 5)"),
-    ("output_limit", "bytes of output kept per step, the tail (default 262144)"),
+    (
+        "output_limit",
+        "bytes of output kept per step, the tail (default 65536; the database keeps at most its own output_limit setting)",
+    ),
     ("work_dir", "directory for the steps' temporary directories (default: system temp)"),
+    ("dbapi_drivers", "DB-API modules remote_sql steps may use with dbapi:MODULE:ARGUMENT (default: none)"),
 )
 
 
@@ -91,11 +95,17 @@ def run_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if sys.platform == "win32":  # what a Windows service manager or Ctrl-Break sends
+        signal.signal(signal.SIGBREAK, on_signal)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        logging.getLogger("pgautomator.agent").warning(
+            "running as root: shell steps run as root too; prefer an unprivileged user"
+        )
     try:
         return agent.run()
     except StartupError as exc:
         print(f"pgautomator agent: {exc}", file=sys.stderr)
-        return EXIT_SETTINGS
+        return exc.status
 
 
 def _setup_logging(config: AgentConfig) -> None:

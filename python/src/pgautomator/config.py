@@ -9,6 +9,7 @@ it from PGPASSWORD, ~/.pgpass or a service file.
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -60,13 +61,15 @@ class AgentConfig:
     log_level: int = 1
     grace_period: float = 30.0
     kill_timeout: float = 5.0
-    output_limit: int = 256 * 1024
+    output_limit: int = 64 * 1024
     work_dir: str | None = None
+    dbapi_drivers: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """The settings as YAML (nothing secret is in them)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["capabilities"] = list(self.capabilities)
+        data["dbapi_drivers"] = list(self.dbapi_drivers)
         return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -154,6 +157,23 @@ def _capabilities(value: object) -> tuple[str, ...]:
     return tuple(parsed)
 
 
+def _modules(value: object) -> tuple[str, ...]:
+    items: list[object]
+    if isinstance(value, str):
+        items = [part for part in value.replace(" ", ",").split(",") if part]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError(f"must be a list of Python module names, not {value!r}")
+    names = []
+    for item in items:
+        name = str(item).strip()
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            raise ValueError(f"{item!r} is not a Python module name")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
 def _name(value: object) -> str:
     text = _text(value)
     if len(text) > 200:
@@ -179,13 +199,14 @@ PARSERS: dict[str, Callable[[object], Any]] = {
     "max_parallel": _integer(1, 1000),
     "shell": _choice(SHELLS),
     "poll_time": _seconds(0, 3600),
-    "heartbeat_interval": _seconds(0, 300),
+    "heartbeat_interval": _seconds(0, 60),
     "retry_on_crash": _boolean,
     "log_level": _integer(0, 3),
     "grace_period": _seconds(0, 86400, allow_low=True),
     "kill_timeout": _seconds(0, 3600),
     "output_limit": _integer(1024, 64 * 1024 * 1024),
     "work_dir": _directory,
+    "dbapi_drivers": _modules,
 }
 KEYS = tuple(PARSERS)
 

@@ -89,8 +89,9 @@ class StepContext:
 
     stop: StopSignal = field(default_factory=StopSignal)
     sink: OutputSink | None = None
-    output_limit: int = 256 * 1024
+    output_limit: int = 64 * 1024
     kill_timeout: float = 5.0
     default_shell: str = "sh"
     work_dir: str | None = None
     stream_interval: float = 0.5
+    dbapi_drivers: tuple[str, ...] = ()

@@ -78,29 +78,49 @@ def run_shell(step: ClaimedStep, ctx: StepContext, base_env: Mapping[str, str] |
         try:
             argv = shell_argv(shell, script)
             env = step_environment(step, os.environ if base_env is None else base_env, tmp)
-            proc = subprocess.Popen(
-                argv,
-                cwd=tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                **_group_options(),
-            )
+            proc = start_process(argv, tmp, env)
         except (OSError, ValueError) as exc:
             return StepResult(succeeded=False, error=f"cannot start shell {shell!r}: {exc}")
-        return _supervise(step, ctx, proc)
+        return supervise(step, ctx, proc)
 
 
-def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes]) -> StepResult:
+def start_process(argv: list[str], cwd: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Starts a step's process in a process group of its own, stdout and
+    stderr into one pipe."""
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **_group_options(),
+    )
+
+
+def supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes]) -> StepResult:
+    """Captures and streams the process's output until it exits, its step
+    times out or is stopped (then its group is killed); returns the result."""
     buffer = TailBuffer(ctx.output_limit)
     assert proc.stdout is not None
     reader = threading.Thread(target=_pump, args=(proc.stdout, buffer), name="output-reader", daemon=True)
     reader.start()
 
+    # Woken at once by the script's exit or a stop, not by polling.
+    event = threading.Event()
+    threading.Thread(target=_wait_exit, args=(proc, event), name="exit-waiter", daemon=True).start()
+    ctx.stop.on_set(event.set)
+    # Output goes to the database from a thread of its own, so that a slow
+    # database never delays a timeout or a stop.
+    streaming = threading.Event()
+    streamer = threading.Thread(
+        target=_stream_loop, args=(buffer, ctx, streaming), name="output-streamer", daemon=True
+    )
+    if ctx.sink is not None:
+        streamer.start()
+
     timeout = step.timeout
     deadline = time.monotonic() + timeout if timeout is not None else None
-    next_flush = time.monotonic() + ctx.stream_interval
     ended_by: str | None = None
     while proc.poll() is None:
         now = time.monotonic()
@@ -111,18 +131,14 @@ def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes
         if ended_by:
             kill_group(proc, ctx.kill_timeout)
             break
-        if now >= next_flush:
-            next_flush = now + ctx.stream_interval
-            _stream(buffer, ctx)
-            continue
-        wait = min(0.05, next_flush - now)
-        if deadline is not None:
-            wait = min(wait, max(deadline - now, 0.0))
-        ctx.stop.wait(wait)
+        event.wait(None if deadline is None else max(deadline - now, 0.0))
+    streaming.set()
     # Whatever the script left running in its group does not outlive the step
     # (it would also hold the output pipe open).
     kill_group(proc, ctx.kill_timeout)
     reader.join(timeout=10)
+    if streamer.is_alive():
+        streamer.join(timeout=10)
 
     output = buffer.text()
     if ended_by:
@@ -143,10 +159,18 @@ def _supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes
     )
 
 
-def _stream(buffer: TailBuffer, ctx: StepContext) -> None:
-    chunk = buffer.take_pending()
-    if chunk and ctx.sink is not None and not ctx.sink(chunk):
-        ctx.stop.set("stopped")
+def _wait_exit(proc: subprocess.Popen[bytes], event: threading.Event) -> None:
+    proc.wait()
+    event.set()
+
+
+def _stream_loop(buffer: TailBuffer, ctx: StepContext, done: threading.Event) -> None:
+    """Sends new output every stream_interval until `done`; a False answer
+    of the sink stops the step."""
+    while not done.wait(ctx.stream_interval):
+        chunk = buffer.take_pending()
+        if chunk and ctx.sink is not None and not ctx.sink(chunk):
+            ctx.stop.set("stopped")
 
 
 def _pump(stream: IO[bytes], buffer: TailBuffer) -> None:

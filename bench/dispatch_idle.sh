@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The dispatcher's cost when nothing is due, as the number of jobs and of
+# history rows grows: pgbench runs `SELECT pgautomator._launcher_tick()` (one
+# transaction each, as the launcher does) against a private cluster holding
+# 10, then 100,000 scheduled jobs, then also HISTORY finished runs with two
+# step runs each.  Prints pgbench's average latency per configuration.
+#   bench/dispatch_idle.sh            # HISTORY=2000000 runs (4 M step runs)
+#   HISTORY=10000000 bench/dispatch_idle.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+history=${HISTORY:-2000000}
+base=$(mktemp -d /tmp/pgautomator-bench.XXXXXX)
+bindir=""
+cleanup() { [ -n "$bindir" ] && cluster_stop "$base" "$bindir"; rm -rf "$base"; }
+trap cleanup EXIT
+
+bindir=$(make_image "$base/inst") || exit 1
+port=$(free_port)
+# No preloaded launcher: this measures the SQL pass alone.
+PGAUTOMATOR_DB=bench cluster_init "$base" "$bindir" "$port"
+sed -i "s/^shared_preload_libraries = .*/shared_preload_libraries = ''/" "$base/data/postgresql.conf"
+cluster_start "$base" "$bindir"
+export PGHOST="$base/sock" PGPORT="$port" PGUSER=postgres PGDATABASE=bench
+export PGOPTIONS="-c client_min_messages=warning"
+psql -qX -d postgres -c "CREATE DATABASE bench" || exit 1
+psql -qX -v ON_ERROR_STOP=1 -c "CREATE EXTENSION pgautomator CASCADE" \
+     -c "SELECT pgautomator._launcher_start(pg_backend_pid())" >/dev/null || exit 1
+echo "SELECT pgautomator._launcher_tick();" > "$base/tick.sql"
+
+jobs() {   # jobs N: N jobs, each with one step and a schedule due tomorrow
+    psql -qX -v ON_ERROR_STOP=1 -v n="$1" <<'SQL' >/dev/null
+TRUNCATE pgautomator.job CASCADE;
+SELECT pgautomator.create_schedule('daily', 'daily', at_time => '03:00', timezone => 'UTC')
+ WHERE NOT EXISTS (SELECT FROM pgautomator.schedule WHERE name = 'daily');
+INSERT INTO pgautomator.job (name, owner, run_as) SELECT 'bench' || g, 'postgres', 'postgres' FROM generate_series(1, :n) g;
+INSERT INTO pgautomator.step (job_id, position, name, code) SELECT id, 1, 's', 'SELECT 1' FROM pgautomator.job;
+INSERT INTO pgautomator.job_schedule (job_id, schedule_id, next_fire_at)
+SELECT j.id, s.id, now() + interval '1 day' FROM pgautomator.job j, pgautomator.schedule s WHERE s.name = 'daily';
+VACUUM ANALYZE;
+SQL
+}
+
+measure() {   # measure LABEL
+    local lat
+    lat=$("$bindir/pgbench" -n -c 1 -T 5 -f "$base/tick.sql" 2>/dev/null | sed -n 's/^latency average = //p')
+    printf '%-44s %s\n' "$1" "$lat"
+}
+
+jobs 10;      measure "10 jobs, no history"
+jobs 100000;  measure "100,000 jobs, no history"
+psql -qX -v ON_ERROR_STOP=1 -v n="$history" <<'SQL' >/dev/null
+-- Finished runs within retention (the last 16 hours), two step runs each.
+INSERT INTO pgautomator.run (job_id, owner, trigger, state, queued_at, started_at, finished_at)
+SELECT (SELECT min(id) FROM pgautomator.job) + g % 100000, 'postgres', 'manual', 'succeeded',
+       now() - interval '1 day', now() - interval '1 day', now() - (g % 1000) * interval '1 minute'
+  FROM generate_series(1, :n) g;
+INSERT INTO pgautomator.step_run (run_id, step_name, kind, state, finished_at)
+SELECT r.id, 's', 'sql', 'succeeded', r.finished_at FROM pgautomator.run r, generate_series(1, 2);
+VACUUM ANALYZE;
+SQL
+measure "100,000 jobs, $history runs + $((history * 2)) step runs"

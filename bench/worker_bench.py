@@ -1,0 +1,191 @@
+"""Start lag and throughput of the in-database executor (issue 4).
+
+Run through bench/worker_bench.sh, which starts a private cluster and sets
+PGHOST, PGPORT, PGUSER and PGDATABASE.  Figures are reported, not asserted.
+
+Start lag: --jobs jobs share one 'once' schedule whose instant lies a few
+seconds ahead; each job's only step records clock_timestamp() when it
+runs.  Lag = that timestamp minus the fire instant: everything from the
+instant to the step's SQL running (the launcher waking, the dispatcher
+creating the runs, the claim, the worker's start and connection).
+
+Throughput: --parallel jobs that allow parallel runs get runs started in
+batches (start_job) so that ready steps never run out; trivial one-step
+runs (SELECT 1) finished per second over --seconds, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+
+def connect() -> psycopg.Connection[Any]:
+    return psycopg.connect(autocommit=True)
+
+
+def one(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = ()) -> Any:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(label: str, values_ms: list[float]) -> str:
+    return (
+        f"{label}: n={len(values_ms)} median={statistics.median(values_ms):.1f} ms"
+        f" p95={percentile(values_ms, 95):.1f} ms p99={percentile(values_ms, 99):.1f} ms"
+        f" max={max(values_ms):.1f} ms"
+    )
+
+
+def start_lag(conn: psycopg.Connection[Any], jobs: int, lead: float) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS public.bench_lag (i int, at timestamptz)")
+    conn.execute("TRUNCATE public.bench_lag")
+    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead)
+    with conn.transaction():
+        schedule = one(
+            conn,
+            "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
+            (f"lag-{fire:%H%M%S}", fire.date(), fire.time()),
+        )
+        for i in range(jobs):
+            job = one(conn, "SELECT pgautomator.create_job(%s)", (f"lag-{fire:%H%M%S}-{i}",))
+            conn.execute(
+                "SELECT pgautomator.add_step(%s, 'mark', %s)",
+                (job, f"INSERT INTO public.bench_lag VALUES ({i}, clock_timestamp())"),
+            )
+            conn.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job, schedule))
+    if datetime.now(UTC) >= fire:
+        raise SystemExit("creating the jobs took longer than --lead; raise it")
+    print(f"{jobs} jobs due at {fire:%H:%M:%S} UTC")
+    deadline = time.monotonic() + lead + 120
+    while one(conn, "SELECT count(*) FROM public.bench_lag") < jobs:
+        if time.monotonic() > deadline:
+            raise SystemExit("not every job ran within two minutes")
+        time.sleep(0.2)
+    lags = [
+        float(r[0])
+        for r in conn.execute(
+            "SELECT extract(epoch FROM at - %s) * 1000 FROM public.bench_lag", (fire,)
+        ).fetchall()
+    ]
+    claims = [
+        float(r[0])
+        for r in conn.execute(
+            "SELECT extract(epoch FROM sr.started_at - r.scheduled_at) * 1000"
+            " FROM pgautomator.run r JOIN pgautomator.step_run sr ON sr.run_id = r.id"
+            " WHERE r.schedule_id = %s",
+            (schedule,),
+        ).fetchall()
+    ]
+    print(summary("start lag (fire instant to the step's SQL running)", lags))
+    print(summary("claim lag (fire instant to the step run claimed)", claims))
+
+
+def feeder(stop: threading.Event, jobs: list[int], backlog: int) -> None:
+    """Keeps at least `backlog` runs waiting to be executed."""
+    with connect() as conn:
+        while not stop.is_set():
+            waiting = one(
+                conn,
+                "SELECT count(*) FROM pgautomator.run WHERE state IN ('queued', 'running')"
+                " AND job_id = ANY(%s)",
+                (jobs,),
+            )
+            if waiting < backlog:
+                conn.execute(
+                    "SELECT pgautomator.start_job(j) FROM unnest(%s::bigint[]) j, generate_series(1, %s)",
+                    (jobs, max(1, backlog // len(jobs))),
+                )
+            else:
+                time.sleep(0.05)
+
+
+def throughput(conn: psycopg.Connection[Any], parallel: int, seconds: float, warmup: float) -> None:
+    tag = datetime.now(UTC).strftime("%H%M%S")
+    jobs: list[int] = []
+    for i in range(parallel):
+        job = one(
+            conn,
+            "SELECT pgautomator.create_job(%s, overlap => 'parallel', max_parallel => 1000)",
+            (f"tp-{tag}-{i}",),
+        )
+        conn.execute("SELECT pgautomator.add_step(%s, 'trivial', 'SELECT 1')", (job,))
+        jobs.append(int(job))
+    stop = threading.Event()
+    feed = threading.Thread(target=feeder, args=(stop, jobs, 2000), daemon=True)
+    feed.start()
+    time.sleep(warmup)
+    t0 = one(conn, "SELECT clock_timestamp()")
+    time.sleep(seconds)
+    t1 = one(conn, "SELECT clock_timestamp()")
+    stop.set()
+    feed.join()
+    done = int(
+        one(
+            conn,
+            "SELECT count(*) FROM pgautomator.step_run sr JOIN pgautomator.run r ON r.id = sr.run_id"
+            " WHERE r.job_id = ANY(%s) AND sr.finished_at >= %s AND sr.finished_at < %s",
+            (jobs, t0, t1),
+        )
+    )
+    failed = one(
+        conn,
+        "SELECT count(*) FROM pgautomator.step_run sr JOIN pgautomator.run r ON r.id = sr.run_id"
+        " WHERE r.job_id = ANY(%s) AND sr.state IN ('failed', 'crashed')",
+        (jobs,),
+    )
+    elapsed = (t1 - t0).total_seconds()
+    print(
+        f"throughput: {done} one-step runs finished in {elapsed:.1f} s ="
+        f" {done / elapsed:.0f} step runs/s ({failed} failed)"
+    )
+    # Let the backlog drain (stopping runs in bulk would race the launcher).
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and one(
+        conn,
+        "SELECT count(*) FROM pgautomator.run WHERE job_id = ANY(%s) AND state IN ('queued', 'running')",
+        (jobs,),
+    ):
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=200, help="jobs due at one instant (200)")
+    parser.add_argument("--lead", type=float, default=20, help="seconds from now to the fire instant (20)")
+    parser.add_argument("--seconds", type=float, default=60, help="throughput measuring window (60)")
+    parser.add_argument("--warmup", type=float, default=5, help="throughput warm-up seconds (5)")
+    parser.add_argument("--parallel", type=int, default=20, help="jobs the throughput runs spread over (20)")
+    parser.add_argument("--skip-lag", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    with connect() as conn:
+        print(
+            f"PostgreSQL {one(conn, 'SHOW server_version')}, pgautomator.max_workers ="
+            f" {one(conn, 'SHOW pgautomator.max_workers')}, max_worker_processes ="
+            f" {one(conn, 'SHOW max_worker_processes')}, synchronous_commit ="
+            f" {one(conn, 'SHOW synchronous_commit')}"
+        )
+        if not args.skip_lag:
+            start_lag(conn, args.jobs, args.lead)
+        if not args.skip_throughput:
+            throughput(conn, args.parallel, args.seconds, args.warmup)
+
+
+if __name__ == "__main__":
+    main()
