@@ -174,9 +174,12 @@ BEGIN
       FROM pgautomator.schedule s
      WHERE s.id = js.schedule_id
        AND (js.job_id, js.schedule_id) IN (SELECT p.job_id, p.schedule_id FROM pgautomator.job_schedule p
+                                              JOIN pgautomator.job j ON j.id = p.job_id
+                                              JOIN pgautomator.schedule ps ON ps.id = p.schedule_id
                                             WHERE p.next_fire_at = 'infinity'
                                             LIMIT 50
-                                              FOR UPDATE SKIP LOCKED);
+                                              FOR UPDATE OF p SKIP LOCKED
+                                              FOR KEY SHARE OF j, ps SKIP LOCKED);
     GET DIAGNOSTICS v_computed = ROW_COUNT;
 
     -- 2. A batch of due pairs, locked with their jobs and schedules.
@@ -278,6 +281,42 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._dispatch_queued(timestamptz) IS 'Starts queued runs while their jobs'' overlap limits allow.';
 
+-- Cancels (or terminates) an in-database step worker, if that pid is
+-- still a pgautomator step worker: one that exited is not signalled, nor a
+-- process that reused its pid.
+CREATE FUNCTION pgautomator._signal_worker(p_pid integer, p_terminate boolean)
+RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_pid IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(p_pid) a
+                                     WHERE a.backend_type LIKE 'pgautomator step%') THEN
+        RETURN false;
+    END IF;
+    IF p_terminate THEN
+        RETURN pg_catalog.pg_terminate_backend(p_pid);
+    END IF;
+    RETURN pg_catalog.pg_cancel_backend(p_pid);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._signal_worker(integer, boolean) IS 'Cancels or terminates a step worker by pid, only if that pid is still a pgautomator step worker.';
+
+-- Locks a step run for an update by the dispatcher without waiting, with
+-- its run: updating a row this transaction wrote before makes PostgreSQL
+-- check its foreign key, which would wait for a run that stop_run holds.
+-- NULL when either is busy.
+CREATE FUNCTION pgautomator._lock_step_run(p_step_run_id bigint)
+RETURNS bigint LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The run first, then the step run: the lock order of every path.
+    SELECT sr.id FROM pgautomator.step_run sr
+     WHERE sr.id = p_step_run_id
+       AND EXISTS (SELECT FROM pgautomator.run r WHERE r.id = sr.run_id FOR KEY SHARE SKIP LOCKED)
+       FOR UPDATE OF sr SKIP LOCKED
+$$;
+COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run and (key-share) its run without waiting; NULL when either is busy.';
+
 -- Stop requests and timeouts of running step runs.  The in-database worker
 -- is cancelled (pg_cancel_backend) at once and again on every pass; after
 -- kill_grace without a report it is terminated.  Remote agents learn it
@@ -314,19 +353,31 @@ BEGIN
         END IF;
         IF v.cancel_requested_at IS NULL THEN
             UPDATE pgautomator.step_run SET cancel_requested_at = p_now, cancel_reason = v_reason
-             WHERE id = (SELECT id FROM pgautomator.step_run WHERE id = v.id FOR UPDATE SKIP LOCKED);
+             WHERE id = pgautomator._lock_step_run(v.id);
             IF v.agent_kind = 'remote' THEN
                 PERFORM pgautomator._wake('kill');      -- the agent heartbeats and kills
             END IF;
         END IF;
         IF v.agent_kind = 'database' AND v.worker_pid IS NOT NULL THEN
-            IF v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now THEN
-                PERFORM pg_catalog.pg_terminate_backend(v.worker_pid);
-            ELSE
-                PERFORM pg_catalog.pg_cancel_backend(v.worker_pid);
-            END IF;
+            PERFORM pgautomator._signal_worker(v.worker_pid,
+                v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now);
         END IF;
         v_next := least(v_next, p_now + interval '1 second');
+    END LOOP;
+
+    -- Runs being stopped with no step left running (a claim was handed
+    -- back, or the worker went without a report) end stopped.
+    FOR v IN
+        SELECT r.id, r.job_id, r.stop_requested_by
+          FROM pgautomator.run r
+         WHERE r.state = 'running' AND r.stop_requested_at IS NOT NULL
+           AND NOT EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.run_id = r.id AND sr.state = 'running')
+    LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.job WHERE id = v.job_id FOR NO KEY UPDATE SKIP LOCKED);
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state = 'running'
+                                     FOR UPDATE SKIP LOCKED);
+        PERFORM pgautomator._finish_run(v.id, 'stopped', pg_catalog.format('stopped by %s', v.stop_requested_by));
+        PERFORM pgautomator._admit((SELECT j FROM pgautomator.job j WHERE j.id = v.job_id));
     END LOOP;
 
     -- Runs with no step running whose job timeout has passed.
@@ -394,8 +445,7 @@ BEGIN
         ELSIF (v.worker_pid IS NULL AND v.started_at + interval '1 minute' <= p_now)
               OR (v.worker_pid IS NOT NULL
                   AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(v.worker_pid))) THEN
-            UPDATE pgautomator.step_run SET lost_since = p_now
-             WHERE id = (SELECT id FROM pgautomator.step_run WHERE id = v.id FOR UPDATE SKIP LOCKED);
+            UPDATE pgautomator.step_run SET lost_since = p_now WHERE id = pgautomator._lock_step_run(v.id);
             v_next := least(v_next, p_now + interval '10 seconds');
         END IF;
     END LOOP;
@@ -411,9 +461,13 @@ RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- A crash retry run references the schedule too: key-share it first.
     IF NOT EXISTS (SELECT FROM pgautomator.job WHERE id = p_job_id FOR NO KEY UPDATE SKIP LOCKED)
        OR NOT EXISTS (SELECT FROM pgautomator.run WHERE id = p_run_id FOR UPDATE SKIP LOCKED)
-       OR NOT EXISTS (SELECT FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE SKIP LOCKED) THEN
+       OR NOT EXISTS (SELECT FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE SKIP LOCKED)
+       OR EXISTS (SELECT FROM pgautomator.run r WHERE r.id = p_run_id AND r.schedule_id IS NOT NULL
+                     AND NOT EXISTS (SELECT FROM pgautomator.schedule s WHERE s.id = r.schedule_id
+                                        FOR KEY SHARE SKIP LOCKED)) THEN
         RETURN false;
     END IF;
     PERFORM pgautomator._crash_step_run(p_step_run_id, p_reason);

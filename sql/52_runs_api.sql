@@ -218,7 +218,7 @@ BEGIN
     LOOP
         v_busy := true;
         IF v_sr.kind = 'database' AND v_sr.worker_pid IS NOT NULL THEN
-            PERFORM pg_catalog.pg_cancel_backend(v_sr.worker_pid);
+            PERFORM pgautomator._signal_worker(v_sr.worker_pid, false);
         END IF;
     END LOOP;
     IF NOT v_busy THEN

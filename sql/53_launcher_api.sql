@@ -142,6 +142,26 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._fail_unstarted(pgautomator.step_run, text, text) IS 'Records a step run that could not start as a failed attempt and advances its run.';
 
+-- A step run about to start whose run is past its job timeout: the run
+-- ends failed, as a job timeout during a step does.  Caller holds the run's
+-- and the step run's locks.
+CREATE FUNCTION pgautomator._job_timed_out(p_sr pgautomator.step_run, p_job pgautomator.job)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pgautomator.step_run
+       SET state = 'skipped', finished_at = pg_catalog.now(),
+           messages = pg_catalog.format('not started: job timeout of %s exceeded', p_job.timeout)
+     WHERE id = p_sr.id;
+    PERFORM pgautomator._finish_run(p_sr.run_id, 'failed',
+        pg_catalog.format('job timeout of %s exceeded before step "%s" could start', p_job.timeout, p_sr.step_name));
+    PERFORM pgautomator._try_admit(p_job.id);
+    PERFORM pgautomator._wake('step');
+END
+$$;
+COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator.job) IS 'Ends a run whose job timeout passed before its next step could start.';
+
 -- Claims up to p_max ready sql step runs for in-database workers.  The
 -- run-as role is checked again here: it may have been dropped or lost
 -- LOGIN since the job was created, and a worker can only connect as a
@@ -173,9 +193,12 @@ BEGIN
            AND r.state = 'running' AND r.stop_requested_at IS NULL
          ORDER BY sr.not_before, sr.id
          LIMIT p_max
-           FOR UPDATE OF sr, r SKIP LOCKED
+           FOR UPDATE OF r SKIP LOCKED
     LOOP
-        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id;
+        -- The run first, then its step run: the lock order of every path.
+        SELECT * INTO v_sr FROM pgautomator.step_run
+         WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
         DECLARE
             v_job  pgautomator.job;
             v_step pgautomator.step;
@@ -210,9 +233,7 @@ BEGIN
             -- the job's, whichever is smaller.
             v_left := least(v_step.timeout, v.run_started_at + v_job.timeout - pg_catalog.now());
             IF v_left IS NOT NULL AND v_left <= interval '0' THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '57014',
-                    pg_catalog.format('job timeout of %s exceeded before step "%s" could start',
-                                      v_job.timeout, v_sr.step_name));
+                PERFORM pgautomator._job_timed_out(v_sr, v_job);
                 CONTINUE;
             END IF;
             v_ms := CASE WHEN v_left IS NULL THEN 0
@@ -228,12 +249,31 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_claim(integer) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED) for in-database workers and marks them running; steps whose run-as role or database is unusable fail instead.';
 
-CREATE FUNCTION pgautomator._launcher_started(p_step_run_id bigint, p_pid integer)
-RETURNS void LANGUAGE sql
+-- Every launcher call that changes a step run locks its run first: the
+-- lock order of every path (run, then step run), so that the launcher's
+-- pass, which holds its locks until it commits, never meets a stop_run the
+-- other way round.
+CREATE FUNCTION pgautomator._lock_run_of(p_step_run_id bigint)
+RETURNS bigint LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE pgautomator.step_run SET worker_pid = p_pid, lost_since = NULL
-     WHERE id = p_step_run_id AND state = 'running';
+    SELECT r.id FROM pgautomator.run r
+     WHERE r.id = (SELECT sr.run_id FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id)
+       FOR KEY SHARE
+$$;
+COMMENT ON FUNCTION pgautomator._lock_run_of(bigint) IS 'Key-share locks the run of a step run (NULL when gone): the lock the launcher takes before changing a step run.';
+
+-- pid 0 means "no worker" (the launcher could not hand it over).
+CREATE FUNCTION pgautomator._launcher_started(p_step_run_id bigint, p_pid integer)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pgautomator._lock_run_of(p_step_run_id) IS NOT NULL THEN
+        UPDATE pgautomator.step_run SET worker_pid = nullif(p_pid, 0), lost_since = NULL
+         WHERE id = p_step_run_id AND state = 'running';
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_started(bigint, integer) IS 'Records the pid of the worker running a step run, for cancelling it on stop or timeout.';
 
@@ -248,28 +288,23 @@ $$;
 COMMENT ON FUNCTION pgautomator._launcher_report(bigint, boolean, text, text, text, bigint, text) IS 'Records the outcome of an in-database step run and advances its run; ignored when the step run is no longer running.';
 
 -- A claimed step run the launcher could not start (no free background
--- worker slot): back to the queue, ready at once, as if never claimed; or,
--- when it was stopped or timed out meanwhile, ended as such.
+-- worker slot): back to the queue, ready at once, as if never claimed.  A
+-- run stopped meanwhile is ended by the dispatcher's next pass.
 CREATE FUNCTION pgautomator._launcher_release(p_step_run_id bigint)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_sr pgautomator.step_run;
 BEGIN
-    SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id;
-    IF NOT FOUND OR v_sr.state <> 'running' OR v_sr.worker_pid IS NOT NULL THEN
-        RETURN;
-    END IF;
-    IF v_sr.cancel_requested_at IS NOT NULL THEN
-        PERFORM pgautomator._step_report(p_step_run_id, v_sr.agent_id, false, NULL, '57014',
-                                         'cancelled before its worker started', NULL, NULL, NULL);
+    IF pgautomator._lock_run_of(p_step_run_id) IS NULL THEN
         RETURN;
     END IF;
     UPDATE pgautomator.step_run
-       SET state = 'queued', agent_id = NULL, started_at = NULL, lost_since = NULL
+       SET state = 'queued', agent_id = NULL, started_at = NULL, lost_since = NULL,
+           cancel_requested_at = NULL, cancel_reason = NULL
      WHERE id = p_step_run_id AND state = 'running' AND worker_pid IS NULL;
-    PERFORM pgautomator._wake('release');
+    IF FOUND THEN
+        PERFORM pgautomator._wake('release');
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._launcher_release(bigint) IS 'Puts a claimed step run whose worker could not be started back in the queue (or ends it when it was stopped meanwhile).';
+COMMENT ON FUNCTION pgautomator._launcher_release(bigint) IS 'Puts a claimed step run whose worker could not be started back in the queue; a run stopped meanwhile ends at the next dispatcher pass.';

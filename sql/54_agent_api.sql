@@ -379,9 +379,12 @@ BEGIN
            AND (j.agent IS NULL OR j.agent = v_agent.name)
          ORDER BY sr.not_before, sr.id
          LIMIT v_free
-           FOR UPDATE OF sr, r SKIP LOCKED
+           FOR UPDATE OF r SKIP LOCKED
     LOOP
-        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id;
+        -- The run first, then its step run: the lock order of every path.
+        SELECT * INTO v_sr FROM pgautomator.step_run
+         WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
         DECLARE
             v_run  pgautomator.run;
             v_job  pgautomator.job;
@@ -397,9 +400,7 @@ BEGIN
             END IF;
             v_left := least(v_step.timeout, v_run.started_at + v_job.timeout - pg_catalog.now());
             IF v_left IS NOT NULL AND v_left <= interval '0' THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '57014',
-                    pg_catalog.format('job timeout of %s exceeded before step "%s" could start',
-                                      v_job.timeout, v_sr.step_name));
+                PERFORM pgautomator._job_timed_out(v_sr, v_job);
                 CONTINUE;
             END IF;
             UPDATE pgautomator.step_run

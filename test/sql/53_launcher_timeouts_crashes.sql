@@ -3,7 +3,7 @@
 -- _launcher_start and by the dispatcher, and releasing unstarted claims.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(31);
+SELECT plan(35);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset
 -- Passes run at instants in 2030: retention must not purge today's runs.
@@ -156,8 +156,21 @@ SELECT is((SELECT state || coalesce(agent_id::text, '') FROM pgautomator.step_ru
 SELECT isnt(pg_temp.claim_one(:r), NULL, '... and claimed again');
 SELECT pgautomator.stop_run(:r);
 SELECT pgautomator._launcher_release((SELECT id FROM pgautomator.step_run WHERE run_id = :r));
-SELECT is(pg_temp.run_state(:r), 'stopped / stopped by postgres during step "s1"',
-          'releasing a step run of a stopped run ends the run stopped');
+SELECT is(pg_temp.claim_one(:r), NULL, 'a released step run of a stopping run is not claimed again');
+SELECT pgautomator._launcher_tick();
+SELECT is(pg_temp.run_state(:r), 'stopped / stopped by postgres',
+          'the next pass ends the run stopped');
+SELECT is((SELECT state FROM pgautomator.step_run WHERE run_id = :r), 'stopped', '... and its step run');
+
+-- a run whose job timeout passed before its next step could start
+SELECT pgautomator.create_job('lt_late', run_as => 'postgres', timeout => '1 minute') AS j \gset
+SELECT pgautomator.add_step(:j, 's1', 'SELECT 1');
+SELECT pgautomator.start_job(:j) AS r \gset
+UPDATE pgautomator.run SET started_at = now() - interval '2 minutes' WHERE id = :r;
+SELECT is(pg_temp.claim_one(:r), NULL, 'a step is not handed out after its job timeout');
+SELECT is(pg_temp.run_state(:r) || ' / ' || (SELECT state FROM pgautomator.step_run WHERE run_id = :r),
+          'failed / job timeout of 00:01:00 exceeded before step "s1" could start / skipped',
+          'the run ends failed with the job timeout');
 
 SELECT * FROM finish();
 ROLLBACK;
