@@ -28,8 +28,12 @@ fi
 
 base=$(mktemp -d /tmp/pgautomator-bench.XXXXXX)
 bindir=""
+out="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 cleanup() {
     [ -n "$bindir" ] && cluster_stop "$base" "$bindir"
+    # The server log goes with the results (pgAgent's refused connections,
+    # pg_cron's job lines, launcher messages).
+    [ -d "$out" ] && cp "$base/log/server.log" "$out/server.log" 2>/dev/null
     if [ -n "${PGAUTOMATOR_KEEP:-}" ]; then log "kept $base"; else rm -rf "$base"; fi
 }
 trap cleanup EXIT
@@ -89,5 +93,5 @@ printf '{"pg_cron mode": "libpq connections over the unix socket (cron.use_backg
 export BENCH_COMMAND="bench/bench.sh${*:+ $*}"
 BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +changes)"
 export BENCH_COMMIT
-.venv/bin/python bench/run.py --private-cluster --settings-file "$settings" \
+.venv/bin/python bench/run.py --private-cluster --settings-file "$settings" --out "$out" \
     --dsn "host=$base/sock port=$port dbname=bench user=postgres" "$@"
