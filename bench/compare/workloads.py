@@ -278,6 +278,10 @@ def _due_lag(ctx: Context, ad: Adapter, tag: str) -> float | None:
     sleep_until(at)
     _wait_hits(ad, tag, 1, at, timeout_s=60)
     hits = _hits(ad, tag)
+    # Drop the job only once its run has ended (not while its step reports).
+    deadline = time.monotonic() + 15
+    while hits and ad.outcomes(tag, at).finished < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
     _cleanup(ad, tag)
     return round((hits[0][2] - at).total_seconds() * 1000.0, 1) if hits else None
 
