@@ -106,7 +106,7 @@ typedef struct PgaClaimed
 	PgaStepInput *steps;
 } PgaClaimed;
 
-extern bool pga_extension_ready(bool *has_release);
+extern bool pga_extension_ready(bool *has_release, Oid *extension_oid);
 extern int64 pga_call_start(void);
 extern TimestampTz pga_call_tick(void);
 extern PgaClaimed pga_call_claim(int max_steps);
