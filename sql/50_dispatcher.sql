@@ -167,20 +167,33 @@ DECLARE
     v_more   boolean := false;
     v_computed integer;
 BEGIN
-    -- 1. The next instants of pairs earlier passes fired, 50 per pass so
-    --    that a pass stays short (about 15 ms) while the launcher waits.
-    UPDATE pgautomator.job_schedule js
-       SET next_fire_at = CASE WHEN s.enabled THEN pgautomator._next_fire(js.schedule_id, js.last_fire_at) END
-      FROM pgautomator.schedule s
-     WHERE s.id = js.schedule_id
-       AND (js.job_id, js.schedule_id) IN (SELECT p.job_id, p.schedule_id FROM pgautomator.job_schedule p
-                                              JOIN pgautomator.job j ON j.id = p.job_id
-                                              JOIN pgautomator.schedule ps ON ps.id = p.schedule_id
-                                            WHERE p.next_fire_at = 'infinity'
-                                            LIMIT 50
-                                              FOR UPDATE OF p SKIP LOCKED
-                                              FOR KEY SHARE OF j, ps SKIP LOCKED);
-    GET DIAGNOSTICS v_computed = ROW_COUNT;
+    -- 1. The next instants of pairs earlier passes fired: one engine call
+    --    per (schedule, fired instant), whichever number of jobs share it,
+    --    50 calls per pass so that a pass stays short while work waits.
+    WITH keys AS (
+        SELECT DISTINCT p.schedule_id, p.last_fire_at
+          FROM pgautomator.job_schedule p
+         WHERE p.next_fire_at = 'infinity'
+         LIMIT 50),
+    nexts AS (
+        SELECT k.schedule_id, k.last_fire_at,
+               CASE WHEN s.enabled THEN pgautomator._next_fire(k.schedule_id, k.last_fire_at) END AS next_at
+          FROM keys k JOIN pgautomator.schedule s ON s.id = k.schedule_id),
+    todo AS (
+        SELECT p.job_id, p.schedule_id, n.next_at
+          FROM pgautomator.job_schedule p
+          JOIN nexts n ON n.schedule_id = p.schedule_id AND n.last_fire_at = p.last_fire_at
+          JOIN pgautomator.job j ON j.id = p.job_id
+          JOIN pgautomator.schedule ps ON ps.id = p.schedule_id
+         WHERE p.next_fire_at = 'infinity'
+           FOR UPDATE OF p SKIP LOCKED
+           FOR KEY SHARE OF j, ps SKIP LOCKED),
+    moved AS (
+        UPDATE pgautomator.job_schedule js SET next_fire_at = todo.next_at
+          FROM todo
+         WHERE js.job_id = todo.job_id AND js.schedule_id = todo.schedule_id
+        RETURNING 1)
+    SELECT (SELECT count(*) FROM nexts) + 0 * (SELECT count(*) FROM moved) INTO v_computed;
 
     -- 2. A batch of due pairs, locked with their jobs and schedules.
     SELECT array_agg(d.job_id ORDER BY d.at), array_agg(d.schedule_id ORDER BY d.at), array_agg(d.at ORDER BY d.at)

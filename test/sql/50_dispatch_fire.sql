@@ -2,7 +2,7 @@
 -- fire instant, two schedules at one instant, overlap and misfire policies,
 -- disabled jobs and schedules, batches.
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -194,7 +194,7 @@ SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id IN (:b1, :b2, 
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id IN (:b1, :b2, :b3) AND scheduled_at = '2030-01-01 00:00:00+00'),
           3, 'all at their fire instant');
 
--- next instants are computed 50 pairs per pass
+-- next instants: one engine call per (schedule, instant), 50 calls per pass
 SELECT pgautomator.set_setting('fire_batch', NULL);
 SELECT pgautomator._launcher_tick('2030-01-01 00:00:00.002+00');
 SELECT array_agg(pg_temp.job('f_many' || g, ARRAY[:s], '2030-01-01 00:00:59+00')) AS many
@@ -202,13 +202,25 @@ SELECT array_agg(pg_temp.job('f_many' || g, ARRAY[:s], '2030-01-01 00:00:59+00')
 SELECT pgautomator._launcher_tick('2030-01-01 00:01:00+00');
 SELECT is((SELECT count(*)::int FROM pgautomator.job_schedule WHERE job_id = ANY(:'many') AND next_fire_at = 'infinity'),
           60, '60 pairs fired in one pass');
-SELECT is(pgautomator._launcher_tick('2030-01-01 00:01:00.1+00'), '2030-01-01 00:01:00.1+00'::timestamptz,
-          'a pass computes 50 next instants and asks for another pass at once');
-SELECT is((SELECT count(*)::int FROM pgautomator.job_schedule WHERE job_id = ANY(:'many') AND next_fire_at = 'infinity'),
-          10, '... leaving 10');
-SELECT pgautomator._launcher_tick('2030-01-01 00:01:00.2+00');
+SELECT pgautomator._launcher_tick('2030-01-01 00:01:00.1+00');
 SELECT is((SELECT string_agg(DISTINCT to_char(next_fire_at AT TIME ZONE 'UTC', 'HH24:MI'), ' ')
-             FROM pgautomator.job_schedule WHERE job_id = ANY(:'many')), '00:02', 'the next pass computes the rest');
+             FROM pgautomator.job_schedule WHERE job_id = ANY(:'many')), '00:02',
+          'the next pass computes the next instant once for the 60 jobs sharing the schedule');
+SELECT array_agg(pg_temp.job('f_own' || g,
+                             ARRAY[pgautomator.create_schedule('f_own' || g, 'cron', cron => '* * * * *', timezone => 'UTC',
+                                                               starts_at => '2030-01-01')],
+                             '2030-01-01 00:01:59+00')) AS own
+  FROM generate_series(1, 55) g \gset
+SELECT pgautomator._launcher_tick('2030-01-01 00:02:00+00');
+SELECT count(DISTINCT (schedule_id, last_fire_at)) AS keys FROM pgautomator.job_schedule
+ WHERE next_fire_at = 'infinity' \gset
+SELECT is(pgautomator._launcher_tick('2030-01-01 00:02:00.1+00'), '2030-01-01 00:02:00.1+00'::timestamptz,
+          'a pass makes at most 50 engine calls and asks for another pass at once');
+SELECT is((SELECT count(DISTINCT (schedule_id, last_fire_at)) FROM pgautomator.job_schedule
+            WHERE next_fire_at = 'infinity'), :keys - 50::bigint, '... leaving the rest of the (schedule, instant) pairs');
+SELECT pgautomator._launcher_tick('2030-01-01 00:02:00.2+00');
+SELECT is((SELECT string_agg(DISTINCT to_char(next_fire_at AT TIME ZONE 'UTC', 'HH24:MI'), ' ')
+             FROM pgautomator.job_schedule WHERE job_id = ANY(:'own')), '00:03', 'the next pass computes the rest');
 
 SELECT * FROM finish();
 ROLLBACK;

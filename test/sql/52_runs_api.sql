@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(44);
+SELECT plan(45);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -144,6 +144,10 @@ SELECT throws_ok($$SELECT pgautomator.set_setting('purge_batch', '10')$$, '42501
                  'only admins change settings');
 RESET SESSION AUTHORIZATION;
 SELECT is(pgautomator.set_setting('history_retention', '2 days'), '2 days', 'set_setting returns the stored value');
+SET SESSION AUTHORIZATION rt_other;
+SELECT is((SELECT value FROM pgautomator.settings WHERE name = 'history_retention'), '2 days',
+          'every user reads the settings view');
+RESET SESSION AUTHORIZATION;
 SELECT pgautomator.set_setting('purge_batch', '2');
 SELECT pgautomator.start_job(:j) AS r \gset
 SELECT pgautomator.stop_run(:r);
