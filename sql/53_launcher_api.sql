@@ -172,6 +172,7 @@ COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator
 -- LOGIN role.  Such a step fails with a clear message instead of running.
 CREATE FUNCTION pgautomator._launcher_claim(p_max integer)
 RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
