@@ -41,7 +41,7 @@ META.json: META.json.in $(EXTENSION).control
 dist: META.json
 	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
 
-.PHONY: deps test demo demo-stop bench lint dist bench-schedules
+.PHONY: deps test demo demo-stop bench bench-quick lint dist bench-schedules
 # Installs what the commands need (apt packages, .venv); idempotent.
 deps:
 	@scripts/deps.sh
@@ -60,6 +60,16 @@ demo-stop:
 lint:
 	@scripts/deps.sh
 	@scripts/lint.sh
+
+# Side by side with pg_cron and pgAgent on a private cluster (bench/README.md):
+# the full run takes 20-30 minutes, bench-quick under two.
+bench:
+	@scripts/deps.sh
+	@bench/bench.sh $(BENCH_ARGS)
+
+bench-quick:
+	@scripts/deps.sh
+	@bench/bench.sh --quick $(BENCH_ARGS)
 
 # The schedule engine benchmark (docs/schedules.md): its own private cluster.
 bench-schedules:

@@ -3,11 +3,13 @@
 Run through bench/worker_bench.sh, which starts a private cluster and sets
 PGHOST, PGPORT, PGUSER and PGDATABASE.  Figures are reported, not asserted.
 
-Start lag: --jobs jobs share one 'once' schedule whose instant lies a few
-seconds ahead; each job's only step records clock_timestamp() when it
-runs.  Lag = that timestamp minus the fire instant: everything from the
+Start lag: --jobs jobs share two 'once' schedules, a few seconds ahead and
+--gap seconds apart; each job's only step records clock_timestamp() when
+it runs.  Lag = that timestamp minus the fire instant: everything from the
 instant to the step's SQL running (the launcher waking, the dispatcher
-creating the runs, the claim, the worker's start and connection).
+creating the runs, the claim, the worker's start and connection).  The
+first burst finds no step worker connected (cold); the second finds the
+first burst's workers idle and connected (warm).
 
 Throughput: --parallel jobs that allow parallel runs get runs started in
 batches (start_job) so that ready steps never run out; trivial one-step
@@ -50,48 +52,50 @@ def summary(label: str, values_ms: list[float]) -> str:
     )
 
 
-def start_lag(conn: psycopg.Connection[Any], jobs: int, lead: float) -> None:
+def start_lag(conn: psycopg.Connection[Any], jobs: int, lead: float, gap: float) -> None:
+    """Two bursts: at the first instant no worker is connected yet (cold);
+    `gap` seconds later the workers of the first burst are still idle and
+    connected (warm, when gap < pgautomator.worker_idle_time)."""
     conn.execute("CREATE TABLE IF NOT EXISTS public.bench_lag (i int, at timestamptz)")
     conn.execute("TRUNCATE public.bench_lag")
-    fire = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead)
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead)
+    second = first + timedelta(seconds=gap)
     with conn.transaction():
-        schedule = one(
-            conn,
-            "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
-            (f"lag-{fire:%H%M%S}", fire.date(), fire.time()),
-        )
+        schedules = [
+            one(
+                conn,
+                "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s,"
+                " timezone => 'UTC')",
+                (f"lag-{fire:%H%M%S}-{n}", fire.date(), fire.time()),
+            )
+            for n, fire in enumerate((first, second))
+        ]
         for i in range(jobs):
-            job = one(conn, "SELECT pgautomator.create_job(%s)", (f"lag-{fire:%H%M%S}-{i}",))
+            job = one(conn, "SELECT pgautomator.create_job(%s)", (f"lag-{first:%H%M%S}-{i}",))
             conn.execute(
                 "SELECT pgautomator.add_step(%s, 'mark', %s)",
                 (job, f"INSERT INTO public.bench_lag VALUES ({i}, clock_timestamp())"),
             )
-            conn.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job, schedule))
-    if datetime.now(UTC) >= fire:
+            for schedule in schedules:
+                conn.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job, schedule))
+    if datetime.now(UTC) >= first:
         raise SystemExit("creating the jobs took longer than --lead; raise it")
-    print(f"{jobs} jobs due at {fire:%H:%M:%S} UTC")
-    deadline = time.monotonic() + lead + 120
-    while one(conn, "SELECT count(*) FROM public.bench_lag") < jobs:
+    print(f"{jobs} jobs due at {first:%H:%M:%S} UTC and again at {second:%H:%M:%S} UTC")
+    deadline = time.monotonic() + lead + gap + 120
+    while one(conn, "SELECT count(*) FROM public.bench_lag") < 2 * jobs:
         if time.monotonic() > deadline:
             raise SystemExit("not every job ran within two minutes")
         time.sleep(0.2)
-    lags = [
-        float(r[0])
-        for r in conn.execute(
-            "SELECT extract(epoch FROM at - %s) * 1000 FROM public.bench_lag", (fire,)
-        ).fetchall()
-    ]
-    claims = [
-        float(r[0])
-        for r in conn.execute(
-            "SELECT extract(epoch FROM sr.started_at - r.scheduled_at) * 1000"
-            " FROM pgautomator.run r JOIN pgautomator.step_run sr ON sr.run_id = r.id"
-            " WHERE r.schedule_id = %s",
-            (schedule,),
-        ).fetchall()
-    ]
-    print(summary("start lag (fire instant to the step's SQL running)", lags))
-    print(summary("claim lag (fire instant to the step run claimed)", claims))
+    for label, fire, later in (("cold", first, second), ("warm", second, None)):
+        lags = [
+            float(r[0])
+            for r in conn.execute(
+                "SELECT extract(epoch FROM at - %s) * 1000 FROM public.bench_lag"
+                " WHERE at >= %s AND (%s::timestamptz IS NULL OR at < %s)",
+                (fire, fire, later, later),
+            ).fetchall()
+        ]
+        print(summary(f"start lag, {label} workers (fire instant to the step's SQL running)", lags))
 
 
 def feeder(stop: threading.Event, jobs: list[int], backlog: int) -> None:
@@ -167,7 +171,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--jobs", type=int, default=200, help="jobs due at one instant (200)")
-    parser.add_argument("--lead", type=float, default=20, help="seconds from now to the fire instant (20)")
+    parser.add_argument("--lead", type=float, default=20, help="seconds from now to the first burst (20)")
+    parser.add_argument("--gap", type=float, default=3, help="seconds between the two bursts (3)")
     parser.add_argument("--seconds", type=float, default=60, help="throughput measuring window (60)")
     parser.add_argument("--warmup", type=float, default=5, help="throughput warm-up seconds (5)")
     parser.add_argument("--parallel", type=int, default=20, help="jobs the throughput runs spread over (20)")
@@ -182,7 +187,7 @@ def main() -> None:
             f" {one(conn, 'SHOW synchronous_commit')}"
         )
         if not args.skip_lag:
-            start_lag(conn, args.jobs, args.lead)
+            start_lag(conn, args.jobs, args.lead, args.gap)
         if not args.skip_throughput:
             throughput(conn, args.parallel, args.seconds, args.warmup)
 

@@ -25,6 +25,7 @@ extern int	pga_max_workers;
 extern bool pga_enabled;
 extern int	pga_max_sleep;
 extern int	pga_worker_idle_time;
+extern int	pga_mailer_interval;
 
 /* bounds of what a step worker sends back */
 #define PGA_ERROR_MAX		8192
@@ -98,6 +99,10 @@ extern struct _DestReceiver *pga_output_receiver(PgaTailBuffer *output);
 /* entry points of the background workers */
 extern PGDLLEXPORT void pga_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void pga_step_worker_main(Datum main_arg);
+extern PGDLLEXPORT void pga_mailer_main(Datum main_arg);
+
+/* the notification mailer (mailer.c) */
+extern void pga_register_mailer(void);
 
 /* the SQL contract the launcher calls (launcher_calls.c) */
 typedef struct PgaClaimed
@@ -106,7 +111,7 @@ typedef struct PgaClaimed
 	PgaStepInput *steps;
 } PgaClaimed;
 
-extern bool pga_extension_ready(bool *has_release);
+extern bool pga_extension_ready(bool *has_release, Oid *extension_oid);
 extern int64 pga_call_start(void);
 extern TimestampTz pga_call_tick(void);
 extern PgaClaimed pga_call_claim(int max_steps);

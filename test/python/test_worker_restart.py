@@ -1,8 +1,9 @@
 """Crash behaviour of the in-database executor: a step worker killed with
-SIGKILL (the postmaster then restarts every process) and a server restart
-both end the running step's run as crashed, and a job with retry_on_crash
-runs again.  Each test waits until the server and the launcher are back,
-so later tests find the cluster as it was."""
+SIGKILL (the postmaster then restarts every process) or terminated with
+pg_terminate_backend, and a server restart, all end the running step's run
+as crashed, and a job with retry_on_crash runs again.  Each test waits
+until the server and the launcher are back, so later tests find the
+cluster as it was."""
 
 from __future__ import annotations
 
@@ -128,6 +129,14 @@ def test_sigkill_of_a_step_worker(crash_job: tuple[int, str]) -> None:
     check_crashed_and_retried(run_id)
     assert query(f"SELECT count(*) FROM {table}") == [(2,)]
     wait_for_launcher()
+
+
+def test_pg_terminate_backend_of_a_step_worker(crash_job: tuple[int, str]) -> None:
+    job_id, table = crash_job
+    run_id, pid = start_and_find_worker(job_id)
+    assert query("SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    check_crashed_and_retried(run_id)
+    assert query(f"SELECT count(*) FROM {table}") == [(2,)]
 
 
 @pytest.mark.skipif(

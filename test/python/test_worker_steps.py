@@ -140,6 +140,7 @@ def test_top_level_statements(admin: psycopg.Connection, job: Callable[..., int]
             {"code": f"ANALYZE {table}; REINDEX TABLE CONCURRENTLY {table}"},
             {"code": f"CALL {proc}()"},
             {"code": "VACUUM", "transaction": "single"},
+            {"code": f"REINDEX DATABASE {scalar(admin, 'SELECT current_database()')}"},
         )
         run_id = start(admin, job_id)
         state = wait_run(admin, run_id)
