@@ -81,7 +81,11 @@ COMMENT ON FUNCTION pgautomator._launcher_start(integer) IS 'Launcher start: reg
 -- tests: the pass decides as if it were that instant.
 CREATE FUNCTION pgautomator._launcher_tick(p_now timestamptz DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql
-SET jit = off                   -- short index lookups; compiling would dominate
+-- Short index lookups: compiling would dominate.  And generic plans: a
+-- range over next_fire_at looks large to the planner, so it would re-plan
+-- each statement every pass (custom plans), a cost that grows with jobs.
+SET jit = off
+SET plan_cache_mode = force_generic_plan
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -168,6 +172,7 @@ COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator
 -- LOGIN role.  Such a step fails with a clear message instead of running.
 CREATE FUNCTION pgautomator._launcher_claim(p_max integer)
 RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

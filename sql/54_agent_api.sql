@@ -348,6 +348,7 @@ COMMENT ON FUNCTION pgautomator.agent_heartbeat_v1(bigint) IS 'Records an agent'
 -- job's agent affinity, if any, names it), up to its free slots.
 CREATE FUNCTION pgautomator.agent_claim_v1(agent_id bigint, max_steps integer)
 RETURNS SETOF pgautomator.claimed_step_v1 LANGUAGE plpgsql SECURITY DEFINER
+SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

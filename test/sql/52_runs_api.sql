@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(45);
+SELECT plan(47);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -70,6 +70,14 @@ SELECT is((SELECT state || ' ' || stop_requested_by FROM pgautomator.run WHERE i
           'the run records the stop request while its step is being cancelled');
 SELECT is((SELECT cancel_reason FROM pgautomator.step_run WHERE run_id = :r1 AND state = 'running'), 'stop',
           'the running step run is marked for cancelling');
+UPDATE pgautomator.step_run SET cancel_requested_at = '2020-01-01 00:00:00+00' WHERE run_id = :r1 AND state = 'running';
+SET SESSION AUTHORIZATION rt_op;
+SELECT is(pgautomator.stop_run(:r1), true, 'a second stop of a stopping run is accepted');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT stop_requested_by || ' ' || (SELECT cancel_requested_at = '2020-01-01 00:00:00+00'
+                                                 FROM pgautomator.step_run WHERE run_id = :r1 AND state = 'running')
+             FROM pgautomator.run WHERE id = :r1), 'rt_owner true',
+          '... and keeps the first request and its kill_grace clock');
 SELECT is((SELECT count(*)::int FROM pgautomator._launcher_claim(10)), 0, 'nothing of a stopping run is claimed');
 SELECT pgautomator._launcher_report((SELECT id FROM pgautomator.step_run WHERE run_id = :r1 AND state = 'running'),
                                     false, '57014', 'canceling statement due to user request', NULL, NULL, NULL);
