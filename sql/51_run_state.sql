@@ -85,7 +85,10 @@ BEGIN
            finished_at = pg_catalog.now(),
            messages = 'not started: the run ended ' || p_state
      WHERE run_id = p_run_id AND state = 'queued';
-    PERFORM pgautomator._queue_run_mail(p_run_id);
+    IF EXISTS (SELECT FROM pgautomator.run r JOIN pgautomator.job j ON j.id = r.job_id
+                WHERE r.id = p_run_id AND j.notify_on <> 'never' AND cardinality(j.notify_to) > 0) THEN
+        PERFORM pgautomator._queue_run_mail(p_run_id);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION pgautomator._finish_run(bigint, text, text) IS 'Ends a run in a final state with a message; its queued step runs end too.';
@@ -195,20 +198,20 @@ COMMENT ON FUNCTION pgautomator._try_admit(bigint) IS 'Admits queued runs of a j
 -- What follows a finished step run (its outcome already recorded): a retry
 -- after its delay while retries remain, else the step's on_success or
 -- on_failure action.  The caller holds the run's lock; the run is running.
-CREATE FUNCTION pgautomator._advance(p_run pgautomator.run, p_step_run pgautomator.step_run, p_ok boolean)
+CREATE FUNCTION pgautomator._advance(p_run pgautomator.run, p_step_run pgautomator.step_run, p_ok boolean,
+                                     p_step pgautomator.step)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_step   pgautomator.step;
+    v_step   pgautomator.step := p_step;
     v_action text;
     v_target bigint;
     v_next   pgautomator.step;
     v_failed integer;
     v_what   text;
 BEGIN
-    SELECT * INTO v_step FROM pgautomator.step WHERE id = p_step_run.step_id;
-    IF NOT FOUND THEN
+    IF v_step.id IS NULL THEN
         PERFORM pgautomator._finish_run(p_run.id, 'failed',
             pg_catalog.format('step "%s" was dropped while the run was going', p_step_run.step_name));
         RETURN;
@@ -218,7 +221,9 @@ BEGIN
                                         pg_catalog.now() + v_step.retry_interval);
         RETURN;
     END IF;
-    PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
+    IF v_step.notify_on <> 'never' AND cardinality(v_step.notify_to) > 0 THEN
+        PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
+    END IF;
 
     IF p_ok THEN
         v_action := v_step.on_success;
@@ -271,7 +276,7 @@ BEGIN
         END);
 END
 $$;
-COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run. Caller holds the run lock.';
+COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean, pgautomator.step) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run. Caller holds the run lock.';
 
 -- Records the outcome of a running step run and moves the run on.  Shared
 -- by _launcher_report (in-database workers) and agent_report_v1.  Returns
@@ -338,11 +343,14 @@ BEGIN
         finished_at = pg_catalog.now(),
         exit_code = p_exit_code,
         sqlstate = CASE WHEN p_ok THEN NULL ELSE coalesce(p_sqlstate, sqlstate) END,
-        error = pgautomator._tail(v_error, v_limit),
-        messages = pgautomator._tail(p_messages, v_limit),
+        -- (_tail only for long texts: most are short, and a call costs)
+        error = CASE WHEN length(v_error) > v_limit THEN pgautomator._tail(v_error, v_limit) ELSE v_error END,
+        messages = CASE WHEN length(p_messages) > v_limit THEN pgautomator._tail(p_messages, v_limit)
+                        ELSE p_messages END,
         rows_affected = p_rows,
         output = CASE WHEN p_keep_output AND p_output IS NULL THEN output
-                      ELSE pgautomator._tail(p_output, v_limit) END
+                      WHEN length(p_output) > v_limit THEN pgautomator._tail(p_output, v_limit)
+                      ELSE p_output END
      WHERE id = p_step_run_id
     RETURNING * INTO v_sr;
 
@@ -360,7 +368,7 @@ BEGIN
         PERFORM pgautomator._finish_run(v_run.id, 'failed',
             pg_catalog.format('job timeout of %s exceeded during step "%s"', v_job.timeout, v_sr.step_name));
     ELSE
-        PERFORM pgautomator._advance(v_run, v_sr, p_ok);
+        PERFORM pgautomator._advance(v_run, v_sr, p_ok, v_step);
     END IF;
     IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
         PERFORM pgautomator._try_admit(v_run.job_id);

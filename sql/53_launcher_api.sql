@@ -137,7 +137,8 @@ BEGIN
      WHERE id = p_sr.id
     RETURNING * INTO p_sr;
     SELECT * INTO v_run FROM pgautomator.run WHERE id = p_sr.run_id;
-    PERFORM pgautomator._advance(v_run, p_sr, false);
+    PERFORM pgautomator._advance(v_run, p_sr, false,
+                                 (SELECT st FROM pgautomator.step st WHERE st.id = p_sr.step_id));
     IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
         PERFORM pgautomator._try_admit(v_run.job_id);
     END IF;
