@@ -27,7 +27,11 @@ extern int	pga_max_sleep;
 extern int	pga_worker_idle_time;
 extern int	pga_mailer_interval;
 
-/* bounds of what a step worker sends back */
+/*
+ * Bounds of what a step worker sends back, in bytes.  Output matches the
+ * dispatcher's default output_limit (characters), so that a cut made here
+ * is the only one and its mark, in the dispatcher's format, is exact.
+ */
 #define PGA_ERROR_MAX		8192
 #define PGA_MESSAGES_MAX	32768
 #define PGA_OUTPUT_MAX		65536
@@ -63,6 +67,7 @@ typedef struct PgaTailBuffer
 	StringInfoData buf;
 	Size		limit;
 	bool		truncated;
+	Size		cut_chars;		/* characters dropped from the head */
 } PgaTailBuffer;
 
 extern void pga_tail_init(PgaTailBuffer *tb, Size limit);

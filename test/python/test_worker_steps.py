@@ -422,3 +422,26 @@ def test_more_steps_than_background_worker_slots_wait_their_turn(
     ]
     assert [wait_run(admin, r) for r in runs] == ["succeeded"] * n
     assert scalar(admin, f"SELECT count(DISTINCT x) FROM {table}") == n
+
+
+def test_output_and_messages_are_bounded_keeping_the_tail(
+    admin: psycopg.Connection, job: Callable[..., int]
+) -> None:
+    code = (
+        "DO $$BEGIN FOR i IN 1..3000 LOOP RAISE NOTICE 'message %', i; END LOOP; END$$;"
+        " SELECT repeat('x', 90) || g FROM generate_series(1, 2000) g"
+    )
+    run_id = start(admin, job({"code": code}))
+    assert wait_run(admin, run_id) == "succeeded"
+    [result] = step_runs(admin, run_id)
+    full_output = "".join(f"{'x' * 90}{g}\n" for g in range(1, 2001))
+    full_messages = "".join(f"NOTICE:  message {i}\n" for i in range(1, 3001))
+    for text, full, limit in (
+        (result["output"], full_output, 65536),
+        (result["messages"], full_messages, 32768),
+    ):
+        mark, _, tail = text.partition("\n")
+        assert mark == f"[{len(full) - len(tail)} characters cut]", mark
+        assert full.endswith(tail)
+        assert len(text.encode()) <= limit
+    assert result["rows_affected"] == 2000
