@@ -373,7 +373,16 @@ BEGIN
     IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
         PERFORM pgautomator._try_admit(v_run.job_id);
     END IF;
-    PERFORM pgautomator._wake('step');
+    -- Wake whoever runs the step queued now: remote agents for shell and
+    -- remote_sql steps, the launcher for a sql step after a remote one (it
+    -- claims right after its own reports anyway).  Not on every report:
+    -- each NOTIFY makes every agent heartbeat and claim.
+    IF EXISTS (SELECT FROM pgautomator.step_run sr
+                WHERE sr.run_id = v_run.id AND sr.state = 'queued' AND sr.not_before <= pg_catalog.now()
+                  AND (sr.kind <> 'sql'
+                       OR NOT EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = v_sr.agent_id AND a.kind = 'database'))) THEN
+        PERFORM pgautomator._wake('step');
+    END IF;
     RETURN true;
 END
 $$;

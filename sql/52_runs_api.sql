@@ -14,7 +14,7 @@ COMMENT ON TABLE pgautomator.setting IS 'Dispatcher settings; change them with s
 INSERT INTO pgautomator.setting (name, value, default_value, description) VALUES
     ('history_retention', '30 days', '30 days',
      'How long finished runs are kept; the dispatcher deletes older ones in small batches. off keeps them forever.'),
-    ('purge_batch', '500', '500', 'Runs deleted per dispatcher pass when history is past retention.'),
+    ('purge_batch', '500', '500', 'Runs deleted per batch when history is past retention (at most one batch a second).'),
     ('misfire_grace', '1 minute', '1 minute',
      'How late a fire instant may be and still fire normally; later ones follow the job''s misfire policy.'),
     ('fire_batch', '200', '200', 'Due (job, schedule) pairs fired per dispatcher pass.'),

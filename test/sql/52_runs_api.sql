@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(47);
+SELECT plan(49);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -163,6 +163,9 @@ UPDATE pgautomator.run SET finished_at = '2030-01-01 00:00:00+00'::timestamptz -
 SELECT is(pgautomator._launcher_tick('2030-01-01 00:00:00+00'), '2030-01-01 00:00:01+00'::timestamptz,
           'a full purge batch brings the next pass forward');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id = :j), 3, 'one pass purges one batch');
+SELECT is(pgautomator._launcher_tick('2030-01-01 00:00:00.5+00'), '2030-01-01 00:00:01+00'::timestamptz,
+          'a pass within the same second purges nothing and names when it will');
+SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id = :j), 3, '... so a busy launcher is not slowed down');
 SELECT pgautomator._launcher_tick('2030-01-01 00:00:01+00');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id = :j), 1, 'the next pass purges the rest');
 SELECT is(pgautomator.set_setting('history_retention', NULL), '30 days', 'NULL restores the default');
