@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(49);
+SELECT plan(50);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -132,6 +132,10 @@ SELECT throws_ok($$SELECT pgautomator.purge_history('-1 day')$$, '22023',
                  'older_than must be a non-negative interval, not -1 days', 'a negative interval is refused');
 SELECT throws_ok('SELECT pgautomator.purge_history(NULL)', '22004', 'older_than must not be NULL',
                  'purge_history(NULL) is refused');
+SET SESSION AUTHORIZATION rt_none;
+SELECT throws_ok($$SELECT pgautomator.purge_history('1 day')$$, '42501', NULL,
+                 'a role outside pgautomator cannot purge');
+RESET SESSION AUTHORIZATION;
 UPDATE pgautomator.run SET finished_at = '2020-01-01 00:00:00+00' WHERE id = :p1;
 SET SESSION AUTHORIZATION rt_other;
 SELECT is(pgautomator.purge_history('1 day'), 0::bigint, 'a user purges only runs of jobs they manage');
