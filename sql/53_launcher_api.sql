@@ -206,19 +206,34 @@ BEGIN
          WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
         DECLARE
-            v_job  pgautomator.job;
-            v_step pgautomator.step;
-            v_db   name;
+            v_job    pgautomator.job;
+            v_step   pgautomator.step;
+            v_db     name;
+            v_dbok   boolean;
+            v_c      record;
         BEGIN
-            SELECT * INTO v_job FROM pgautomator.job WHERE id = v.job_id;
-            SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
+            -- Everything the checks need, in one statement.
+            SELECT j AS job, st AS step, coalesce(st.database, pg_catalog.current_database()) AS db,
+                   rl.rolcanlogin AS login,
+                   EXISTS (SELECT FROM pg_catalog.pg_database d
+                            WHERE d.datname = coalesce(st.database, pg_catalog.current_database()) AND d.datallowconn)
+                   AS dbok
+              INTO v_c
+              FROM pgautomator.job j
+              LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
+              LEFT JOIN pg_catalog.pg_roles rl ON rl.rolname = j.run_as
+             WHERE j.id = v.job_id;
+            v_job := v_c.job;
+            v_step := v_c.step;
+            v_db := v_c.db;
+            v_login := v_c.login;
+            v_dbok := v_c.dbok;
             IF v_step.id IS NULL THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '42704',
                     pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
                 CONTINUE;
             END IF;
-            SELECT rolcanlogin INTO v_login FROM pg_catalog.pg_roles WHERE rolname = v_job.run_as;
-            IF NOT FOUND THEN
+            IF v_login IS NULL THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '42704',
                     pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_job.run_as, v_job.name));
                 CONTINUE;
@@ -228,8 +243,7 @@ BEGIN
                                       v_job.run_as, v_job.name));
                 CONTINUE;
             END IF;
-            v_db := coalesce(v_step.database, pg_catalog.current_database());
-            IF NOT EXISTS (SELECT FROM pg_catalog.pg_database d WHERE d.datname = v_db AND d.datallowconn) THEN
+            IF NOT v_dbok THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '3D000',
                     pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
                                       v_db, v_sr.step_name));
