@@ -4,6 +4,7 @@ role, in the step's transaction mode (bgworker/, docs/worker.md)."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -445,3 +446,33 @@ def test_output_and_messages_are_bounded_keeping_the_tail(
         assert full.endswith(tail)
         assert len(text.encode()) <= limit
     assert result["rows_affected"] == 2000
+
+
+def test_a_failing_dispatcher_pass_does_not_stop_the_launcher(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    def launcher_pid() -> Any:
+        row = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+        ).fetchone()
+        return row[0] if row else None
+
+    pid = wait_until("the launcher", launcher_pid)
+    original = str(
+        scalar(admin, "SELECT pg_get_functiondef('pgautomator._launcher_tick(timestamptz)'::regprocedure)")
+    )
+    head, _, rest = original.partition("AS $function$")
+    _, _, tail = rest.partition("$function$")
+    broken = f"{head}AS $function$BEGIN RAISE EXCEPTION 'test: the dispatcher is broken'; END$function${tail}"
+    try:
+        admin.execute(broken)
+        # start_job notifies: the pass's tick fails, its claim still works
+        run_id = start(admin, job({"code": f"INSERT INTO {table} (x) VALUES (1)"}))
+        assert wait_run(admin, run_id) == "succeeded"
+        assert launcher_pid() == pid
+    finally:
+        admin.execute(original)
+    log = os.path.join(os.environ.get("PGAUTOMATOR_TEST_BASE", ""), "log", "server.log")
+    if os.path.exists(log):
+        with open(log, encoding="utf-8", errors="replace") as f:
+            assert "_launcher_tick failed: test: the dispatcher is broken" in f.read()
