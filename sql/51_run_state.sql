@@ -3,10 +3,14 @@
 -- runs, and crashing what an executor lost.  Executors never decide: they
 -- claim a step run, execute it and report; these functions do the rest.
 --
--- Lock order, everywhere: job, then run, then step_run.  The two paths that
--- meet rows in another order (claims, reports) take the out-of-order lock
--- with SKIP LOCKED, so they never wait in the wrong order.  The dispatcher
--- takes every lock with SKIP LOCKED and retries on its next pass.
+-- Lock order, everywhere: job, then run, then step_run (claims, reports,
+-- the launcher's other calls and stop_run all lock the run before its step
+-- run).  Paths that hold a run and then need its job (a report ending a
+-- run) take the job lock with SKIP LOCKED and leave admission to the
+-- dispatcher when it is busy.  The dispatcher takes every lock with SKIP
+-- LOCKED and retries on its next pass: the launcher's pass holds its locks
+-- until it commits, so it must never wait behind a user's transaction that
+-- waits for it.
 
 -- How many runs of a job may run at once.
 CREATE FUNCTION pgautomator._run_limit(p_job pgautomator.job)
