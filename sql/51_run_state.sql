@@ -1,4 +1,4 @@
--- The run state machine (docs/execution.md "States"): starting a run,
+-- The run state machine (README.md "Running jobs"): starting a run,
 -- deciding what follows a finished step, finishing a run, admitting queued
 -- runs, and crashing what an executor lost.  Executors never decide: they
 -- claim a step run, execute it and report; these functions do the rest.

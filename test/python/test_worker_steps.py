@@ -1,6 +1,6 @@
 """End-to-end tests of the in-database executor: the C launcher claims sql
 step runs and step workers run them at top level, as the job's run-as
-role, in the step's transaction mode (bgworker/, docs/worker.md)."""
+role, in the step's transaction mode (bgworker/, README.md "The in-database executor")."""
 
 from __future__ import annotations
 
