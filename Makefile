@@ -71,7 +71,7 @@ bench-quick:
 	@scripts/deps.sh
 	@bench/bench.sh --quick $(BENCH_ARGS)
 
-# The schedule engine benchmark (docs/schedules.md): its own private cluster.
+# The schedule engine benchmark (README.md "Schedules"): its own private cluster.
 bench-schedules:
 	@scripts/deps.sh
 	@.venv/bin/python bench/schedule_bench.py

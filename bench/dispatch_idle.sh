@@ -3,7 +3,8 @@
 # history rows grows: pgbench runs `SELECT pgautomator._launcher_tick()` (one
 # transaction each, as the launcher does) against a private cluster holding
 # 10, then 100,000 scheduled jobs, then also HISTORY finished runs with two
-# step runs each.  Prints pgbench's average latency per configuration.
+# step runs each.  Prints pgbench's average latency per configuration
+# (10 s each, after VACUUM ANALYZE and CHECKPOINT of what was loaded).
 #   bench/dispatch_idle.sh            # HISTORY=2000000 runs (4 M step runs)
 #   HISTORY=10000000 bench/dispatch_idle.sh
 set -uo pipefail
@@ -39,12 +40,13 @@ INSERT INTO pgautomator.step (job_id, position, name, code) SELECT id, 1, 's', '
 INSERT INTO pgautomator.job_schedule (job_id, schedule_id, next_fire_at)
 SELECT j.id, s.id, now() + interval '1 day' FROM pgautomator.job j, pgautomator.schedule s WHERE s.name = 'daily';
 VACUUM ANALYZE;
+CHECKPOINT;
 SQL
 }
 
 measure() {   # measure LABEL
     local lat
-    lat=$("$bindir/pgbench" -n -c 1 -T 5 -f "$base/tick.sql" 2>/dev/null | sed -n 's/^latency average = //p')
+    lat=$("$bindir/pgbench" -n -c 1 -T 10 -f "$base/tick.sql" 2>/dev/null | sed -n 's/^latency average = //p')
     printf '%-44s %s\n' "$1" "$lat"
 }
 
@@ -59,5 +61,6 @@ SELECT (SELECT min(id) FROM pgautomator.job) + g % 100000, 'postgres', 'manual',
 INSERT INTO pgautomator.step_run (run_id, step_name, kind, state, finished_at)
 SELECT r.id, 's', 'sql', 'succeeded', r.finished_at FROM pgautomator.run r, generate_series(1, 2);
 VACUUM ANALYZE;
+CHECKPOINT;
 SQL
 measure "100,000 jobs, $history runs + $((history * 2)) step runs"

@@ -26,12 +26,13 @@ int			pga_max_workers = 8;
 bool		pga_enabled = true;
 int			pga_max_sleep = 10;
 int			pga_worker_idle_time = 5;
+int			pga_mailer_interval = 30;
 
 /*
- * _PG_init defines the settings and registers the launcher as a static
- * background worker.  It starts once recovery has finished, so a standby
- * runs nothing until it is promoted, and the postmaster restarts it a few
- * seconds after it exits with an error or crashes.
+ * _PG_init defines the settings and registers the launcher and the mailer
+ * as static background workers.  They start once recovery has finished, so
+ * a standby runs nothing until it is promoted, and the postmaster restarts
+ * them a few seconds after they exit with an error or crash.
  */
 void
 _PG_init(void)
@@ -87,6 +88,15 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pgautomator.mailer_interval",
+							"How often the mailer looks for notification e-mails to retry.",
+							"New e-mails are sent at once (NOTIFY pgautomator_mail); this paces retries.",
+							&pga_mailer_interval,
+							30, 1, 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pgautomator");
 
 	memset(&worker, 0, sizeof(worker));
@@ -100,4 +110,6 @@ _PG_init(void)
 	worker.bgw_main_arg = (Datum) 0;
 	worker.bgw_notify_pid = 0;
 	RegisterBackgroundWorker(&worker);
+
+	pga_register_mailer();
 }

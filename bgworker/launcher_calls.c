@@ -52,24 +52,29 @@ pga_spi_done(void)
 /*
  * pga_extension_ready tells whether the extension and the launcher's
  * functions exist in this database; has_release tells whether the optional
- * _launcher_release exists.
+ * _launcher_release exists, extension_oid which installation it is (a
+ * dropped and re-created extension needs _launcher_start again).
  */
 bool
-pga_extension_ready(bool *has_release)
+pga_extension_ready(bool *has_release, Oid *extension_oid)
 {
 	bool		ready;
 	bool		isnull;
+	Datum		oid;
 
 	/* by name: the dispatcher may add parameters with defaults */
 	pga_spi_run("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgautomator')"
 				"   AND pg_catalog.count(DISTINCT p.proname) FILTER (WHERE p.proname <> '_launcher_release') = 5,"
-				" pg_catalog.count(*) FILTER (WHERE p.proname = '_launcher_release') > 0"
+				" pg_catalog.count(*) FILTER (WHERE p.proname = '_launcher_release') > 0,"
+				" (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'pgautomator')"
 				" FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
 				" WHERE n.nspname = 'pgautomator' AND p.proname IN ('_launcher_start', '_launcher_tick',"
 				" '_launcher_claim', '_launcher_started', '_launcher_report', '_launcher_release')",
 				0, NULL, NULL, NULL);
 	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*has_release = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	oid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	*extension_oid = isnull ? InvalidOid : DatumGetObjectId(oid);
 	pga_spi_done();
 	return ready;
 }

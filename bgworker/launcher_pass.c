@@ -36,6 +36,7 @@ static bool pga_waiting_logged = false;
 static TimestampTz pga_next_tick = 0;
 static TimestampTz pga_last_tick = 0;
 static TimestampTz pga_ready_at = 0;	/* when the extension was last seen */
+static Oid	pga_extension_oid = InvalidOid; /* the installation started with */
 static long pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
 static MemoryContext pga_pass_context = NULL;
 static PgaClaimed pga_claimed;
@@ -125,7 +126,9 @@ pga_pass_work(bool notified)
 	/* looked up again each second: a busy launcher makes many passes */
 	if (!pga_started || now >= TimestampTzPlusMilliseconds(pga_ready_at, 1000))
 	{
-		if (!pga_extension_ready(&pga_have_release))
+		Oid			extension_oid;
+
+		if (!pga_extension_ready(&pga_have_release, &extension_oid))
 		{
 			if (!pga_waiting_logged)
 				ereport(LOG,
@@ -134,10 +137,19 @@ pga_pass_work(bool notified)
 						 errhint("Run CREATE EXTENSION pgautomator there, or set pgautomator.database.")));
 			pga_waiting_logged = true;
 			pga_started = false;
+			pga_next_tick = 0;
 			return false;
 		}
 		pga_ready_at = now;
 		pga_waiting_logged = false;
+		if (extension_oid != pga_extension_oid)
+		{
+			/* installed afresh: register the database agent again */
+			pga_extension_oid = extension_oid;
+			pga_started = false;
+			pga_next_tick = 0;
+			pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
+		}
 	}
 
 	if (!pga_started)

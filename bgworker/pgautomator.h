@@ -25,8 +25,13 @@ extern int	pga_max_workers;
 extern bool pga_enabled;
 extern int	pga_max_sleep;
 extern int	pga_worker_idle_time;
+extern int	pga_mailer_interval;
 
-/* bounds of what a step worker sends back */
+/*
+ * Bounds of what a step worker sends back, in bytes.  Output matches the
+ * dispatcher's default output_limit (characters), so that a cut made here
+ * is the only one and its mark, in the dispatcher's format, is exact.
+ */
 #define PGA_ERROR_MAX		8192
 #define PGA_MESSAGES_MAX	32768
 #define PGA_OUTPUT_MAX		65536
@@ -62,6 +67,7 @@ typedef struct PgaTailBuffer
 	StringInfoData buf;
 	Size		limit;
 	bool		truncated;
+	Size		cut_chars;		/* characters dropped from the head */
 } PgaTailBuffer;
 
 extern void pga_tail_init(PgaTailBuffer *tb, Size limit);
@@ -98,6 +104,10 @@ extern struct _DestReceiver *pga_output_receiver(PgaTailBuffer *output);
 /* entry points of the background workers */
 extern PGDLLEXPORT void pga_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void pga_step_worker_main(Datum main_arg);
+extern PGDLLEXPORT void pga_mailer_main(Datum main_arg);
+
+/* the notification mailer (mailer.c) */
+extern void pga_register_mailer(void);
 
 /* the SQL contract the launcher calls (launcher_calls.c) */
 typedef struct PgaClaimed
@@ -106,7 +116,7 @@ typedef struct PgaClaimed
 	PgaStepInput *steps;
 } PgaClaimed;
 
-extern bool pga_extension_ready(bool *has_release);
+extern bool pga_extension_ready(bool *has_release, Oid *extension_oid);
 extern int64 pga_call_start(void);
 extern TimestampTz pga_call_tick(void);
 extern PgaClaimed pga_call_claim(int max_steps);

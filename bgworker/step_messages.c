@@ -140,6 +140,7 @@ pga_messages_reset(void)
 {
 	resetStringInfo(&pga_messages.buf);
 	pga_messages.truncated = false;
+	pga_messages.cut_chars = 0;
 }
 
 /*

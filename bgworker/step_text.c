@@ -4,7 +4,8 @@
  *	  Bounded text: what a step prints can be large, what it reports is not.
  *
  * Output and messages keep their tail (the end of a long output is what
- * explains how it ended); an error message keeps its head.  Cuts never
+ * explains how it ended), marked "[N characters cut]" as the dispatcher's
+ * _tail marks its own cuts; an error message keeps its head.  Cuts never
  * split a multibyte character.
  *
  *-------------------------------------------------------------------------
@@ -15,7 +16,7 @@
 
 #include "pgautomator.h"
 
-#define PGA_TRUNCATED_MARK "[... truncated]\n"
+#define PGA_MARK_ROOM		32		/* "[N characters cut]\n" fits in it */
 
 /*
  * pga_char_start_at_or_after returns the first character boundary of data
@@ -43,6 +44,7 @@ pga_tail_drop_head(PgaTailBuffer *tb, Size keep)
 	if ((Size) tb->buf.len <= keep)
 		return;
 	cut = pga_char_start_at_or_after(tb->buf.data, tb->buf.len, tb->buf.len - keep);
+	tb->cut_chars += pg_mbstrlen_with_len(tb->buf.data, cut);
 	memmove(tb->buf.data, tb->buf.data + cut, tb->buf.len - cut);
 	tb->buf.len -= cut;
 	tb->buf.data[tb->buf.len] = '\0';
@@ -58,6 +60,7 @@ pga_tail_init(PgaTailBuffer *tb, Size limit)
 	initStringInfo(&tb->buf);
 	tb->limit = limit;
 	tb->truncated = false;
+	tb->cut_chars = 0;
 }
 
 /*
@@ -71,6 +74,8 @@ pga_tail_append(PgaTailBuffer *tb, const char *data, Size len)
 	{
 		Size		skip = pga_char_start_at_or_after(data, len, len - tb->limit);
 
+		tb->cut_chars += pg_mbstrlen_with_len(tb->buf.data, tb->buf.len) +
+			pg_mbstrlen_with_len(data, skip);
 		resetStringInfo(&tb->buf);
 		data += skip;
 		len -= skip;
@@ -82,18 +87,19 @@ pga_tail_append(PgaTailBuffer *tb, const char *data, Size len)
 }
 
 /*
- * pga_tail_finish returns the kept text, marked when its head was dropped;
- * the result is at most limit bytes plus the mark.
+ * pga_tail_finish returns the kept text, at most limit bytes including the
+ * mark that says how many characters were cut from its head.
  */
 char *
 pga_tail_finish(PgaTailBuffer *tb)
 {
 	StringInfoData result;
 
-	pga_tail_drop_head(tb, tb->limit);
+	if (tb->truncated || (Size) tb->buf.len > tb->limit)
+		pga_tail_drop_head(tb, tb->limit - PGA_MARK_ROOM);
 	initStringInfo(&result);
 	if (tb->truncated)
-		appendStringInfoString(&result, PGA_TRUNCATED_MARK);
+		appendStringInfo(&result, "[%zu characters cut]\n", tb->cut_chars);
 	appendBinaryStringInfo(&result, tb->buf.data, tb->buf.len);
 	return result.data;
 }

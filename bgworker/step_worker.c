@@ -98,6 +98,8 @@ pga_step_worker_wait(dsm_segment *seg)
 	{
 		long		left_ms;
 
+		/* idle, a cancel has nothing to cancel (as for a client's backend) */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

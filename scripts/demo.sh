@@ -35,6 +35,11 @@ if [ ! -f "$base/data/PG_VERSION" ]; then
     echo "$port" >"$base/port"
 fi
 port=$(cat "$base/port")
+# A demo directory made before the library was built would start without it.
+if [ -f "$(dirname "$bindir")/lib/pgautomator.so" ]; then
+    as_pg sed -i "s/^shared_preload_libraries = .*/shared_preload_libraries = 'pgautomator'/" \
+        "$base/data/postgresql.conf"
+fi
 cluster_start "$base" "$bindir"
 
 export PGHOST="$base/sock" PGPORT="$port" PGUSER=postgres
@@ -46,6 +51,26 @@ export PGDATABASE=$PGAUTOMATOR_DB
 psql -qX -v ON_ERROR_STOP=1 -c "DROP EXTENSION IF EXISTS pgautomator" \
      -c "CREATE EXTENSION pgautomator CASCADE" >/dev/null
 psql -qX -v ON_ERROR_STOP=1 -f scripts/demo.sql
+
+# Let the schedules fire a few times, then start the slow job by hand and stop it.
+sleep 12
+psql -qX -f scripts/demo_show.sql
+run=$(psql -qXtA -c "SELECT pgautomator.start_job('slow')")
+log "started job slow by hand: run $run"
+for _ in $(seq 1 100); do
+    [ "$(psql -qXtA -c "SELECT state FROM pgautomator.step_runs WHERE run_id = $run ORDER BY id DESC LIMIT 1")" = running ] && break
+    sleep 0.1
+done
+psql -qX -c "SELECT id, job, state, started_at::time(3) AS started FROM pgautomator.runs WHERE id = $run" \
+     -c "SELECT name, up, running, doing FROM pgautomator.agents"
+psql -qXtA -c "SELECT pgautomator.stop_run($run)" >/dev/null
+log "stopped run $run"
+for _ in $(seq 1 100); do
+    [ "$(psql -qXtA -c "SELECT state FROM pgautomator.runs WHERE id = $run")" = stopped ] && break
+    sleep 0.1
+done
+psql -qX -c "SELECT r.id, r.job, r.state, r.duration, r.message, s.sqlstate, s.error
+               FROM pgautomator.runs r JOIN pgautomator.step_runs s ON s.run_id = r.id WHERE r.id = $run"
 
 cat <<MSG
 

@@ -25,6 +25,10 @@ CREATE TABLE pgautomator.agent (
     enabled         boolean NOT NULL DEFAULT true,
     version         text,
     pid             integer,
+    -- The role a remote agent process logs in as: only it (and superusers) may
+    -- act as this agent, so one agent's role cannot claim or report for
+    -- another. Set when the agent first registers.
+    login           name,
     registered_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_heartbeat  timestamptz,
     -- An agent whose last heartbeat is older than this is shown as down.

@@ -509,7 +509,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION pgautomator._purge_runs(timestamptz, integer) IS 'Deletes up to p_limit finished runs (with their step runs) that finished before p_before; returns how many.';
 
--- Retention: one small batch per pass; a full batch means more is due soon.
+-- Retention: one small batch at most once a second (the session remembers
+-- when), so that catching up on a long history never slows a busy launcher.
 CREATE FUNCTION pgautomator._dispatch_retention(p_now timestamptz)
 RETURNS timestamptz LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -517,14 +518,19 @@ AS $$
 DECLARE
     v_keep  interval := pgautomator._setting_interval('history_retention');
     v_batch integer := pgautomator._setting_int('purge_batch');
+    v_last  timestamptz := nullif(pg_catalog.current_setting('pgautomator_dispatch.last_purge', true), '');
 BEGIN
     IF v_keep IS NULL THEN
         RETURN NULL;
     END IF;
+    IF v_last > p_now - interval '1 second' AND v_last <= p_now THEN
+        RETURN v_last + interval '1 second';
+    END IF;
+    PERFORM pg_catalog.set_config('pgautomator_dispatch.last_purge', p_now::text, false);
     IF pgautomator._purge_runs(p_now - v_keep, v_batch) >= v_batch THEN
         RETURN p_now + interval '1 second';
     END IF;
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._dispatch_retention(timestamptz) IS 'Purges one batch of runs older than history_retention; returns p_now + 1 s when more remain.';
+COMMENT ON FUNCTION pgautomator._dispatch_retention(timestamptz) IS 'Purges one batch of runs older than history_retention, at most once a second; returns when to purge again.';

@@ -1,12 +1,16 @@
--- The run state machine (docs/execution.md "States"): starting a run,
+-- The run state machine (README.md "Running jobs"): starting a run,
 -- deciding what follows a finished step, finishing a run, admitting queued
 -- runs, and crashing what an executor lost.  Executors never decide: they
 -- claim a step run, execute it and report; these functions do the rest.
 --
--- Lock order, everywhere: job, then run, then step_run.  The two paths that
--- meet rows in another order (claims, reports) take the out-of-order lock
--- with SKIP LOCKED, so they never wait in the wrong order.  The dispatcher
--- takes every lock with SKIP LOCKED and retries on its next pass.
+-- Lock order, everywhere: job, then run, then step_run (claims, reports,
+-- the launcher's other calls and stop_run all lock the run before its step
+-- run).  Paths that hold a run and then need its job (a report ending a
+-- run) take the job lock with SKIP LOCKED and leave admission to the
+-- dispatcher when it is busy.  The dispatcher takes every lock with SKIP
+-- LOCKED and retries on its next pass: the launcher's pass holds its locks
+-- until it commits, so it must never wait behind a user's transaction that
+-- waits for it.
 
 -- How many runs of a job may run at once.
 CREATE FUNCTION pgautomator._run_limit(p_job pgautomator.job)
@@ -72,7 +76,8 @@ COMMENT ON FUNCTION pgautomator._next_enabled(bigint, bigint, integer) IS 'Retur
 
 -- Ends a run and queues its notification.  Step runs not yet started end
 -- with it; running ones (a worker being cancelled) report later.
-CREATE FUNCTION pgautomator._finish_run(p_run_id bigint, p_state text, p_message text)
+CREATE FUNCTION pgautomator._finish_run(p_run_id bigint, p_state text, p_message text,
+                                        p_sweep boolean DEFAULT true)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -80,15 +85,21 @@ BEGIN
     UPDATE pgautomator.run
        SET state = p_state, finished_at = pg_catalog.now(), message = p_message
      WHERE id = p_run_id;
-    UPDATE pgautomator.step_run
-       SET state = CASE WHEN p_state = 'stopped' THEN 'stopped' ELSE 'skipped' END,
-           finished_at = pg_catalog.now(),
-           messages = 'not started: the run ended ' || p_state
-     WHERE run_id = p_run_id AND state = 'queued';
-    PERFORM pgautomator._queue_run_mail(p_run_id);
+    -- (p_sweep false: the caller knows no step run of the run is queued)
+    IF p_sweep THEN
+        UPDATE pgautomator.step_run
+           SET state = CASE WHEN p_state = 'stopped' THEN 'stopped' ELSE 'skipped' END,
+               finished_at = pg_catalog.now(),
+               messages = 'not started: the run ended ' || p_state
+         WHERE run_id = p_run_id AND state = 'queued';
+    END IF;
+    IF EXISTS (SELECT FROM pgautomator.run r JOIN pgautomator.job j ON j.id = r.job_id
+                WHERE r.id = p_run_id AND j.notify_on <> 'never' AND cardinality(j.notify_to) > 0) THEN
+        PERFORM pgautomator._queue_run_mail(p_run_id);
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._finish_run(bigint, text, text) IS 'Ends a run in a final state with a message; its queued step runs end too.';
+COMMENT ON FUNCTION pgautomator._finish_run(bigint, text, text, boolean) IS 'Ends a run in a final state with a message; its queued step runs end too (unless p_sweep is false).';
 
 -- Starts a queued run: its first enabled step (from start_step_id when
 -- given) is queued.  A job without enabled steps ends skipped, not failed.
@@ -195,30 +206,32 @@ COMMENT ON FUNCTION pgautomator._try_admit(bigint) IS 'Admits queued runs of a j
 -- What follows a finished step run (its outcome already recorded): a retry
 -- after its delay while retries remain, else the step's on_success or
 -- on_failure action.  The caller holds the run's lock; the run is running.
-CREATE FUNCTION pgautomator._advance(p_run pgautomator.run, p_step_run pgautomator.step_run, p_ok boolean)
-RETURNS void LANGUAGE plpgsql
+CREATE FUNCTION pgautomator._advance(p_run pgautomator.run, p_step_run pgautomator.step_run, p_ok boolean,
+                                     p_step pgautomator.step)
+RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_step   pgautomator.step;
+    v_step   pgautomator.step := p_step;
     v_action text;
     v_target bigint;
     v_next   pgautomator.step;
     v_failed integer;
     v_what   text;
 BEGIN
-    SELECT * INTO v_step FROM pgautomator.step WHERE id = p_step_run.step_id;
-    IF NOT FOUND THEN
+    IF v_step.id IS NULL THEN
         PERFORM pgautomator._finish_run(p_run.id, 'failed',
-            pg_catalog.format('step "%s" was dropped while the run was going', p_step_run.step_name));
-        RETURN;
+            pg_catalog.format('step "%s" was dropped while the run was going', p_step_run.step_name), false);
+        RETURN true;
     END IF;
     IF NOT p_ok AND p_step_run.attempt <= v_step.retries THEN
         PERFORM pgautomator._queue_step(p_run.id, v_step, p_step_run.attempt + 1,
                                         pg_catalog.now() + v_step.retry_interval);
-        RETURN;
+        RETURN false;
     END IF;
-    PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
+    IF v_step.notify_on <> 'never' AND cardinality(v_step.notify_to) > 0 THEN
+        PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
+    END IF;
 
     IF p_ok THEN
         v_action := v_step.on_success;
@@ -234,12 +247,12 @@ BEGIN
 
     IF v_action = 'succeed' THEN
         PERFORM pgautomator._finish_run(p_run.id, 'succeeded',
-            v_what || CASE WHEN p_ok THEN '' ELSE '; its on_failure action is succeed' END);
-        RETURN;
+            v_what || CASE WHEN p_ok THEN '' ELSE '; its on_failure action is succeed' END, false);
+        RETURN true;
     ELSIF v_action = 'fail' THEN
         PERFORM pgautomator._finish_run(p_run.id, 'failed',
-            v_what || CASE WHEN p_ok THEN '; its on_success action is fail' ELSE '' END);
-        RETURN;
+            v_what || CASE WHEN p_ok THEN '; its on_success action is fail' ELSE '' END, false);
+        RETURN true;
     ELSIF v_action = 'goto' THEN
         v_next := pgautomator._next_enabled(p_run.id, p_run.job_id,
                                             (SELECT s.position FROM pgautomator.step s WHERE s.id = v_target));
@@ -251,11 +264,11 @@ BEGIN
         -- A go-to loop is allowed (polling jobs use one) but not endless.
         IF (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.run_id = p_run.id) >= 10000 THEN
             PERFORM pgautomator._finish_run(p_run.id, 'failed',
-                'the run reached 10000 step runs; a go-to loop does not end');
-            RETURN;
+                'the run reached 10000 step runs; a go-to loop does not end', false);
+            RETURN true;
         END IF;
         PERFORM pgautomator._queue_step(p_run.id, v_next, 1, pg_catalog.now());
-        RETURN;
+        RETURN false;
     END IF;
 
     -- Past the last step: the run succeeded; failures that on_failure
@@ -268,10 +281,11 @@ BEGIN
     PERFORM pgautomator._finish_run(p_run.id, 'succeeded',
         CASE WHEN v_failed = 0 THEN 'all steps done'
              ELSE pg_catalog.format('all steps done; %s failed step(s) were passed over by their on_failure action', v_failed)
-        END);
+        END, false);
+    RETURN true;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run. Caller holds the run lock.';
+COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean, pgautomator.step) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run; true when the run ended. Caller holds the run lock.';
 
 -- Records the outcome of a running step run and moves the run on.  Shared
 -- by _launcher_report (in-database workers) and agent_report_v1.  Returns
@@ -284,7 +298,6 @@ RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_run_id  bigint;
     v_run     pgautomator.run;
     v_sr      pgautomator.step_run;
     v_job     pgautomator.job;
@@ -293,25 +306,28 @@ DECLARE
     v_state   text;
     v_error   text := p_error;
     v_end     text;
+    v_ended   boolean;
 BEGIN
     IF p_ok IS NULL THEN
         RAISE EXCEPTION 'succeeded must not be NULL' USING ERRCODE = '22004';
     END IF;
-    SELECT run_id INTO v_run_id FROM pgautomator.step_run WHERE id = p_step_run_id;
+    -- The run first, then the step run (the lock order of every path).
+    SELECT * INTO v_run FROM pgautomator.run
+     WHERE id = (SELECT sr.run_id FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id)
+       FOR UPDATE;
     IF NOT FOUND THEN
         RETURN false;                       -- purged or its job dropped
     END IF;
-    SELECT * INTO v_run FROM pgautomator.run WHERE id = v_run_id FOR UPDATE;
     SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE;
     IF v_sr.state IS DISTINCT FROM 'running'
        OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
         RETURN false;
     END IF;
-    SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
     SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
 
     v_state := CASE WHEN p_ok THEN 'succeeded' ELSE 'failed' END;
     IF NOT p_ok THEN
+        SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
         -- Why it failed decides what follows: a stop ends the run stopped, a
         -- job timeout ends it failed, a step timeout is a failure like any.
         IF v_run.stop_requested_at IS NOT NULL OR v_sr.cancel_reason = 'stop' THEN
@@ -338,11 +354,14 @@ BEGIN
         finished_at = pg_catalog.now(),
         exit_code = p_exit_code,
         sqlstate = CASE WHEN p_ok THEN NULL ELSE coalesce(p_sqlstate, sqlstate) END,
-        error = pgautomator._tail(v_error, v_limit),
-        messages = pgautomator._tail(p_messages, v_limit),
+        -- (_tail only for long texts: most are short, and a call costs)
+        error = CASE WHEN length(v_error) > v_limit THEN pgautomator._tail(v_error, v_limit) ELSE v_error END,
+        messages = CASE WHEN length(p_messages) > v_limit THEN pgautomator._tail(p_messages, v_limit)
+                        ELSE p_messages END,
         rows_affected = p_rows,
         output = CASE WHEN p_keep_output AND p_output IS NULL THEN output
-                      ELSE pgautomator._tail(p_output, v_limit) END
+                      WHEN length(p_output) > v_limit THEN pgautomator._tail(p_output, v_limit)
+                      ELSE p_output END
      WHERE id = p_step_run_id
     RETURNING * INTO v_sr;
 
@@ -356,16 +375,28 @@ BEGIN
         PERFORM pgautomator._finish_run(v_run.id, 'stopped',
             pg_catalog.format('stopped by %s during step "%s"', coalesce(v_run.stop_requested_by, 'request'),
                               v_sr.step_name));
+        v_ended := true;
     ELSIF v_end = 'job_timeout' THEN
         PERFORM pgautomator._finish_run(v_run.id, 'failed',
             pg_catalog.format('job timeout of %s exceeded during step "%s"', v_job.timeout, v_sr.step_name));
+        v_ended := true;
     ELSE
-        PERFORM pgautomator._advance(v_run, v_sr, p_ok);
+        v_ended := pgautomator._advance(v_run, v_sr, p_ok, v_step);
     END IF;
-    IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
+    IF v_ended THEN
         PERFORM pgautomator._try_admit(v_run.job_id);
+        RETURN true;
     END IF;
-    PERFORM pgautomator._wake('step');
+    -- Wake whoever runs the step queued now: remote agents for shell and
+    -- remote_sql steps, the launcher for a sql step after a remote one (it
+    -- claims right after its own reports anyway).  Not on every report:
+    -- each NOTIFY makes every agent heartbeat and claim.
+    IF EXISTS (SELECT FROM pgautomator.step_run sr
+                WHERE sr.run_id = v_run.id AND sr.state = 'queued' AND sr.not_before <= pg_catalog.now()
+                  AND (sr.kind <> 'sql'
+                       OR NOT EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = v_sr.agent_id AND a.kind = 'database'))) THEN
+        PERFORM pgautomator._wake('step');
+    END IF;
     RETURN true;
 END
 $$;

@@ -14,7 +14,7 @@ COMMENT ON TABLE pgautomator.setting IS 'Dispatcher settings; change them with s
 INSERT INTO pgautomator.setting (name, value, default_value, description) VALUES
     ('history_retention', '30 days', '30 days',
      'How long finished runs are kept; the dispatcher deletes older ones in small batches. off keeps them forever.'),
-    ('purge_batch', '500', '500', 'Runs deleted per dispatcher pass when history is past retention.'),
+    ('purge_batch', '500', '500', 'Runs deleted per batch when history is past retention (at most one batch a second).'),
     ('misfire_grace', '1 minute', '1 minute',
      'How late a fire instant may be and still fire normally; later ones follow the job''s misfire policy.'),
     ('fire_batch', '200', '200', 'Due (job, schedule) pairs fired per dispatcher pass.'),
@@ -203,7 +203,10 @@ BEGIN
             pg_catalog.format('stopped by %s before it started', session_user));
         RETURN true;
     END IF;
-    UPDATE pgautomator.run r SET stop_requested_at = pg_catalog.now(), stop_requested_by = session_user
+    -- A second stop_run keeps the first request (and its kill_grace clock).
+    UPDATE pgautomator.run r
+       SET stop_requested_at = coalesce(r.stop_requested_at, pg_catalog.now()),
+           stop_requested_by = coalesce(r.stop_requested_by, session_user)
      WHERE r.id = v_run.id;
     UPDATE pgautomator.step_run sr
        SET state = 'stopped', finished_at = pg_catalog.now(),
@@ -211,7 +214,7 @@ BEGIN
      WHERE sr.run_id = v_run.id AND sr.state = 'queued';
     FOR v_sr IN
         UPDATE pgautomator.step_run sr
-           SET cancel_requested_at = pg_catalog.now(), cancel_reason = 'stop'
+           SET cancel_requested_at = coalesce(sr.cancel_requested_at, pg_catalog.now()), cancel_reason = 'stop'
           FROM pgautomator.agent a
          WHERE sr.run_id = v_run.id AND sr.state = 'running' AND a.id = sr.agent_id
         RETURNING sr.worker_pid, a.kind

@@ -81,7 +81,11 @@ COMMENT ON FUNCTION pgautomator._launcher_start(integer) IS 'Launcher start: reg
 -- tests: the pass decides as if it were that instant.
 CREATE FUNCTION pgautomator._launcher_tick(p_now timestamptz DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql
-SET jit = off                   -- short index lookups; compiling would dominate
+-- Short index lookups: compiling would dominate.  And generic plans: a
+-- range over next_fire_at looks large to the planner, so it would re-plan
+-- each statement every pass (custom plans), a cost that grows with jobs.
+SET jit = off
+SET plan_cache_mode = force_generic_plan
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -133,7 +137,8 @@ BEGIN
      WHERE id = p_sr.id
     RETURNING * INTO p_sr;
     SELECT * INTO v_run FROM pgautomator.run WHERE id = p_sr.run_id;
-    PERFORM pgautomator._advance(v_run, p_sr, false);
+    PERFORM pgautomator._advance(v_run, p_sr, false,
+                                 (SELECT st FROM pgautomator.step st WHERE st.id = p_sr.step_id));
     IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
         PERFORM pgautomator._try_admit(v_run.job_id);
     END IF;
@@ -168,6 +173,7 @@ COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator
 -- LOGIN role.  Such a step fails with a clear message instead of running.
 CREATE FUNCTION pgautomator._launcher_claim(p_max integer)
 RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -200,19 +206,34 @@ BEGIN
          WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
         DECLARE
-            v_job  pgautomator.job;
-            v_step pgautomator.step;
-            v_db   name;
+            v_job    pgautomator.job;
+            v_step   pgautomator.step;
+            v_db     name;
+            v_dbok   boolean;
+            v_c      record;
         BEGIN
-            SELECT * INTO v_job FROM pgautomator.job WHERE id = v.job_id;
-            SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
+            -- Everything the checks need, in one statement.
+            SELECT j AS job, st AS step, coalesce(st.database, pg_catalog.current_database()) AS db,
+                   rl.rolcanlogin AS login,
+                   EXISTS (SELECT FROM pg_catalog.pg_database d
+                            WHERE d.datname = coalesce(st.database, pg_catalog.current_database()) AND d.datallowconn)
+                   AS dbok
+              INTO v_c
+              FROM pgautomator.job j
+              LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
+              LEFT JOIN pg_catalog.pg_roles rl ON rl.rolname = j.run_as
+             WHERE j.id = v.job_id;
+            v_job := v_c.job;
+            v_step := v_c.step;
+            v_db := v_c.db;
+            v_login := v_c.login;
+            v_dbok := v_c.dbok;
             IF v_step.id IS NULL THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '42704',
                     pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
                 CONTINUE;
             END IF;
-            SELECT rolcanlogin INTO v_login FROM pg_catalog.pg_roles WHERE rolname = v_job.run_as;
-            IF NOT FOUND THEN
+            IF v_login IS NULL THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '42704',
                     pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_job.run_as, v_job.name));
                 CONTINUE;
@@ -222,8 +243,7 @@ BEGIN
                                       v_job.run_as, v_job.name));
                 CONTINUE;
             END IF;
-            v_db := coalesce(v_step.database, pg_catalog.current_database());
-            IF NOT EXISTS (SELECT FROM pg_catalog.pg_database d WHERE d.datname = v_db AND d.datallowconn) THEN
+            IF NOT v_dbok THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '3D000',
                     pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
                                       v_db, v_sr.step_name));

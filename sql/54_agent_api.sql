@@ -47,8 +47,23 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_agent(text, text[], integer, interval) IS 'Validates a remote agent''s name, capabilities, max_parallel and heartbeat timeout.';
 
+-- Only the role an agent registered as (and admins) may act as that agent.
+CREATE FUNCTION pgautomator._check_agent_login(p_agent pgautomator.agent)
+RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_agent.login IS NOT NULL AND p_agent.login <> session_user AND NOT pgautomator._is_admin() THEN
+        RAISE EXCEPTION 'permission denied for agent "%": it belongs to role "%"', p_agent.name, p_agent.login
+            USING ERRCODE = '42501',
+                  HINT = 'Each agent process logs in as the role it registered with; give each agent its own name.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_agent_login(pgautomator.agent) IS 'Raises 42501 unless the session user is the role the agent registered as, or an admin.';
+
 -- The calling agent process: a member of pgautomator_agent (or an admin)
--- naming an existing remote agent.
+-- naming an existing remote agent registered by its role.
 CREATE FUNCTION pgautomator._agent_for(p_agent_id bigint)
 RETURNS pgautomator.agent LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -68,6 +83,7 @@ BEGIN
         RAISE EXCEPTION 'agent % does not exist', p_agent_id USING ERRCODE = '42704',
             HINT = 'Register with agent_register_v1 first.';
     END IF;
+    PERFORM pgautomator._check_agent_login(v_agent);
     RETURN v_agent;
 END
 $$;
@@ -293,19 +309,23 @@ BEGIN
     END IF;
     SELECT * INTO v_agent FROM pgautomator.agent a WHERE a.name = agent_register_v1.name FOR UPDATE;
     IF FOUND THEN
+        PERFORM pgautomator._check_agent_login(v_agent);
         PERFORM pgautomator._crash_agent_work(v_agent.id,
             pg_catalog.format('agent "%s" re-registered (pid %s): its previous process lost this step',
                               v_agent.name, agent_register_v1.pid));
         UPDATE pgautomator.agent a
            SET host = agent_register_v1.host, capabilities = agent_register_v1.capabilities,
                max_parallel = agent_register_v1.max_parallel, version = agent_register_v1.version,
-               pid = agent_register_v1.pid, registered_at = pg_catalog.now(), last_heartbeat = pg_catalog.now()
+               pid = agent_register_v1.pid, registered_at = pg_catalog.now(), last_heartbeat = pg_catalog.now(),
+               login = coalesce(a.login, session_user)
          WHERE a.id = v_agent.id;
         RETURN v_agent.id;
     END IF;
-    INSERT INTO pgautomator.agent AS a (name, kind, host, capabilities, max_parallel, version, pid, last_heartbeat)
+    INSERT INTO pgautomator.agent AS a (name, kind, host, capabilities, max_parallel, version, pid, last_heartbeat,
+                                        login)
     VALUES (agent_register_v1.name, 'remote', agent_register_v1.host, agent_register_v1.capabilities,
-            agent_register_v1.max_parallel, agent_register_v1.version, agent_register_v1.pid, pg_catalog.now())
+            agent_register_v1.max_parallel, agent_register_v1.version, agent_register_v1.pid, pg_catalog.now(),
+            session_user)
     RETURNING a.id INTO v_agent.id;
     RETURN v_agent.id;
 END
@@ -348,6 +368,7 @@ COMMENT ON FUNCTION pgautomator.agent_heartbeat_v1(bigint) IS 'Records an agent'
 -- job's agent affinity, if any, names it), up to its free slots.
 CREATE FUNCTION pgautomator.agent_claim_v1(agent_id bigint, max_steps integer)
 RETURNS SETOF pgautomator.claimed_step_v1 LANGUAGE plpgsql SECURITY DEFINER
+SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -1,11 +1,13 @@
 """Notification e-mails: queued when a run or step ends as its settings ask,
-sent for real to an SMTP server through the database agent's settings."""
+and sent by the mailer background worker to a real SMTP server through the
+database agent's SMTP settings."""
 
 from __future__ import annotations
 
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
@@ -13,6 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
+
+DEADLINE = 60.0
 
 
 class _Inbox:
@@ -30,82 +34,130 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait(what: str, check: Callable[[], bool]) -> None:
+    end = time.monotonic() + DEADLINE
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 @pytest.fixture
-def inbox() -> Iterator[tuple[_Inbox, int]]:
+def database_agent(admin: psycopg.Connection) -> str:
+    """The in-database agent, registered by the launcher when it starts."""
+
+    def registered() -> bool:
+        return admin.execute("SELECT FROM pgautomator.agent WHERE name = 'database'").fetchone() is not None
+
+    _wait("the launcher to register the database agent", registered)
+    return "database"
+
+
+@pytest.fixture
+def inbox(admin: psycopg.Connection, database_agent: str) -> Iterator[_Inbox]:
     handler = _Inbox()
     port = _free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
-    yield handler, port
+    admin.execute(
+        "SELECT pgautomator.set_agent_smtp(%s, '127.0.0.1', %s, security => 'none',"
+        " sender => 'scheduler@example.com')",
+        (database_agent, port),
+    )
+    yield handler
+    admin.execute("SELECT pgautomator.set_agent_smtp(%s, NULL)", (database_agent,))
     controller.stop()
 
 
-def _smtp(admin: psycopg.Connection, port: int) -> None:
-    # Fixture data written directly: the SMTP settings of the database agent.
-    admin.execute(
-        """INSERT INTO pgautomator.agent
-                  (name, kind, capabilities, smtp_host, smtp_port, smtp_security, smtp_from)
-           VALUES ('database', 'database', '{sql}', '127.0.0.1', %s, 'none', 'scheduler@example.com')
-           ON CONFLICT (name) DO UPDATE SET smtp_host = excluded.smtp_host, smtp_port = excluded.smtp_port,
-                                            smtp_security = 'none', smtp_from = excluded.smtp_from""",
-        (port,),
-    )
-
-
-def _finished_run(admin: psycopg.Connection, job: str, state: str) -> int:
-    row = admin.execute(
-        """INSERT INTO pgautomator.run (job_id, owner, trigger, state, started_at, finished_at, message)
-           SELECT id, owner, 'manual', %s, now() - interval '5 seconds', now(), 'it ended'
-             FROM pgautomator.job WHERE name = %s RETURNING id""",
-        (state, job),
-    ).fetchone()
+def _run_to_end(admin: psycopg.Connection, job: str) -> int:
+    row = admin.execute("SELECT pgautomator.start_job(%s)", (job,)).fetchone()
     assert row is not None
-    return int(row[0])
+    run = int(row[0])
+
+    def ended() -> bool:
+        state = admin.execute("SELECT state FROM pgautomator.run WHERE id = %s", (run,)).fetchone()
+        return state is not None and state[0] not in ("queued", "running")
+
+    _wait(f"run {run} to end", ended)
+    return run
 
 
-def test_failure_mail_is_sent_and_success_is_not(
-    admin: psycopg.Connection, inbox: tuple[_Inbox, int]
-) -> None:
-    handler, port = inbox
-    _smtp(admin, port)
+def test_job_mail_on_failure_only(admin: psycopg.Connection, inbox: _Inbox) -> None:
     job = f"mail-{uuid.uuid4().hex[:8]}"
     admin.execute(
         "SELECT pgautomator.create_job(%s, notify_on => 'failure',"
         " notify_to => ARRAY['dba@example.com', 'ops@example.com'], notify_subject => '[{state}] {job}')",
         (job,),
     )
-    ok_run = _finished_run(admin, job, "succeeded")
-    bad_run = _finished_run(admin, job, "failed")
-    admin.execute("SELECT pgautomator._queue_run_mail(%s)", (ok_run,))
-    admin.execute("SELECT pgautomator._queue_run_mail(%s)", (bad_run,))
-    assert admin.execute("SELECT pgautomator._send_mail()").fetchone() == (1,)
-    assert len(handler.messages) == 1
-    msg = handler.messages[0]
+    admin.execute("SELECT pgautomator.add_step(%s, 'check', 'SELECT 1/0')", (job,))
+    ok_job = f"{job}-ok"
+    admin.execute(
+        "SELECT pgautomator.create_job(%s, notify_on => 'failure', notify_to => ARRAY['dba@example.com'])",
+        (ok_job,),
+    )
+    admin.execute("SELECT pgautomator.add_step(%s, 'check', 'SELECT 1')", (ok_job,))
+    _run_to_end(admin, ok_job)
+    run = _run_to_end(admin, job)
+    _wait("the failure e-mail", lambda: len(inbox.messages) >= 1)
+    msg = inbox.messages[0]
     assert msg["Subject"] == f"[failed] {job}"
     assert msg["To"] == "dba@example.com, ops@example.com"
     assert msg["From"] == "scheduler@example.com"
-    assert f"Job {job} run {bad_run} failed." in msg.get_payload()
-    state = admin.execute(
-        "SELECT state, attempts FROM pgautomator.mail WHERE run_id = %s", (bad_run,)
-    ).fetchone()
-    assert state == ("sent", 1)
+    assert f"Job {job} run {run} failed." in str(msg.get_payload())
+    sent = admin.execute("SELECT state, attempts FROM pgautomator.mails WHERE run_id = %s", (run,)).fetchone()
+    assert sent == ("sent", 1)
+    # The succeeded run of the other job queued nothing.
+    assert admin.execute(
+        "SELECT count(*) FROM pgautomator.mail m JOIN pgautomator.run r ON r.id = m.run_id"
+        " JOIN pgautomator.job j ON j.id = r.job_id WHERE j.name = %s",
+        (ok_job,),
+    ).fetchone() == (0,)
+    assert len(inbox.messages) == 1
+    admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
+    admin.execute("SELECT pgautomator.drop_job(%s)", (ok_job,))
+
+
+def test_step_mail_names_the_step_and_error(admin: psycopg.Connection, inbox: _Inbox) -> None:
+    job = f"mail-{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT pgautomator.create_job(%s)", (job,))
+    admin.execute(
+        "SELECT pgautomator.add_step(%s, 'divide', 'SELECT 1/0', notify_on => 'failure',"
+        " notify_to => ARRAY['dev@example.com'])",
+        (job,),
+    )
+    _run_to_end(admin, job)
+    _wait("the step e-mail", lambda: len(inbox.messages) >= 1)
+    msg = inbox.messages[0]
+    assert msg["Subject"] == f"pgautomator: step divide of job {job} failed"
+    body = str(msg.get_payload())
+    assert "SQLSTATE 22012" in body
+    assert "division by zero" in body
     admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
 
 
-def test_unreachable_server_is_retried_with_backoff(admin: psycopg.Connection) -> None:
-    _smtp(admin, _free_port())  # nothing listens there
+def test_unreachable_server_is_retried_with_backoff(admin: psycopg.Connection, database_agent: str) -> None:
+    admin.execute(
+        "SELECT pgautomator.set_agent_smtp(%s, '127.0.0.1', %s, security => 'none')",
+        (database_agent, _free_port()),  # nothing listens there
+    )
     job = f"mail-{uuid.uuid4().hex[:8]}"
     admin.execute(
         "SELECT pgautomator.create_job(%s, notify_on => 'always', notify_to => ARRAY['a@example.com'])",
         (job,),
     )
-    run = _finished_run(admin, job, "succeeded")
-    admin.execute("SELECT pgautomator._queue_run_mail(%s)", (run,))
-    assert admin.execute("SELECT pgautomator._send_mail()").fetchone() == (0,)
+    admin.execute("SELECT pgautomator.add_step(%s, 'ok', 'SELECT 1')", (job,))
+    run = _run_to_end(admin, job)
+
+    def attempted() -> bool:
+        row = admin.execute("SELECT attempts FROM pgautomator.mail WHERE run_id = %s", (run,)).fetchone()
+        return row is not None and row[0] >= 1
+
+    _wait("a delivery attempt", attempted)
     row = admin.execute(
-        "SELECT state, attempts, last_error LIKE 'SMTP connection:%%', next_attempt_at > now()"
+        "SELECT state, last_error LIKE 'SMTP connection:%%', next_attempt_at > now()"
         " FROM pgautomator.mail WHERE run_id = %s",
         (run,),
     ).fetchone()
-    assert row == ("queued", 1, True, True)
+    assert row == ("queued", True, True)
+    admin.execute("SELECT pgautomator.set_agent_smtp(%s, NULL)", (database_agent,))
     admin.execute("SELECT pgautomator.drop_job(%s)", (job,))

@@ -1,9 +1,10 @@
 """End-to-end tests of the in-database executor: the C launcher claims sql
 step runs and step workers run them at top level, as the job's run-as
-role, in the step's transaction mode (bgworker/, docs/worker.md)."""
+role, in the step's transaction mode (bgworker/, README.md "The in-database executor")."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -140,6 +141,7 @@ def test_top_level_statements(admin: psycopg.Connection, job: Callable[..., int]
             {"code": f"ANALYZE {table}; REINDEX TABLE CONCURRENTLY {table}"},
             {"code": f"CALL {proc}()"},
             {"code": "VACUUM", "transaction": "single"},
+            {"code": f"REINDEX DATABASE {scalar(admin, 'SELECT current_database()')}"},
         )
         run_id = start(admin, job_id)
         state = wait_run(admin, run_id)
@@ -421,3 +423,56 @@ def test_more_steps_than_background_worker_slots_wait_their_turn(
     ]
     assert [wait_run(admin, r) for r in runs] == ["succeeded"] * n
     assert scalar(admin, f"SELECT count(DISTINCT x) FROM {table}") == n
+
+
+def test_output_and_messages_are_bounded_keeping_the_tail(
+    admin: psycopg.Connection, job: Callable[..., int]
+) -> None:
+    code = (
+        "DO $$BEGIN FOR i IN 1..3000 LOOP RAISE NOTICE 'message %', i; END LOOP; END$$;"
+        " SELECT repeat('x', 90) || g FROM generate_series(1, 2000) g"
+    )
+    run_id = start(admin, job({"code": code}))
+    assert wait_run(admin, run_id) == "succeeded"
+    [result] = step_runs(admin, run_id)
+    full_output = "".join(f"{'x' * 90}{g}\n" for g in range(1, 2001))
+    full_messages = "".join(f"NOTICE:  message {i}\n" for i in range(1, 3001))
+    for text, full, limit in (
+        (result["output"], full_output, 65536),
+        (result["messages"], full_messages, 32768),
+    ):
+        mark, _, tail = text.partition("\n")
+        assert mark == f"[{len(full) - len(tail)} characters cut]", mark
+        assert full.endswith(tail)
+        assert len(text.encode()) <= limit
+    assert result["rows_affected"] == 2000
+
+
+def test_a_failing_dispatcher_pass_does_not_stop_the_launcher(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    def launcher_pid() -> Any:
+        row = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+        ).fetchone()
+        return row[0] if row else None
+
+    pid = wait_until("the launcher", launcher_pid)
+    original = str(
+        scalar(admin, "SELECT pg_get_functiondef('pgautomator._launcher_tick(timestamptz)'::regprocedure)")
+    )
+    head, _, rest = original.partition("AS $function$")
+    _, _, tail = rest.partition("$function$")
+    broken = f"{head}AS $function$BEGIN RAISE EXCEPTION 'test: the dispatcher is broken'; END$function${tail}"
+    try:
+        admin.execute(broken)
+        # start_job notifies: the pass's tick fails, its claim still works
+        run_id = start(admin, job({"code": f"INSERT INTO {table} (x) VALUES (1)"}))
+        assert wait_run(admin, run_id) == "succeeded"
+        assert launcher_pid() == pid
+    finally:
+        admin.execute(original)
+    log = os.path.join(os.environ.get("PGAUTOMATOR_TEST_BASE", ""), "log", "server.log")
+    if os.path.exists(log):
+        with open(log, encoding="utf-8", errors="replace") as f:
+            assert "_launcher_tick failed: test: the dispatcher is broken" in f.read()

@@ -2,7 +2,7 @@
 -- start_job, step runs claimed with _launcher_claim and reported with
 -- _launcher_report, all inside this transaction.
 BEGIN;
-SELECT plan(49);
+SELECT plan(51);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset
 
@@ -186,6 +186,15 @@ SELECT is((SELECT sqlstate || ' ' || error FROM pgautomator.step_run WHERE run_i
           '28000 run_as role "sm_gone" of job "sm_runas" cannot log in (steps connect as it)',
           '... it fails with a clear message');
 SELECT is((SELECT state FROM pgautomator.run WHERE id = :r), 'failed', '... and its run follows on_failure');
+
+CREATE ROLE sm_dropped LOGIN;
+SELECT pgautomator.create_job('sm_dropped', run_as => 'sm_dropped') AS j \gset
+SELECT pgautomator.add_step(:j, 's1', 'SELECT 1', database => 'postgres');
+SELECT pgautomator.start_job(:j) AS r \gset
+DROP ROLE sm_dropped;
+SELECT is_empty('SELECT * FROM pgautomator._launcher_claim(10)', 'a step whose run-as role was dropped is not handed out');
+SELECT is((SELECT sqlstate || ' ' || error FROM pgautomator.step_run WHERE run_id = :r),
+          '42704 run_as role "sm_dropped" of job "sm_dropped" does not exist', '... it fails saying so');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(45);
+SELECT plan(50);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -70,6 +70,14 @@ SELECT is((SELECT state || ' ' || stop_requested_by FROM pgautomator.run WHERE i
           'the run records the stop request while its step is being cancelled');
 SELECT is((SELECT cancel_reason FROM pgautomator.step_run WHERE run_id = :r1 AND state = 'running'), 'stop',
           'the running step run is marked for cancelling');
+UPDATE pgautomator.step_run SET cancel_requested_at = '2020-01-01 00:00:00+00' WHERE run_id = :r1 AND state = 'running';
+SET SESSION AUTHORIZATION rt_op;
+SELECT is(pgautomator.stop_run(:r1), true, 'a second stop of a stopping run is accepted');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT stop_requested_by || ' ' || (SELECT cancel_requested_at = '2020-01-01 00:00:00+00'
+                                                 FROM pgautomator.step_run WHERE run_id = :r1 AND state = 'running')
+             FROM pgautomator.run WHERE id = :r1), 'rt_owner true',
+          '... and keeps the first request and its kill_grace clock');
 SELECT is((SELECT count(*)::int FROM pgautomator._launcher_claim(10)), 0, 'nothing of a stopping run is claimed');
 SELECT pgautomator._launcher_report((SELECT id FROM pgautomator.step_run WHERE run_id = :r1 AND state = 'running'),
                                     false, '57014', 'canceling statement due to user request', NULL, NULL, NULL);
@@ -124,6 +132,10 @@ SELECT throws_ok($$SELECT pgautomator.purge_history('-1 day')$$, '22023',
                  'older_than must be a non-negative interval, not -1 days', 'a negative interval is refused');
 SELECT throws_ok('SELECT pgautomator.purge_history(NULL)', '22004', 'older_than must not be NULL',
                  'purge_history(NULL) is refused');
+SET SESSION AUTHORIZATION rt_none;
+SELECT throws_ok($$SELECT pgautomator.purge_history('1 day')$$, '42501', NULL,
+                 'a role outside pgautomator cannot purge');
+RESET SESSION AUTHORIZATION;
 UPDATE pgautomator.run SET finished_at = '2020-01-01 00:00:00+00' WHERE id = :p1;
 SET SESSION AUTHORIZATION rt_other;
 SELECT is(pgautomator.purge_history('1 day'), 0::bigint, 'a user purges only runs of jobs they manage');
@@ -155,6 +167,9 @@ UPDATE pgautomator.run SET finished_at = '2030-01-01 00:00:00+00'::timestamptz -
 SELECT is(pgautomator._launcher_tick('2030-01-01 00:00:00+00'), '2030-01-01 00:00:01+00'::timestamptz,
           'a full purge batch brings the next pass forward');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id = :j), 3, 'one pass purges one batch');
+SELECT is(pgautomator._launcher_tick('2030-01-01 00:00:00.5+00'), '2030-01-01 00:00:01+00'::timestamptz,
+          'a pass within the same second purges nothing and names when it will');
+SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id = :j), 3, '... so a busy launcher is not slowed down');
 SELECT pgautomator._launcher_tick('2030-01-01 00:00:01+00');
 SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id = :j), 1, 'the next pass purges the rest');
 SELECT is(pgautomator.set_setting('history_retention', NULL), '30 days', 'NULL restores the default');

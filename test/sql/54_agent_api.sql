@@ -3,7 +3,7 @@
 -- lost agents, SMTP settings and dropping agents.
 BEGIN;
 SET client_min_messages = error;   -- re-registration notices
-SELECT plan(51);
+SELECT plan(53);
 
 SELECT pgautomator._launcher_start(4242) AS db_agent \gset
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -179,6 +179,16 @@ SELECT throws_ok($$SELECT pgautomator.set_agent_smtp('host-c', 'smtp.example.com
 SELECT throws_ok($$SELECT pgautomator.set_agent_smtp('nope', 'smtp.example.com')$$, '42704', 'agent "nope" does not exist',
                  'an unknown agent is refused');
 SELECT throws_ok($$SELECT pgautomator.drop_agent('database')$$, '55000', NULL, 'the database agent cannot be dropped');
+SELECT pgautomator.start_job(:jm) AS rd \gset
+SELECT pgautomator._launcher_report(c.step_run_id, true, NULL, NULL, NULL, 1, NULL) FROM pgautomator._launcher_claim(10) c;
+SELECT pgautomator.agent_claim_v1(:a, 10);
+SELECT throws_ok($$SELECT pgautomator.drop_agent('host-a')$$, '55006', 'agent "host-a" is running steps',
+                 'an agent running steps cannot be dropped');
+SELECT pgautomator.stop_run(:rd);
+SET SESSION AUTHORIZATION ag_user;
+SELECT throws_ok($$SELECT pgautomator.drop_agent('host-c')$$, '42501', 'permission denied to drop agents',
+                 'only admins drop agents');
+RESET SESSION AUTHORIZATION;
 SELECT lives_ok($$SELECT pgautomator.drop_agent('host-c')$$, 'an idle agent can be dropped');
 
 SELECT * FROM finish();

@@ -1,0 +1,42 @@
+-- An agent belongs to the role it registered as: another agent role can
+-- neither take over its name nor claim, report or heartbeat for it.
+BEGIN;
+SELECT plan(9);
+
+CREATE ROLE pga_agent_a LOGIN IN ROLE pgautomator_agent;
+CREATE ROLE pga_agent_b LOGIN IN ROLE pgautomator_agent;
+GRANT ALL ON ALL TABLES IN SCHEMA pg_temp TO PUBLIC;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA pg_temp TO PUBLIC;
+
+SET SESSION AUTHORIZATION pga_agent_a;
+SELECT lives_ok($$SELECT pgautomator.agent_register_v1('host-a', 'a.example', '{shell}', 2, '0.1.0', 1)$$,
+                'an agent role registers an agent');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT login::text FROM pgautomator.agent WHERE name = 'host-a'), 'pga_agent_a',
+          'the agent remembers the role it registered as');
+SELECT set_config('test.agent_a', (SELECT id::text FROM pgautomator.agent WHERE name = 'host-a'), true);
+
+SET SESSION AUTHORIZATION pga_agent_b;
+SELECT throws_ok($$SELECT pgautomator.agent_register_v1('host-a', 'b.example', '{shell}', 2, '0.1.0', 2)$$,
+                 '42501', 'permission denied for agent "host-a": it belongs to role "pga_agent_a"',
+                 'another agent role cannot take over the name');
+SELECT throws_ok(format('SELECT pgautomator.agent_claim_v1(%s, 1)', current_setting('test.agent_a')),
+                 '42501', NULL, 'nor claim as that agent');
+SELECT throws_ok(format('SELECT pgautomator.agent_heartbeat_v1(%s)', current_setting('test.agent_a')),
+                 '42501', NULL, 'nor heartbeat as that agent');
+SELECT throws_ok(format('SELECT pgautomator.agent_report_v1(%s, 1, true, 0, NULL, NULL, NULL, NULL)',
+                        current_setting('test.agent_a')),
+                 '42501', NULL, 'nor report as that agent');
+
+SET SESSION AUTHORIZATION pga_agent_a;
+SELECT lives_ok(format('SELECT pgautomator.agent_heartbeat_v1(%s)', current_setting('test.agent_a')),
+                'its own role keeps acting as it');
+SELECT lives_ok($$SELECT pgautomator.agent_register_v1('host-a', 'a.example', '{shell}', 2, '0.1.1', 3)$$,
+                'and may register it again (a restart)');
+
+RESET SESSION AUTHORIZATION;
+SELECT lives_ok(format('SELECT pgautomator.agent_heartbeat_v1(%s)', current_setting('test.agent_a')),
+                'a superuser may act as any agent');
+
+SELECT * FROM finish();
+ROLLBACK;
