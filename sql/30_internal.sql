@@ -187,8 +187,9 @@ $$;
 COMMENT ON FUNCTION pgautomator._category_id(text) IS 'Resolves a category name to its id; 42704 when missing.';
 
 -- Resolves a job by id or name, locks it, and checks that the session user
--- may act on it: p_for 'manage' (owner members and admins) or 'operate'
--- (also operators: start, stop, enable, disable).
+-- may act on it: p_for 'manage' (owner members and admins), 'program'
+-- (manage, and a member of the run-as role: adding or changing steps) or
+-- 'operate' (also operators: start, stop, enable, disable).
 CREATE FUNCTION pgautomator._job_for(p_job_id bigint, p_job_name text, p_for text)
 RETURNS pgautomator.job LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -208,6 +209,15 @@ BEGIN
     IF NOT (pgautomator._may_manage(v_job.owner)
             OR (p_for = 'operate' AND pgautomator._is_operator())) THEN
         RAISE EXCEPTION 'permission denied for job "%"', v_job.name USING ERRCODE = '42501';
+    END IF;
+    -- What a job runs is code executed as its run-as role: only members of
+    -- that role may add or change it, not every owner member or admin.
+    IF p_for = 'program' AND NOT (EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = v_job.run_as)
+                                  AND pg_catalog.pg_has_role(session_user, v_job.run_as, 'MEMBER')) THEN
+        RAISE EXCEPTION 'permission denied to change the steps of job "%"', v_job.name
+            USING ERRCODE = '42501',
+                  HINT = format('Its steps run as role "%s"; only superusers and members of it may add or change them.',
+                                v_job.run_as);
     END IF;
     RETURN v_job;
 END

@@ -96,7 +96,7 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_job  pgautomator.job := pgautomator._job_for(add_step.job, NULL, 'manage');
+    v_job  pgautomator.job := pgautomator._job_for(add_step.job, NULL, 'program');
     v_step pgautomator.step;
     v_last integer;
     v_ok   record;
@@ -188,7 +188,7 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_job  pgautomator.job := pgautomator._job_for(alter_step.job, NULL, 'manage');
+    v_job  pgautomator.job := pgautomator._job_for(alter_step.job, NULL, 'program');
     v_step pgautomator.step := pgautomator._step_of(v_job.id, alter_step.step);
     v_ok   record;
     v_fail record;

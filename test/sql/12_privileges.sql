@@ -1,6 +1,6 @@
 -- Roles, ownership, run-as rules and row-level security, as non-superusers.
 BEGIN;
-SELECT plan(24);
+SELECT plan(28);
 
 CREATE ROLE pga_alice LOGIN IN ROLE pgautomator_user;
 CREATE ROLE pga_bob LOGIN IN ROLE pgautomator_user;
@@ -68,6 +68,26 @@ SELECT throws_ok($$SELECT pgautomator.alter_job('alice-job', run_as => 'pga_etl'
                  'permission denied to run jobs as role "pga_etl"',
                  'but even an admin cannot make a job run as a role it is not a member of');
 SELECT lives_ok($$SELECT pgautomator.create_category('reviewed')$$, 'an admin manages categories');
+SELECT throws_ok($$SELECT pgautomator.alter_step('alice-job', 's', code => 'SELECT 2')$$, '42501',
+                 'permission denied to change the steps of job "alice-job"',
+                 'an admin who is not a member of the run-as role cannot change what a job runs');
+SELECT throws_ok($$SELECT pgautomator.add_step('alice-job', 'more', 'SELECT 2')$$, '42501',
+                 'permission denied to change the steps of job "alice-job"', 'nor add steps to it');
+
+-- A job shared with a team: team members manage it, but only members of
+-- its run-as role change its steps.
+RESET SESSION AUTHORIZATION;
+CREATE ROLE pga_team NOLOGIN;
+GRANT pga_team TO pga_alice, pga_bob;
+SET SESSION AUTHORIZATION pga_alice;
+SELECT pgautomator.create_job('team-job', run_as => 'pga_etl', owner => 'pga_team');
+SELECT pgautomator.add_step('team-job', 's', 'SELECT 1');
+SET SESSION AUTHORIZATION pga_bob;
+SELECT lives_ok($$SELECT pgautomator.alter_job('team-job', description => 'bob was here')$$,
+                'a member of the owner role manages a team job');
+SELECT throws_ok($$SELECT pgautomator.alter_step('team-job', 's', code => 'SELECT secret FROM etl.keys')$$, '42501',
+                 'permission denied to change the steps of job "team-job"',
+                 'but cannot make it run his code as a role he is not a member of');
 
 RESET SESSION AUTHORIZATION;
 SELECT * FROM finish();
