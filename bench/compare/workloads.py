@@ -170,7 +170,10 @@ def steady(ctx: Context, ad: Adapter, tick: Tick) -> Result:
     order = sorted(range(len(ts)), key=lambda i: ts[i])
     ts = [ts[i] for i in order]
     lags = [lags[i] for i in order]
-    drift = slope(ts, lags)
+    # Over less than a minute one slow run dominates the slope: no drift figure.
+    drift = slope(ts, lags) if o.steady_seconds >= 60 else None
+    if drift is None:
+        res.notes.append("drift: not computed (needs a window of a minute or more)")
     res.samples = {"lag_s": lags, "t_s": ts}
     res.metrics.update(
         {
