@@ -4,8 +4,10 @@ that scripts/test.sh started (PGHOST, PGPORT, PGDATABASE, PGUSER are set)."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -59,3 +61,27 @@ def make_role(admin: psycopg.Connection) -> Iterator[Callable[..., str]]:
 def connect_as(role: str, autocommit: bool = True) -> psycopg.Connection:
     """A connection whose session user is the given role."""
     return psycopg.connect(_dsn(user=role), autocommit=autocommit)
+
+
+# Deadlines are generous on purpose: they bound a failing test, never pace a passing one.
+DEADLINE = 90.0
+
+
+def wait_until(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any:
+    """Polls check() until it returns something truthy, and returns that;
+    fails the test after deadline seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def scalar(conn: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the first row of a query."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]

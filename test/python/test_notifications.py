@@ -5,9 +5,8 @@ database agent's SMTP settings."""
 from __future__ import annotations
 
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
@@ -16,7 +15,7 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-DEADLINE = 60.0
+from conftest import wait_until
 
 
 class _Inbox:
@@ -34,14 +33,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(what: str, check: Callable[[], bool]) -> None:
-    end = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def database_agent(admin: psycopg.Connection) -> str:
     """The in-database agent, registered by the launcher when it starts."""
@@ -49,7 +40,7 @@ def database_agent(admin: psycopg.Connection) -> str:
     def registered() -> bool:
         return admin.execute("SELECT FROM pgautomator.agent WHERE name = 'database'").fetchone() is not None
 
-    _wait("the launcher to register the database agent", registered)
+    wait_until("the launcher to register the database agent", registered)
     return "database"
 
 
@@ -78,7 +69,7 @@ def _run_to_end(admin: psycopg.Connection, job: str) -> int:
         state = admin.execute("SELECT state FROM pgautomator.run WHERE id = %s", (run,)).fetchone()
         return state is not None and state[0] not in ("queued", "running")
 
-    _wait(f"run {run} to end", ended)
+    wait_until(f"run {run} to end", ended)
     return run
 
 
@@ -98,7 +89,7 @@ def test_job_mail_on_failure_only(admin: psycopg.Connection, inbox: _Inbox) -> N
     admin.execute("SELECT pgautomator.add_step(%s, 'check', 'SELECT 1')", (ok_job,))
     _run_to_end(admin, ok_job)
     run = _run_to_end(admin, job)
-    _wait("the failure e-mail", lambda: len(inbox.messages) >= 1)
+    wait_until("the failure e-mail", lambda: len(inbox.messages) >= 1)
     msg = inbox.messages[0]
     assert msg["Subject"] == f"[failed] {job}"
     assert msg["To"] == "dba@example.com, ops@example.com"
@@ -126,7 +117,7 @@ def test_step_mail_names_the_step_and_error(admin: psycopg.Connection, inbox: _I
         (job,),
     )
     _run_to_end(admin, job)
-    _wait("the step e-mail", lambda: len(inbox.messages) >= 1)
+    wait_until("the step e-mail", lambda: len(inbox.messages) >= 1)
     msg = inbox.messages[0]
     assert msg["Subject"] == f"pgautomator: step divide of job {job} failed"
     body = str(msg.get_payload())
@@ -152,7 +143,7 @@ def test_unreachable_server_is_retried_with_backoff(admin: psycopg.Connection, d
         row = admin.execute("SELECT attempts FROM pgautomator.mail WHERE run_id = %s", (run,)).fetchone()
         return row is not None and row[0] >= 1
 
-    _wait("a delivery attempt", attempted)
+    wait_until("a delivery attempt", attempted)
     row = admin.execute(
         "SELECT state, last_error LIKE 'SMTP connection:%%', next_attempt_at > now()"
         " FROM pgautomator.mail WHERE run_id = %s",

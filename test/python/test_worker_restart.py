@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-DEADLINE = 90.0
+from conftest import wait_until as _wait_until
 
 # The first attempt marks the table and sleeps; the retry marks it again
 # and finishes at once.
@@ -28,20 +27,17 @@ STEP = (
 )
 
 
-def wait_until(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any:
-    """Polls check() until it returns something truthy; a lost connection
-    counts as not yet."""
-    end = time.monotonic() + deadline
-    while True:
+def wait_until(what: str, check: Callable[[], Any]) -> Any:
+    """conftest.wait_until, where a lost connection (the server is
+    restarting) counts as not yet."""
+
+    def guarded() -> Any:
         try:
-            value = check()
+            return check()
         except psycopg.OperationalError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
+            return None
+
+    return _wait_until(what, guarded)
 
 
 def query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

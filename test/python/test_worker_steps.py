@@ -5,7 +5,6 @@ role, in the step's transaction mode (bgworker/, README.md "The in-database exec
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,29 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import connect_as
+from conftest import connect_as, scalar, wait_until
 
-DEADLINE = 60.0
 FINISHED = ("succeeded", "failed", "stopped", "crashed", "skipped")
-
-
-def wait_until(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any:
-    """Polls check() until it returns something truthy; fails after deadline seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def scalar(admin: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    """The first column of the first row of a query."""
-    row = admin.execute(sql, params).fetchone()
-    assert row is not None
-    return row[0]
 
 
 def run_state(admin: psycopg.Connection, run_id: int) -> str:
