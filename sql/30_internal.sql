@@ -65,6 +65,10 @@ BEGIN
     IF length(p_name) > 200 THEN
         RAISE EXCEPTION '% name is longer than 200 characters', p_what USING ERRCODE = '22023';
     END IF;
+    -- Names go into logs and e-mail headers: no line breaks or other controls.
+    IF p_name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION '% name must not contain control characters', p_what USING ERRCODE = '22023';
+    END IF;
     RETURN p_name;
 END
 $$;
@@ -84,6 +88,21 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgautomator._check_choice(text, text, text[]) IS 'Validates an enumerated argument and returns it.';
+
+-- Raises 22023 naming the argument unless every element is a plain e-mail
+-- address (no spaces or line breaks: they end up in mail headers).
+CREATE FUNCTION pgautomator._check_addresses(p_arg text, p_values text[])
+RETURNS text[] LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM unnest(p_values) AS a WHERE a IS NULL OR a !~ '^[^@\s[:cntrl:]<>,;"]+@[^@\s[:cntrl:]<>,;"]+$') THEN
+        RAISE EXCEPTION '% must hold e-mail addresses, not %', p_arg, p_values USING ERRCODE = '22023';
+    END IF;
+    RETURN p_values;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_addresses(text, text[]) IS 'Validates a list of e-mail addresses and returns it.';
 
 -- Raises 22023 unless p_value is NULL or within [p_min, p_max].
 CREATE FUNCTION pgautomator._check_range(p_arg text, p_value bigint, p_min bigint, p_max bigint)

@@ -15,9 +15,7 @@ BEGIN
     PERFORM pgautomator._check_choice('misfire', p_misfire, ARRAY['run_once', 'skip', 'run_all']);
     PERFORM pgautomator._check_range('misfire_limit', p_misfire_limit, 1, 10000);
     PERFORM pgautomator._check_choice('notify_on', p_notify_on, ARRAY['never', 'failure', 'success', 'always']);
-    IF EXISTS (SELECT FROM unnest(p_notify_to) AS a WHERE a IS NULL OR a !~ '^[^@\s]+@[^@\s]+$') THEN
-        RAISE EXCEPTION 'notify_to must hold e-mail addresses, not %', p_notify_to USING ERRCODE = '22023';
-    END IF;
+    PERFORM pgautomator._check_addresses('notify_to', p_notify_to);
 END
 $$;
 COMMENT ON FUNCTION pgautomator._check_job_settings(interval, text, integer, text, integer, text, text[]) IS 'Validates job settings given to create_job or alter_job.';
@@ -51,6 +49,9 @@ BEGIN
     PERFORM pgautomator._check_name('job', create_job.name);
     PERFORM pgautomator._check_job_settings(create_job.timeout, create_job.overlap, create_job.max_parallel,
         create_job.misfire, create_job.misfire_limit, create_job.notify_on, create_job.notify_to);
+    IF create_job.notify_from IS NOT NULL THEN
+        PERFORM pgautomator._check_addresses('notify_from', ARRAY[create_job.notify_from]);
+    END IF;
     INSERT INTO pgautomator.job (name, description, category_id, enabled, owner, run_as, agent, timeout,
                                  overlap, max_parallel, misfire, misfire_limit, retry_on_crash,
                                  notify_on, notify_to, notify_from, notify_subject, notify_body)
@@ -105,6 +106,9 @@ BEGIN
     END IF;
     PERFORM pgautomator._check_job_settings(alter_job.timeout, alter_job.overlap, alter_job.max_parallel,
         alter_job.misfire, alter_job.misfire_limit, alter_job.notify_on, alter_job.notify_to);
+    IF alter_job.notify_from IS NOT NULL THEN
+        PERFORM pgautomator._check_addresses('notify_from', ARRAY[alter_job.notify_from]);
+    END IF;
     UPDATE pgautomator.job j SET
         name           = coalesce(alter_job.name, j.name),
         description    = coalesce(alter_job.description, j.description),

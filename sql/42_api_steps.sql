@@ -57,7 +57,8 @@ BEGIN
         RAISE EXCEPTION 'remote_sql step "%" needs a connection', p_step.name
             USING ERRCODE = '22023', HINT = 'A libpq connection string, e.g. ''host=db2 dbname=app user=etl''.';
     END IF;
-    IF p_step.connection ~* '(^|\s)password\s*=|://[^/@]*:[^/@]*@' THEN
+    -- key=value form, URI query parameters, and user:password@ in a URI.
+    IF p_step.connection ~* '(^|[\s?&])(ssl)?password\s*=|://[^/@]*:[^/@]*@' THEN
         RAISE EXCEPTION 'connection must not contain a password'
             USING ERRCODE = '22023',
                   HINT = 'Put it in the agent''s ~/.pgpass or a service file: connections are readable by operators.';
@@ -118,6 +119,7 @@ BEGIN
     v_step.transaction := coalesce(add_step.transaction, 'autocommit');
     v_step.notify_on := coalesce(add_step.notify_on, 'never');
     PERFORM pgautomator._check_step(v_step);
+    PERFORM pgautomator._check_addresses('notify_to', add_step.notify_to);
     v_ok := pgautomator._step_action(v_job.id, 'on_success', coalesce(add_step.on_success, 'next'));
     v_fail := pgautomator._step_action(v_job.id, 'on_failure', coalesce(add_step.on_failure, 'fail'));
     -- Make room when inserting before existing steps.
@@ -211,6 +213,7 @@ BEGIN
     v_step.transaction := coalesce(alter_step.transaction, v_step.transaction);
     v_step.notify_on := coalesce(alter_step.notify_on, v_step.notify_on);
     PERFORM pgautomator._check_step(v_step);
+    PERFORM pgautomator._check_addresses('notify_to', alter_step.notify_to);
     IF alter_step.on_success IS NOT NULL THEN
         v_ok := pgautomator._step_action(v_job.id, 'on_success', alter_step.on_success);
         v_step.on_success := v_ok.action;

@@ -47,20 +47,29 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_agent(text, text[], integer, interval) IS 'Validates a remote agent''s name, capabilities, max_parallel and heartbeat timeout.';
 
--- Only the role an agent registered as (and admins) may act as that agent.
-CREATE FUNCTION pgautomator._check_agent_login(p_agent pgautomator.agent)
+-- Only the role an agent registered as (and superusers) may act as that
+-- agent. An agent an admin registered without a login is bound to the role
+-- of the first agent process that registers under its name.
+CREATE FUNCTION pgautomator._check_agent_login(p_agent pgautomator.agent, p_registering boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_agent.login IS NOT NULL AND p_agent.login <> session_user AND NOT pgautomator._is_admin() THEN
-        RAISE EXCEPTION 'permission denied for agent "%": it belongs to role "%"', p_agent.name, p_agent.login
-            USING ERRCODE = '42501',
-                  HINT = 'Each agent process logs in as the role it registered with; give each agent its own name.';
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user)
+       OR p_agent.login = session_user
+       OR (p_agent.login IS NULL AND p_registering) THEN
+        RETURN;
     END IF;
+    IF p_agent.login IS NULL THEN
+        RAISE EXCEPTION 'permission denied for agent "%": no agent process has registered it yet', p_agent.name
+            USING ERRCODE = '42501', HINT = 'An agent process binds its name to its role with agent_register_v1.';
+    END IF;
+    RAISE EXCEPTION 'permission denied for agent "%": it belongs to role "%"', p_agent.name, p_agent.login
+        USING ERRCODE = '42501',
+              HINT = 'Each agent process logs in as the role it registered with; give each agent its own name.';
 END
 $$;
-COMMENT ON FUNCTION pgautomator._check_agent_login(pgautomator.agent) IS 'Raises 42501 unless the session user is the role the agent registered as, or an admin.';
+COMMENT ON FUNCTION pgautomator._check_agent_login(pgautomator.agent, boolean) IS 'Raises 42501 unless the session user is the role the agent registered as (or, registering, the agent has none yet), or a superuser.';
 
 -- The calling agent process: a member of pgautomator_agent (or an admin)
 -- naming an existing remote agent registered by its role.
@@ -121,7 +130,8 @@ CREATE FUNCTION pgautomator.register_agent(
     capabilities      text[] DEFAULT '{shell,remote_sql}',
     max_parallel      integer DEFAULT 4,
     heartbeat_timeout interval DEFAULT '30 seconds',
-    enabled           boolean DEFAULT true)
+    enabled           boolean DEFAULT true,
+    login             text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -131,17 +141,26 @@ BEGIN
     PERFORM pgautomator._require_admin('register agents');
     PERFORM pgautomator._check_agent(register_agent.name, register_agent.capabilities,
                                      coalesce(register_agent.max_parallel, 4), register_agent.heartbeat_timeout);
-    INSERT INTO pgautomator.agent (name, kind, host, capabilities, max_parallel, heartbeat_timeout, enabled)
+    IF register_agent.login IS NOT NULL THEN
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = register_agent.login) THEN
+            RAISE EXCEPTION 'login role "%" does not exist', register_agent.login USING ERRCODE = '42704';
+        END IF;
+        IF NOT pg_catalog.pg_has_role(register_agent.login, 'pgautomator_agent', 'MEMBER') THEN
+            RAISE EXCEPTION 'login role "%" is not a member of pgautomator_agent', register_agent.login
+                USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    INSERT INTO pgautomator.agent (name, kind, host, capabilities, max_parallel, heartbeat_timeout, enabled, login)
     VALUES (register_agent.name, 'remote', register_agent.host, register_agent.capabilities,
             coalesce(register_agent.max_parallel, 4), coalesce(register_agent.heartbeat_timeout, interval '30 seconds'),
-            coalesce(register_agent.enabled, true))
+            coalesce(register_agent.enabled, true), register_agent.login)
     RETURNING id INTO v_id;
     RETURN v_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'agent "%" already exists', register_agent.name USING ERRCODE = '23505';
 END
 $$;
-COMMENT ON FUNCTION pgautomator.register_agent(text, text, text[], integer, interval, boolean) IS 'Registers a remote agent ahead of its process (admins), e.g. to set its SMTP settings or a job''s affinity; returns its id.';
+COMMENT ON FUNCTION pgautomator.register_agent(text, text, text[], integer, interval, boolean, text) IS 'Registers a remote agent ahead of its process (admins), e.g. to set its SMTP settings or a job''s affinity; login binds it to the role its process logs in as (otherwise the first process to register takes it); returns its id.';
 
 CREATE FUNCTION pgautomator._agent_named(p_agent_id bigint, p_agent_name text)
 RETURNS pgautomator.agent LANGUAGE plpgsql
@@ -309,7 +328,7 @@ BEGIN
     END IF;
     SELECT * INTO v_agent FROM pgautomator.agent a WHERE a.name = agent_register_v1.name FOR UPDATE;
     IF FOUND THEN
-        PERFORM pgautomator._check_agent_login(v_agent);
+        PERFORM pgautomator._check_agent_login(v_agent, true);
         PERFORM pgautomator._crash_agent_work(v_agent.id,
             pg_catalog.format('agent "%s" re-registered (pid %s): its previous process lost this step',
                               v_agent.name, agent_register_v1.pid));

@@ -54,6 +54,15 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._mail_text(text, jsonb) IS 'Replaces {name} placeholders in a notification template.';
 
+-- A header value on one line: line breaks and other controls (from a
+-- template, an error message or a job name) become spaces, so a value can
+-- never add headers of its own; at most 250 characters.
+CREATE FUNCTION pgautomator._mail_header(p_value text)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT left(regexp_replace(p_value, '[[:cntrl:]]+', ' ', 'g'), 250) $$;
+COMMENT ON FUNCTION pgautomator._mail_header(text) IS 'Makes a text safe as a one-line e-mail header value.';
+
 -- Queues the job-level notification for a finished run, if its job asks for one.
 CREATE FUNCTION pgautomator._queue_run_mail(p_run_id bigint)
 RETURNS void LANGUAGE plpgsql
@@ -77,7 +86,8 @@ BEGIN
         'duration', v_run.duration, 'message', v_run.message);
     INSERT INTO pgautomator.mail (run_id, recipients, sender, subject, body)
     VALUES (v_run.id, v_job.notify_to, v_job.notify_from,
-            pgautomator._mail_text(coalesce(v_job.notify_subject, 'pgautomator: job {job} {state}'), v_values),
+            pgautomator._mail_header(pgautomator._mail_text(
+                coalesce(v_job.notify_subject, 'pgautomator: job {job} {state}'), v_values)),
             pgautomator._mail_text(coalesce(v_job.notify_body,
                 'Job {job} run {run} {state}.' || E'\n' || 'Started {started}, finished {finished} ({duration}).'
                 || E'\n' || 'Schedule: {schedule}' || E'\n' || '{message}'), v_values));
@@ -111,8 +121,8 @@ BEGIN
         'error', v_sr.error, 'output', right(coalesce(v_sr.output, ''), 4000));
     INSERT INTO pgautomator.mail (run_id, step_run_id, recipients, sender, subject, body)
     VALUES (v_sr.run_id, v_sr.id, v_step.notify_to, v_job.notify_from,
-            pgautomator._mail_text(coalesce(v_step.notify_subject, 'pgautomator: step {step} of job {job} {state}'),
-                                   v_values),
+            pgautomator._mail_header(pgautomator._mail_text(
+                coalesce(v_step.notify_subject, 'pgautomator: step {step} of job {job} {state}'), v_values)),
             pgautomator._mail_text(coalesce(v_step.notify_body,
                 'Step {step} of job {job} (run {run}, attempt {attempt}) {state}.' || E'\n'
                 || 'Started {started}, finished {finished} ({duration}).' || E'\n'
@@ -153,6 +163,9 @@ failed = plpy.prepare(
     "state = CASE WHEN attempts + 1 >= 5 THEN 'failed' ELSE 'queued' END, "
     "next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => 30 * 2 ^ attempts) "
     "WHERE id = $1", ["bigint", "text"])
+unsendable = plpy.prepare(
+    "UPDATE pgautomator.mail SET attempts = attempts + 1, last_error = $2, state = 'failed' "
+    "WHERE id = $1", ["bigint", "text"])
 rows = plpy.execute(claim, [p_limit])
 if not rows:
     return 0
@@ -174,13 +187,19 @@ except (OSError, smtplib.SMTPException) as exc:
     return 0
 try:
     for row in rows:
-        msg = EmailMessage()
-        msg["From"] = row["sender"] or cfg["smtp_from"] or "pgautomator@localhost"
-        msg["To"] = ", ".join(row["recipients"])
-        msg["Subject"] = row["subject"]
-        msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = make_msgid(domain="pgautomator")
-        msg.set_content(row["body"])
+        try:
+            msg = EmailMessage()
+            msg["From"] = row["sender"] or cfg["smtp_from"] or "pgautomator@localhost"
+            msg["To"] = ", ".join(row["recipients"])
+            msg["Subject"] = row["subject"]
+            msg["Date"] = formatdate(localtime=False)
+            msg["Message-ID"] = make_msgid(domain="pgautomator")
+            msg.set_content(row["body"])
+        except (ValueError, TypeError) as exc:
+            # A message that cannot be built never will be: give up on it
+            # alone, so it cannot hold back (or resend) the others.
+            plpy.execute(unsendable, [row["id"], "cannot build the message: %s" % exc])
+            continue
         try:
             server.send_message(msg)
         except (OSError, smtplib.SMTPException) as exc:

@@ -152,3 +152,33 @@ def test_unreachable_server_is_retried_with_backoff(admin: psycopg.Connection, d
     assert row == ("queued", True, True)
     admin.execute("SELECT pgautomator.set_agent_smtp(%s, NULL)", (database_agent,))
     admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
+
+
+def test_a_broken_message_never_holds_back_the_others(admin: psycopg.Connection, inbox: _Inbox) -> None:
+    job = f"mail-{uuid.uuid4().hex[:8]}"
+    admin.execute(
+        "SELECT pgautomator.create_job(%s, notify_on => 'always', notify_to => ARRAY['dba@example.com'],"
+        " notify_subject => E'[{state}]\\nBcc: evil@example.com')",
+        (job,),
+    )
+    admin.execute("SELECT pgautomator.add_step(%s, 'ok', 'SELECT 1')", (job,))
+    # A message no API path can make any more (a header-breaking sender),
+    # written directly, queued before the good one.
+    admin.execute(
+        "INSERT INTO pgautomator.mail (recipients, sender, subject, body)"
+        " VALUES (ARRAY['a@example.com'], E'x@example.com\\nBcc: evil@example.com', 'broken', 'broken')"
+    )
+    run = _run_to_end(admin, job)
+    wait_until("the good e-mail", lambda: len(inbox.messages) >= 1)
+    msg = inbox.messages[0]
+    assert msg["Subject"] == "[succeeded] Bcc: evil@example.com"  # one line: no header of its own
+    assert msg["Bcc"] is None
+    assert admin.execute("SELECT state FROM pgautomator.mail WHERE run_id = %s", (run,)).fetchone() == (
+        "sent",
+    )
+    broken = admin.execute(
+        "SELECT state, last_error FROM pgautomator.mail WHERE subject = 'broken'"
+    ).fetchone()
+    assert broken is not None and broken[0] == "failed" and "cannot build the message" in broken[1]
+    admin.execute("DELETE FROM pgautomator.mail WHERE subject = 'broken'")
+    admin.execute("SELECT pgautomator.drop_job(%s)", (job,))

@@ -1,6 +1,6 @@
 -- Categories and jobs: create, alter (NULL = unchanged), enable/disable, drop, errors.
 BEGIN;
-SELECT plan(37);
+SELECT plan(39);
 
 -- categories
 SELECT isnt(pgautomator.create_category('etl', 'loading data'), NULL, 'create_category returns an id');
@@ -41,6 +41,10 @@ SELECT throws_ok($$SELECT pgautomator.create_job('j2', run_as => 'pga_t_nologin'
                  'run_as role "pga_t_nologin" cannot log in', 'a run_as role without LOGIN is refused');
 SELECT throws_ok($$SELECT pgautomator.create_job('j2', notify_to => ARRAY['not an address'])$$, '22023', NULL,
                  'a malformed notify_to address is refused');
+SELECT throws_ok($$SELECT pgautomator.create_job('j2', notify_from => E'a@b.example\nBcc: c@d.example')$$, '22023',
+                 NULL, 'a notify_from that would add mail headers is refused');
+SELECT throws_ok($$SELECT pgautomator.create_job(E'j2\nBcc: c@d.example')$$, '22023',
+                 'job name must not contain control characters', 'a name with a line break is refused');
 SELECT is((SELECT count(*) FROM pgautomator.job WHERE name = 'j2'), 0::bigint,
           'failed creates wrote nothing');
 

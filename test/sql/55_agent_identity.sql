@@ -1,10 +1,11 @@
 -- An agent belongs to the role it registered as: another agent role can
 -- neither take over its name nor claim, report or heartbeat for it.
 BEGIN;
-SELECT plan(9);
+SELECT plan(13);
 
 CREATE ROLE pga_agent_a LOGIN IN ROLE pgautomator_agent;
 CREATE ROLE pga_agent_b LOGIN IN ROLE pgautomator_agent;
+CREATE ROLE pga_not_agent LOGIN;
 GRANT ALL ON ALL TABLES IN SCHEMA pg_temp TO PUBLIC;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA pg_temp TO PUBLIC;
 
@@ -37,6 +38,23 @@ SELECT lives_ok($$SELECT pgautomator.agent_register_v1('host-a', 'a.example', '{
 RESET SESSION AUTHORIZATION;
 SELECT lives_ok(format('SELECT pgautomator.agent_heartbeat_v1(%s)', current_setting('test.agent_a')),
                 'a superuser may act as any agent');
+
+-- An agent an admin registered ahead of its process.
+SELECT set_config('test.agent_c', pgautomator.register_agent('host-c')::text, true);
+SET SESSION AUTHORIZATION pga_agent_b;
+SELECT throws_ok(format('SELECT pgautomator.agent_claim_v1(%s, 1)', current_setting('test.agent_c')), '42501',
+                 'permission denied for agent "host-c": no agent process has registered it yet',
+                 'no agent role may claim for an agent that has not registered');
+RESET SESSION AUTHORIZATION;
+SELECT lives_ok($$SELECT pgautomator.register_agent('host-d', login => 'pga_agent_a')$$,
+                'an admin may bind a pre-registered agent to its login role');
+SET SESSION AUTHORIZATION pga_agent_b;
+SELECT throws_ok($$SELECT pgautomator.agent_register_v1('host-d', 'b.example', '{shell}', 2, '0.1.0', 4)$$,
+                 '42501', 'permission denied for agent "host-d": it belongs to role "pga_agent_a"',
+                 'then no other agent role can take it');
+RESET SESSION AUTHORIZATION;
+SELECT throws_ok($$SELECT pgautomator.register_agent('host-e', login => 'pga_not_agent')$$, '22023',
+                 'login role "pga_not_agent" is not a member of pgautomator_agent', 'the login must be an agent role');
 
 SELECT * FROM finish();
 ROLLBACK;
