@@ -29,6 +29,11 @@ CREATE TABLE pgautomator.agent (
     -- act as this agent, so one agent's role cannot claim or report for
     -- another. Set when the agent first registers.
     login           name,
+    -- Remote agents run steps with their own credentials and OS user: an
+    -- admin may restrict an agent to jobs whose run-as role is a member of
+    -- one of these roles (a superuser run-as role only when listed itself).
+    -- NULL: any job.
+    run_as_roles    name[],
     registered_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_heartbeat  timestamptz,
     -- An agent whose last heartbeat is older than this is shown as down.

@@ -104,6 +104,24 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_addresses(text, text[]) IS 'Validates a list of e-mail addresses and returns it.';
 
+-- Raises 42704 naming the argument unless every element names a role.
+CREATE FUNCTION pgautomator._check_roles(p_arg text, p_roles text[])
+RETURNS name[] LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_missing text;
+BEGIN
+    SELECT r INTO v_missing FROM unnest(p_roles) AS r
+     WHERE r IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '% names role "%", which does not exist', p_arg, v_missing USING ERRCODE = '42704';
+    END IF;
+    RETURN p_roles::name[];
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_roles(text, text[]) IS 'Validates a list of role names and returns it.';
+
 -- Raises 22023 unless p_value is NULL or within [p_min, p_max].
 CREATE FUNCTION pgautomator._check_range(p_arg text, p_value bigint, p_min bigint, p_max bigint)
 RETURNS bigint LANGUAGE plpgsql IMMUTABLE

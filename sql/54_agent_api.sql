@@ -184,7 +184,8 @@ $$;
 COMMENT ON FUNCTION pgautomator._agent_named(bigint, text) IS 'Resolves and locks an agent by id or name; 42704 when missing.';
 
 CREATE FUNCTION pgautomator._alter_agent(p_agent pgautomator.agent, p_host text, p_capabilities text[],
-                                         p_max_parallel integer, p_heartbeat_timeout interval, p_enabled boolean)
+                                         p_max_parallel integer, p_heartbeat_timeout interval, p_enabled boolean,
+                                         p_run_as_roles text[] DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -201,28 +202,32 @@ BEGIN
         capabilities = coalesce(p_capabilities, capabilities),
         max_parallel = coalesce(p_max_parallel, max_parallel),
         heartbeat_timeout = coalesce(p_heartbeat_timeout, heartbeat_timeout),
-        enabled = coalesce(p_enabled, enabled)
+        enabled = coalesce(p_enabled, enabled),
+        -- '{}' lifts the restriction (NULL leaves it unchanged).
+        run_as_roles = CASE WHEN p_run_as_roles IS NULL THEN run_as_roles
+                            WHEN cardinality(p_run_as_roles) = 0 THEN NULL
+                            ELSE pgautomator._check_roles('run_as_roles', p_run_as_roles) END
      WHERE id = p_agent.id;
     PERFORM pgautomator._wake('agent');
 END
 $$;
-COMMENT ON FUNCTION pgautomator._alter_agent(pgautomator.agent, text, text[], integer, interval, boolean) IS 'Changes the given settings of a remote agent after checking them.';
+COMMENT ON FUNCTION pgautomator._alter_agent(pgautomator.agent, text, text[], integer, interval, boolean, text[]) IS 'Changes the given settings of a remote agent after checking them.';
 
 CREATE FUNCTION pgautomator.alter_agent(agent bigint, host text DEFAULT NULL, capabilities text[] DEFAULT NULL,
                                         max_parallel integer DEFAULT NULL, heartbeat_timeout interval DEFAULT NULL,
-                                        enabled boolean DEFAULT NULL)
+                                        enabled boolean DEFAULT NULL, run_as_roles text[] DEFAULT NULL)
 RETURNS void LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgautomator._alter_agent(pgautomator._agent_named($1, NULL), $2, $3, $4, $5, $6) $$;
-COMMENT ON FUNCTION pgautomator.alter_agent(bigint, text, text[], integer, interval, boolean) IS 'Changes settings of a remote agent by id (admins); NULL leaves a setting unchanged. A disabled agent claims nothing.';
+AS $$ SELECT pgautomator._alter_agent(pgautomator._agent_named($1, NULL), $2, $3, $4, $5, $6, $7) $$;
+COMMENT ON FUNCTION pgautomator.alter_agent(bigint, text, text[], integer, interval, boolean, text[]) IS 'Changes settings of a remote agent by id (admins); NULL leaves a setting unchanged. A disabled agent claims nothing; run_as_roles limits it to jobs whose run-as role is a member of one of them (''{}'' lifts that).';
 
 CREATE FUNCTION pgautomator.alter_agent(agent text, host text DEFAULT NULL, capabilities text[] DEFAULT NULL,
                                         max_parallel integer DEFAULT NULL, heartbeat_timeout interval DEFAULT NULL,
-                                        enabled boolean DEFAULT NULL)
+                                        enabled boolean DEFAULT NULL, run_as_roles text[] DEFAULT NULL)
 RETURNS void LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgautomator._alter_agent(pgautomator._agent_named(NULL, $1), $2, $3, $4, $5, $6) $$;
-COMMENT ON FUNCTION pgautomator.alter_agent(text, text, text[], integer, interval, boolean) IS 'Changes settings of a remote agent by name (admins); NULL leaves a setting unchanged. A disabled agent claims nothing.';
+AS $$ SELECT pgautomator._alter_agent(pgautomator._agent_named(NULL, $1), $2, $3, $4, $5, $6, $7) $$;
+COMMENT ON FUNCTION pgautomator.alter_agent(text, text, text[], integer, interval, boolean, text[]) IS 'Changes settings of a remote agent by name (admins); NULL leaves a setting unchanged. A disabled agent claims nothing; run_as_roles limits it to jobs whose run-as role is a member of one of them (''{}'' lifts that).';
 
 CREATE FUNCTION pgautomator._set_agent_smtp(p_agent pgautomator.agent, p_host text, p_port integer,
                                             p_security text, p_user text, p_password text, p_from text)
@@ -417,6 +422,14 @@ BEGIN
            AND sr.not_before <= pg_catalog.now()
            AND r.state = 'running' AND r.stop_requested_at IS NULL
            AND (j.agent IS NULL OR j.agent = v_agent.name)
+           AND (v_agent.run_as_roles IS NULL
+                -- a superuser is a member of every role: it must be listed itself
+                OR EXISTS (SELECT FROM unnest(v_agent.run_as_roles) AS allowed(role)
+                             JOIN pg_catalog.pg_roles ra ON ra.rolname = j.run_as
+                            WHERE allowed.role = j.run_as
+                               OR (NOT ra.rolsuper
+                                   AND EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = allowed.role)
+                                   AND pg_catalog.pg_has_role(j.run_as, allowed.role, 'MEMBER'))))
          ORDER BY sr.not_before, sr.id
          LIMIT v_free
            FOR UPDATE OF r SKIP LOCKED

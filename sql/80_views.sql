@@ -56,7 +56,7 @@ SELECT sr.id, sr.run_id, r.job_id, j.name AS job, sr.step_id, sr.step_name AS st
 COMMENT ON VIEW pgautomator.step_runs IS 'Every step attempt with its state, timing, output, messages and error.';
 
 CREATE VIEW pgautomator.agents WITH (security_invoker = true) AS
-SELECT a.id, a.name, a.kind, a.host, a.capabilities, a.max_parallel, a.enabled, a.version, a.pid, a.login,
+SELECT a.id, a.name, a.kind, a.host, a.capabilities, a.max_parallel, a.enabled, a.version, a.pid, a.login, a.run_as_roles,
        a.registered_at, a.last_heartbeat,
        coalesce(a.last_heartbeat > pg_catalog.now() - a.heartbeat_timeout, false) AS up,
        (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.agent_id = a.id AND sr.state = 'running') AS running,

@@ -28,7 +28,7 @@ GRANT SELECT ON pgautomator.category, pgautomator.job, pgautomator.step, pgautom
                 pgautomator.mail
    TO pgautomator_user;
 -- Not the SMTP password.
-GRANT SELECT (id, name, kind, host, capabilities, max_parallel, enabled, version, pid, login, registered_at,
+GRANT SELECT (id, name, kind, host, capabilities, max_parallel, enabled, version, pid, login, run_as_roles, registered_at,
               last_heartbeat, heartbeat_timeout, smtp_host, smtp_port, smtp_security, smtp_user, smtp_from)
    ON pgautomator.agent TO pgautomator_user;
 

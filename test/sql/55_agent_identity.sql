@@ -1,11 +1,12 @@
 -- An agent belongs to the role it registered as: another agent role can
 -- neither take over its name nor claim, report or heartbeat for it.
 BEGIN;
-SELECT plan(13);
+SELECT plan(16);
 
 CREATE ROLE pga_agent_a LOGIN IN ROLE pgautomator_agent;
 CREATE ROLE pga_agent_b LOGIN IN ROLE pgautomator_agent;
 CREATE ROLE pga_not_agent LOGIN;
+CREATE ROLE pga_etl2 LOGIN;
 GRANT ALL ON ALL TABLES IN SCHEMA pg_temp TO PUBLIC;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA pg_temp TO PUBLIC;
 
@@ -56,5 +57,21 @@ RESET SESSION AUTHORIZATION;
 SELECT throws_ok($$SELECT pgautomator.register_agent('host-e', login => 'pga_not_agent')$$, '22023',
                  'login role "pga_not_agent" is not a member of pgautomator_agent', 'the login must be an agent role');
 
+-- An agent restricted to the jobs of some run-as roles claims only those.
+SELECT pgautomator.create_job('shell-etl', run_as => 'pga_etl2');
+SELECT pgautomator.add_step('shell-etl', 'list', 'ls', kind => 'shell');
+SELECT pgautomator.create_job('shell-root', run_as => 'postgres');
+SELECT pgautomator.add_step('shell-root', 'list', 'ls', kind => 'shell');
+SELECT throws_ok($$SELECT pgautomator.alter_agent('host-a', run_as_roles => '{no_such_role}')$$, '42704',
+                 'run_as_roles names role "no_such_role", which does not exist', 'run_as_roles must name roles');
+SELECT lives_ok($$SELECT pgautomator.alter_agent('host-a', run_as_roles => '{pga_etl2}')$$,
+                'an admin restricts an agent to the jobs of a role');
+SELECT pgautomator.start_job('shell-etl');
+SELECT pgautomator.start_job('shell-root');
+SET SESSION AUTHORIZATION pga_agent_a;
+SELECT results_eq(format('SELECT job_name FROM pgautomator.agent_claim_v1(%s, 10)', current_setting('test.agent_a')),
+                  $$VALUES ('shell-etl'::text)$$,
+                  'it claims the steps of those jobs only, never those of a more privileged role');
+RESET SESSION AUTHORIZATION;
 SELECT * FROM finish();
 ROLLBACK;
