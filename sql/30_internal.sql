@@ -245,6 +245,11 @@ BEGIN
     END IF;
     IF NOT (pgautomator._may_manage(v_job.owner)
             OR (p_for = 'operate' AND pgautomator._is_operator())) THEN
+        -- A job the caller may not even see does not exist for it: the
+        -- error must not reveal other users' job names.
+        IF NOT pgautomator._is_operator() THEN
+            RAISE EXCEPTION 'job "%" does not exist', coalesce(p_job_name, p_job_id::text) USING ERRCODE = '42704';
+        END IF;
         RAISE EXCEPTION 'permission denied for job "%"', v_job.name USING ERRCODE = '42501';
     END IF;
     -- What a job runs is code executed as its run-as role: only members of

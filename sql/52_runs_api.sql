@@ -188,8 +188,10 @@ BEGIN
     IF stop_run.run IS NULL THEN
         RAISE EXCEPTION 'run must not be NULL' USING ERRCODE = '22004';
     END IF;
-    SELECT r.job_id INTO v_job_id FROM pgautomator.run r WHERE r.id = stop_run.run;
+    SELECT r.job_id INTO v_job_id FROM pgautomator.run r WHERE r.id = stop_run.run
+       AND (pgautomator._is_operator() OR pgautomator._may_manage(r.owner));
     IF NOT FOUND THEN
+        -- Also for runs the caller may not see: their existence is not its business.
         RAISE EXCEPTION 'run % does not exist', stop_run.run USING ERRCODE = '42704';
     END IF;
     v_job := pgautomator._job_for(v_job_id, NULL, 'operate');

@@ -91,7 +91,7 @@ def test_users_see_only_their_own_jobs(make_role: Callable[..., str]) -> None:
         conn.execute("SELECT pgautomator.create_job(%s)", (f"{bob}-job",))
         names = [r[0] for r in conn.execute("SELECT name FROM pgautomator.jobs").fetchall()]
         assert names == [f"{bob}-job"]
-        with pytest.raises(errors.InsufficientPrivilege, match="permission denied for job"):
+        with pytest.raises(errors.UndefinedObject, match="does not exist"):
             conn.execute("SELECT pgautomator.drop_job(%s)", (f"{alice}-job",))
 
 

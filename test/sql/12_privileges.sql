@@ -45,14 +45,14 @@ SET SESSION AUTHORIZATION pga_bob;
 SELECT is((SELECT count(*) FROM pgautomator.jobs WHERE name IN ('alice-job', 'etl-job')), 0::bigint,
           'another user does not see her jobs');
 SELECT is((SELECT count(*) FROM pgautomator.steps WHERE job = 'alice-job'), 0::bigint, 'nor their steps');
-SELECT throws_ok($$SELECT pgautomator.alter_job('alice-job', description => 'mine now')$$, '42501',
-                 'permission denied for job "alice-job"', 'nor alter them');
-SELECT throws_ok($$SELECT pgautomator.drop_job('alice-job')$$, '42501', 'permission denied for job "alice-job"',
+SELECT throws_ok($$SELECT pgautomator.alter_job('alice-job', description => 'mine now')$$, '42704',
+                 'job "alice-job" does not exist', 'nor alter them: for him they do not exist');
+SELECT throws_ok($$SELECT pgautomator.drop_job('alice-job')$$, '42704', 'job "alice-job" does not exist',
                  'nor drop them');
-SELECT throws_ok($$SELECT pgautomator.disable_job('alice-job')$$, '42501', 'permission denied for job "alice-job"',
+SELECT throws_ok($$SELECT pgautomator.disable_job('alice-job')$$, '42704', 'job "alice-job" does not exist',
                  'nor disable them');
-SELECT throws_ok($$SELECT pgautomator.alter_step('alice-job', 's', code => 'DROP TABLE x')$$, '42501',
-                 'permission denied for job "alice-job"', 'nor change their steps');
+SELECT throws_ok($$SELECT pgautomator.alter_step('alice-job', 's', code => 'DROP TABLE x')$$, '42704',
+                 'job "alice-job" does not exist', 'nor change their steps');
 
 SET SESSION AUTHORIZATION pga_op;
 SELECT is((SELECT count(*) FROM pgautomator.jobs WHERE name IN ('alice-job', 'etl-job')), 2::bigint,

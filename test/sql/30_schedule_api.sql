@@ -101,8 +101,8 @@ SELECT throws_ok($$SELECT pgautomator.drop_schedule('alice_s')$$, '42501',
     'permission denied for schedule "alice_s"', 'nor drop it');
 SELECT pgautomator.create_job('bob_job');
 SELECT lives_ok($$SELECT pgautomator.attach_schedule('bob_job', 'alice_s')$$, 'but may attach it to an own job');
-SELECT throws_ok($$SELECT pgautomator.attach_schedule('sjob', 'alice_s')$$, '42501',
-    'permission denied for job "sjob"', 'not to a job it may not manage');
+SELECT throws_ok($$SELECT pgautomator.attach_schedule('sjob', 'alice_s')$$, '42704',
+    'job "sjob" does not exist', 'not to a job it may not see');
 SELECT is((SELECT summary || ' / ' || jobs FROM pgautomator.schedules WHERE name = 'alice_s'), 'at 00:00 every day, UTC / 1',
     'every user reads the schedules view (here: alice''s schedule, used by one of bob''s jobs)');
 RESET SESSION AUTHORIZATION;

@@ -45,9 +45,9 @@ SELECT throws_ok(format('SELECT pgautomator.start_job(%s, from_step => %L)', :j,
 RESET SESSION AUTHORIZATION;
 
 SET SESSION AUTHORIZATION rt_other;
-SELECT throws_ok($$SELECT pgautomator.start_job('rt_job')$$, '42501', 'permission denied for job "rt_job"',
-                 'a user who does not manage the job cannot start it');
-SELECT throws_ok(format('SELECT pgautomator.stop_run(%s)', :r1), '42501', 'permission denied for job "rt_job"',
+SELECT throws_ok($$SELECT pgautomator.start_job('rt_job')$$, '42704', 'job "rt_job" does not exist',
+                 'a user who may not see the job cannot start it (nor learn that it exists)');
+SELECT throws_ok(format('SELECT pgautomator.stop_run(%s)', :r1), '42704', format('run %s does not exist', :r1),
                  'nor stop its runs');
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION rt_none;
