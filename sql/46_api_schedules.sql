@@ -464,11 +464,19 @@ AS $$
 DECLARE
     v_jobs text;
 BEGIN
-    SELECT string_agg(quote_ident(j.name), ', ' ORDER BY j.name) INTO v_jobs
+    -- Name only the jobs the caller may see; count the others.
+    SELECT nullif(concat_ws(', ',
+               string_agg(quote_ident(j.name), ', ' ORDER BY j.name)
+                   FILTER (WHERE pgautomator._is_operator() OR pgautomator._may_manage(j.owner)),
+               CASE WHEN count(*) FILTER (WHERE NOT (pgautomator._is_operator() OR pgautomator._may_manage(j.owner))) > 0
+                    THEN format('%s of other users',
+                                count(*) FILTER (WHERE NOT (pgautomator._is_operator()
+                                                             OR pgautomator._may_manage(j.owner)))) END), '')
+      INTO v_jobs
       FROM pgautomator.job_schedule js JOIN pgautomator.job j ON j.id = js.job_id
      WHERE js.schedule_id = p_s.id;
     IF v_jobs IS NOT NULL AND NOT coalesce(p_force, false) THEN
-        RAISE EXCEPTION 'schedule "%" is attached to job %', p_s.name, v_jobs
+        RAISE EXCEPTION 'schedule "%" is attached to jobs: %', p_s.name, v_jobs
             USING ERRCODE = '2BP01', HINT = 'Detach it first, or drop it with force => true.';
     END IF;
     -- Links and exclusions go with it (ON DELETE CASCADE).

@@ -1,7 +1,7 @@
 -- The schedule API: alter, enable/disable, exclusions, attach/detach, drop,
 -- next_job_runs, the schedules view, schedule()/unschedule(), and rights.
 BEGIN;
-SELECT plan(43);
+SELECT plan(44);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -82,7 +82,7 @@ SELECT pgautomator.enable_schedule('dawn');
 
 -- drop
 SELECT throws_ok($$SELECT pgautomator.drop_schedule('dawn')$$, '2BP01',
-    'schedule "dawn" is attached to job sjob', 'a schedule in use is not dropped');
+    'schedule "dawn" is attached to jobs: sjob', 'a schedule in use is not dropped');
 SELECT lives_ok($$SELECT pgautomator.detach_schedule('sjob', 'dawn')$$, 'detach by names');
 SELECT throws_ok($$SELECT pgautomator.detach_schedule('sjob', 'dawn')$$, '42704',
     'schedule "dawn" is not attached to job "sjob"', 'detaching twice');
@@ -101,6 +101,10 @@ SELECT throws_ok($$SELECT pgautomator.drop_schedule('alice_s')$$, '42501',
     'permission denied for schedule "alice_s"', 'nor drop it');
 SELECT pgautomator.create_job('bob_job');
 SELECT lives_ok($$SELECT pgautomator.attach_schedule('bob_job', 'alice_s')$$, 'but may attach it to an own job');
+SET SESSION AUTHORIZATION pga_s_alice;
+SELECT throws_ok($$SELECT pgautomator.drop_schedule('alice_s')$$, '2BP01',
+    'schedule "alice_s" is attached to jobs: 1 of other users', 'a schedule in use names only the jobs its dropper may see');
+SET SESSION AUTHORIZATION pga_s_bob;
 SELECT throws_ok($$SELECT pgautomator.attach_schedule('sjob', 'alice_s')$$, '42704',
     'job "sjob" does not exist', 'not to a job it may not see');
 SELECT is((SELECT summary || ' / ' || jobs FROM pgautomator.schedules WHERE name = 'alice_s'), 'at 00:00 every day, UTC / 1',
