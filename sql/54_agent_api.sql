@@ -71,6 +71,20 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_agent_login(pgautomator.agent, boolean) IS 'Raises 42501 unless the session user is the role the agent registered as (or, registering, the agent has none yet), or a superuser.';
 
+-- Raises 42501 unless the session user may speak the agent protocol.
+CREATE FUNCTION pgautomator._require_agent_role()
+RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (pg_catalog.pg_has_role(session_user, 'pgautomator_agent', 'MEMBER') OR pgautomator._is_admin()) THEN
+        RAISE EXCEPTION 'permission denied: role "%" is not a member of pgautomator_agent', session_user
+            USING ERRCODE = '42501';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._require_agent_role() IS 'Raises 42501 unless the session user is a member of pgautomator_agent (or an admin).';
+
 -- The calling agent process: a member of pgautomator_agent (or an admin)
 -- naming an existing remote agent registered by its role.
 CREATE FUNCTION pgautomator._agent_for(p_agent_id bigint)
@@ -80,10 +94,7 @@ AS $$
 DECLARE
     v_agent pgautomator.agent;
 BEGIN
-    IF NOT (pg_catalog.pg_has_role(session_user, 'pgautomator_agent', 'MEMBER') OR pgautomator._is_admin()) THEN
-        RAISE EXCEPTION 'permission denied: role "%" is not a member of pgautomator_agent', session_user
-            USING ERRCODE = '42501';
-    END IF;
+    PERFORM pgautomator._require_agent_role();
     IF p_agent_id IS NULL THEN
         RAISE EXCEPTION 'agent_id must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -322,10 +333,7 @@ AS $$
 DECLARE
     v_agent pgautomator.agent;
 BEGIN
-    IF NOT (pg_catalog.pg_has_role(session_user, 'pgautomator_agent', 'MEMBER') OR pgautomator._is_admin()) THEN
-        RAISE EXCEPTION 'permission denied: role "%" is not a member of pgautomator_agent', session_user
-            USING ERRCODE = '42501';
-    END IF;
+    PERFORM pgautomator._require_agent_role();
     PERFORM pgautomator._check_agent(agent_register_v1.name, agent_register_v1.capabilities,
                                      agent_register_v1.max_parallel, NULL);
     IF agent_register_v1.max_parallel IS NULL THEN
