@@ -466,15 +466,13 @@ DECLARE
 BEGIN
     -- Name only the jobs the caller may see; count the others.
     SELECT nullif(concat_ws(', ',
-               string_agg(quote_ident(j.name), ', ' ORDER BY j.name)
-                   FILTER (WHERE pgautomator._is_operator() OR pgautomator._may_manage(j.owner)),
-               CASE WHEN count(*) FILTER (WHERE NOT (pgautomator._is_operator() OR pgautomator._may_manage(j.owner))) > 0
-                    THEN format('%s of other users',
-                                count(*) FILTER (WHERE NOT (pgautomator._is_operator()
-                                                             OR pgautomator._may_manage(j.owner)))) END), '')
+               string_agg(quote_ident(a.name), ', ' ORDER BY a.name) FILTER (WHERE a.visible),
+               CASE WHEN bool_or(NOT a.visible)
+                    THEN format('%s of other users', count(*) FILTER (WHERE NOT a.visible)) END), '')
       INTO v_jobs
-      FROM pgautomator.job_schedule js JOIN pgautomator.job j ON j.id = js.job_id
-     WHERE js.schedule_id = p_s.id;
+      FROM (SELECT j.name, pgautomator._is_operator() OR pgautomator._may_manage(j.owner) AS visible
+              FROM pgautomator.job_schedule js JOIN pgautomator.job j ON j.id = js.job_id
+             WHERE js.schedule_id = p_s.id) AS a;
     IF v_jobs IS NOT NULL AND NOT coalesce(p_force, false) THEN
         RAISE EXCEPTION 'schedule "%" is attached to jobs: %', p_s.name, v_jobs
             USING ERRCODE = '2BP01', HINT = 'Detach it first, or drop it with force => true.';
