@@ -1,6 +1,6 @@
 -- Steps: ordered, actions with go-to, add/alter/move/drop, validation.
 BEGIN;
-SELECT plan(34);
+SELECT plan(35);
 
 SELECT pgautomator.create_job('j');
 SELECT isnt(pgautomator.add_step('j', 'extract', 'SELECT 1'), NULL, 'add_step returns an id');
@@ -59,6 +59,9 @@ SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', kind => 're
 SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', kind => 'remote_sql',
                                                 connection => 'postgresql://db2/app?sslmode=require&password=secret')$$,
                  '22023', 'connection must not contain a password', 'nor in a URI''s query');
+SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', notify_on => 'failure',
+                                                notify_to => ARRAY[E'a@b.example\nBcc: c@d.example'])$$,
+                 '22023', NULL, 'a step notify_to that would add mail headers is refused');
 SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'exit 3', kind => 'shell', success_codes => '{}')$$, '22023',
                  'success_codes must list at least one exit code', 'success_codes must not be empty');
 SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', at_position => 9)$$, '22023',

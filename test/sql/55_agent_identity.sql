@@ -1,7 +1,7 @@
 -- An agent belongs to the role it registered as: another agent role can
 -- neither take over its name nor claim, report or heartbeat for it.
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 CREATE ROLE pga_agent_a LOGIN IN ROLE pgautomator_agent;
 CREATE ROLE pga_agent_b LOGIN IN ROLE pgautomator_agent;
@@ -54,6 +54,8 @@ SELECT throws_ok($$SELECT pgautomator.agent_register_v1('host-d', 'b.example', '
                  '42501', 'permission denied for agent "host-d": it belongs to role "pga_agent_a"',
                  'then no other agent role can take it');
 RESET SESSION AUTHORIZATION;
+SELECT throws_ok($$SELECT pgautomator.register_agent('host-e', login => 'no_such_role')$$, '42704',
+                 'login role "no_such_role" does not exist', 'the login must be a role');
 SELECT throws_ok($$SELECT pgautomator.register_agent('host-e', login => 'pga_not_agent')$$, '22023',
                  'login role "pga_not_agent" is not a member of pgautomator_agent', 'the login must be an agent role');
 
