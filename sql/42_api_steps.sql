@@ -267,9 +267,19 @@ RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_step pgautomator.step := pgautomator._step_of(p_job.id, p_step);
+    v_step pgautomator.step;
     v_from text;
 BEGIN
+    -- Deleting the step clears step_id of its step runs, waiting for a
+    -- report or claim that holds one; such a report may in turn wait for
+    -- the step (the next attempt it queues references it).  So the job's
+    -- active runs are locked before the step, in the order of every path
+    -- (job, run, step run, step): a report under way finishes first.
+    PERFORM FROM pgautomator.run r
+      WHERE r.job_id = p_job.id AND r.state IN ('queued', 'running')
+      ORDER BY r.id
+        FOR KEY SHARE;
+    v_step := pgautomator._step_of(p_job.id, p_step);
     SELECT string_agg(format('"%s"', s.name), ', ' ORDER BY s.position) INTO v_from
       FROM pgautomator.step s
      WHERE s.job_id = p_job.id AND s.id <> v_step.id

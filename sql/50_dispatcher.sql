@@ -317,7 +317,8 @@ COMMENT ON FUNCTION pgautomator._signal_worker(integer, boolean) IS 'Cancels or 
 -- Locks a step run for an update by the dispatcher without waiting, with
 -- its run: updating a row this transaction wrote before makes PostgreSQL
 -- check its foreign key, which would wait for a run that stop_run holds.
--- NULL when either is busy.
+-- NULL when either is busy.  Callers test it beside `id = ...`: a volatile
+-- call as the only key would make the update scan every step run.
 CREATE FUNCTION pgautomator._lock_step_run(p_step_run_id bigint)
 RETURNS bigint LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -366,7 +367,7 @@ BEGIN
         END IF;
         IF v.cancel_requested_at IS NULL THEN
             UPDATE pgautomator.step_run SET cancel_requested_at = p_now, cancel_reason = v_reason
-             WHERE id = pgautomator._lock_step_run(v.id);
+             WHERE id = v.id AND pgautomator._lock_step_run(v.id) IS NOT NULL;
             IF v.agent_kind = 'remote' THEN
                 PERFORM pgautomator._wake('kill');      -- the agent heartbeats and kills
             END IF;
@@ -458,7 +459,8 @@ BEGIN
         ELSIF (v.worker_pid IS NULL AND v.started_at + interval '1 minute' <= p_now)
               OR (v.worker_pid IS NOT NULL
                   AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(v.worker_pid))) THEN
-            UPDATE pgautomator.step_run SET lost_since = p_now WHERE id = pgautomator._lock_step_run(v.id);
+            UPDATE pgautomator.step_run SET lost_since = p_now
+             WHERE id = v.id AND pgautomator._lock_step_run(v.id) IS NOT NULL;
             v_next := least(v_next, p_now + interval '10 seconds');
         END IF;
     END LOOP;
@@ -489,25 +491,60 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._crash_locked(bigint, bigint, bigint, text) IS 'Crashes a step run after taking its job, run and step-run locks without waiting; false when one was busy.';
 
--- Deletes finished runs (their step runs go with them) older than
--- p_older_than, at most p_limit, oldest first over run_finished_idx.
+-- Deletes finished runs older than p_before, at most p_limit, oldest first
+-- over run_finished_idx.  Deleting a run also deletes its step runs and
+-- mails and clears retry_of of its crash retries (foreign key actions),
+-- which would wait for whoever holds those rows: drop_step clearing
+-- step_id, another purge, the mailer sending.  So they are all locked first
+-- without waiting, and a run with any of them busy is left for a later
+-- batch: the launcher's pass, which purges, never waits here behind a
+-- transaction that may be waiting for it.
 CREATE FUNCTION pgautomator._purge_runs(p_before timestamptz, p_limit integer)
-RETURNS integer LANGUAGE sql
+RETURNS integer LANGUAGE plpgsql
 -- A generic plan guesses many rows; JIT would cost more than the purge.
 SET jit = off
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH gone AS (
-        DELETE FROM pgautomator.run r
-         WHERE r.id = ANY (ARRAY(SELECT d.id FROM pgautomator.run d
-                                  WHERE d.finished_at < p_before
-                                  ORDER BY d.finished_at
-                                  LIMIT p_limit
-                                    FOR UPDATE SKIP LOCKED))
-        RETURNING 1)
-    SELECT count(*)::integer FROM gone
+DECLARE
+    v_runs bigint[];
+    v_n    integer;
+BEGIN
+    v_runs := ARRAY(SELECT d.id FROM pgautomator.run d
+                     WHERE d.finished_at < p_before
+                     ORDER BY d.finished_at
+                     LIMIT p_limit
+                       FOR UPDATE SKIP LOCKED);
+    IF cardinality(v_runs) = 0 THEN
+        RETURN 0;
+    END IF;
+    -- What the deletes will touch, against what could be locked now.
+    WITH steps AS MATERIALIZED (
+        SELECT s.id FROM pgautomator.step_run s WHERE s.run_id = ANY (v_runs)
+           FOR UPDATE SKIP LOCKED),
+    retries AS MATERIALIZED (
+        SELECT c.id FROM pgautomator.run c WHERE c.retry_of = ANY (v_runs)
+           FOR NO KEY UPDATE SKIP LOCKED),
+    mails AS MATERIALIZED (
+        SELECT m.id FROM pgautomator.mail m WHERE m.run_id = ANY (v_runs)
+           FOR UPDATE SKIP LOCKED),
+    busy AS (
+        SELECT s.run_id FROM pgautomator.step_run s
+         WHERE s.run_id = ANY (v_runs) AND NOT EXISTS (SELECT FROM steps l WHERE l.id = s.id)
+        UNION
+        SELECT c.retry_of FROM pgautomator.run c
+         WHERE c.retry_of = ANY (v_runs) AND NOT EXISTS (SELECT FROM retries l WHERE l.id = c.id)
+        UNION
+        SELECT m.run_id FROM pgautomator.mail m
+         WHERE m.run_id = ANY (v_runs) AND NOT EXISTS (SELECT FROM mails l WHERE l.id = m.id))
+    SELECT ARRAY(SELECT b.id FROM unnest(v_runs) AS b(id) WHERE b.id NOT IN (SELECT busy.run_id FROM busy))
+      INTO v_runs;
+    -- (A step mail names its run too: the mails of the step runs are among these.)
+    DELETE FROM pgautomator.run r WHERE r.id = ANY (v_runs);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
 $$;
-COMMENT ON FUNCTION pgautomator._purge_runs(timestamptz, integer) IS 'Deletes up to p_limit finished runs (with their step runs) that finished before p_before; returns how many.';
+COMMENT ON FUNCTION pgautomator._purge_runs(timestamptz, integer) IS 'Deletes up to p_limit finished runs (with their step runs) that finished before p_before, skipping those whose rows someone holds; returns how many.';
 
 -- Retention: one small batch at most once a second (the session remembers
 -- when), so that catching up on a long history never slows a busy launcher.

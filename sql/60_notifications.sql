@@ -22,6 +22,8 @@ CREATE TABLE pgautomator.mail (
 COMMENT ON TABLE pgautomator.mail IS 'Outbox of notification e-mails about runs and steps.';
 CREATE INDEX mail_queued_idx ON pgautomator.mail (next_attempt_at) WHERE state = 'queued';
 CREATE INDEX mail_run_idx ON pgautomator.mail (run_id);
+-- Purging a step run deletes its mails: without this, a scan of the outbox each.
+CREATE INDEX mail_step_run_idx ON pgautomator.mail (step_run_id) WHERE step_run_id IS NOT NULL;
 
 -- Whether an outcome matches a notify_on setting.
 CREATE FUNCTION pgautomator._notify_matches(p_notify_on text, p_state text)

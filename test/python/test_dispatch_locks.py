@@ -1,0 +1,230 @@
+"""Lock order between the public API and the dispatcher or a report: each
+test forces one interleaving with explicit transactions and row locks (the
+locks the paths themselves take, in their order), then checks that nothing
+deadlocks and that the dispatcher's purge never waits behind a user.
+
+Remote (shell) steps claimed by an agent of the test's own keep the
+preloaded launcher out of these runs."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from conftest import scalar, wait_until
+
+# Older than any history the other tests write, newer than history_retention.
+OLD = "now() - interval '10 days'"
+CUTOFF = "now() - interval '9 days'"
+
+
+class Call:
+    """A statement run on its own connection in a thread: done, or waiting on a lock."""
+
+    def __init__(self, dsn: str, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.pid = self.conn.info.backend_pid
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(sql, params))
+        self.thread.start()
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> None:
+        try:
+            row = self.conn.execute(sql, params).fetchone()
+            self.result = row[0] if row else None
+        except BaseException as exc:  # re-raised by join()
+            self.error = exc
+
+    def waiting(self, admin: psycopg.Connection) -> bool:
+        return bool(
+            scalar(
+                admin,
+                "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock')",
+                (self.pid,),
+            )
+        )
+
+    def done_or_waiting(self, admin: psycopg.Connection) -> str:
+        """Waits until the statement has ended or waits on a lock; says which."""
+        return str(
+            wait_until(
+                "the statement to end or to wait on a lock",
+                lambda: "done" if not self.thread.is_alive() else ("waiting" if self.waiting(admin) else ""),
+            )
+        )
+
+    def join(self) -> Any:
+        self.thread.join(timeout=90)
+        assert not self.thread.is_alive(), "the statement never ended"
+        self.conn.close()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@pytest.fixture
+def agent(admin: psycopg.Connection) -> Iterator[tuple[int, str]]:
+    """A remote agent of this test only (jobs name it as their agent)."""
+    name = f"locks-{uuid.uuid4().hex[:8]}"
+    agent_id = int(
+        scalar(admin, "SELECT pgautomator.agent_register_v1(%s, 'test', '{shell}', 10, 'test', 1)", (name,))
+    )
+    yield agent_id, name
+    admin.execute("SELECT pgautomator.drop_agent(%s::bigint)", (agent_id,))
+
+
+@pytest.fixture
+def job(admin: psycopg.Connection, agent: tuple[int, str]) -> Iterator[Callable[..., int]]:
+    """Creates jobs bound to the test's agent with the given shell steps; drops what is left."""
+    made: list[int] = []
+
+    def make(*steps: dict[str, Any]) -> int:
+        job_id = int(
+            scalar(
+                admin,
+                "SELECT pgautomator.create_job(%s, run_as => 'postgres', agent => %s)",
+                (f"locks-{uuid.uuid4().hex[:8]}", agent[1]),
+            )
+        )
+        made.append(job_id)
+        for step in steps:
+            named = ", ".join(f"{k} => %({k})s" for k in step)
+            admin.execute(
+                f"SELECT pgautomator.add_step(%(job)s, {named}, kind => 'shell')", {"job": job_id, **step}
+            )
+        return job_id
+
+    yield make
+    for job_id in made:
+        admin.execute("DELETE FROM pgautomator.job WHERE id = %s", (job_id,))
+
+
+def claim(admin: psycopg.Connection, agent_id: int, job_id: int) -> int:
+    """Claims the job's ready step run for the agent."""
+    rows = wait_until(
+        "a step run to claim",
+        lambda: [
+            r
+            for r in admin.execute(
+                "SELECT step_run_id, job_id FROM pgautomator.agent_claim_v1(%s, 10)", (agent_id,)
+            ).fetchall()
+            if r[1] == job_id
+        ],
+    )
+    return int(rows[0][0])
+
+
+@pytest.mark.timeout(120)
+def test_drop_step_waits_for_a_report_under_way(
+    admin: psycopg.Connection, dsn: str, agent: tuple[int, str], job: Callable[..., int]
+) -> None:
+    # A failed attempt of "flaky" queues its next attempt, which references the step.
+    job_id = job(
+        {"name": "flaky", "code": "false", "retries": 1, "retry_interval": "1 hour"},
+        {"name": "last", "code": "true"},
+    )
+    run_id = int(scalar(admin, "SELECT pgautomator.start_job(%s)", (job_id,)))
+    step_run = claim(admin, agent[0], job_id)
+
+    # The report under way: it has locked the run, then the step run (its order).
+    with psycopg.connect(dsn) as reporter:
+        reporter.execute("SELECT FROM pgautomator.run WHERE id = %s FOR UPDATE", (run_id,))
+        reporter.execute("SELECT FROM pgautomator.step_run WHERE id = %s FOR UPDATE", (step_run,))
+        drop = Call(dsn, "SELECT pgautomator.drop_step(%s, 'flaky')", (job_id,))
+        assert drop.done_or_waiting(admin) == "waiting"
+        # The report goes on: it queues the next attempt of "flaky".
+        reporter.execute(
+            "SELECT pgautomator.agent_report_v1(%s, %s, false, 1, NULL, NULL, 'exit 1', NULL)",
+            (agent[0], step_run),
+        )
+        reporter.commit()
+    drop.join()
+
+    rows = admin.execute(
+        """SELECT step_name, attempt, state, step_id IS NULL FROM pgautomator.step_run
+            WHERE run_id = %s ORDER BY id""",
+        (run_id,),
+    ).fetchall()
+    assert rows == [("flaky", 1, "failed", True), ("flaky", 2, "queued", True)]
+    assert scalar(admin, "SELECT count(*) FROM pgautomator.step WHERE job_id = %s", (job_id,)) == 1
+
+
+def old_runs(admin: psycopg.Connection, job_id: int, n: int) -> list[int]:
+    """n finished runs of a job, ten days old, each the crash retry of the
+    one before, with one step run each of the job's first step."""
+    ids: list[int] = []
+    for i in range(n):
+        ids.append(
+            int(
+                scalar(
+                    admin,
+                    f"""INSERT INTO pgautomator.run
+                               (job_id, owner, trigger, retry_of, state, started_at, finished_at)
+                        VALUES (%s, 'postgres', %s, %s, %s, {OLD}, {OLD} + %s * interval '1 second')
+                        RETURNING id""",
+                    (
+                        job_id,
+                        "crash_retry" if ids else "manual",
+                        ids[-1] if ids else None,
+                        "crashed" if i < n - 1 else "succeeded",
+                        i,
+                    ),
+                )
+            )
+        )
+        admin.execute(
+            f"""INSERT INTO pgautomator.step_run
+                       (run_id, step_id, step_name, kind, state, started_at, finished_at)
+                SELECT %s, s.id, s.name, s.kind, 'succeeded', {OLD}, {OLD}
+                  FROM pgautomator.step s WHERE s.job_id = %s AND s.position = 1""",
+            (ids[-1], job_id),
+        )
+    return ids
+
+
+def purge(dsn: str) -> Call:
+    """The dispatcher's retention batch (purge_history runs the same)."""
+    return Call(dsn, f"SELECT pgautomator._purge_runs({CUTOFF}, 500)")
+
+
+@pytest.mark.timeout(120)
+def test_purge_skips_history_a_drop_step_holds(
+    admin: psycopg.Connection, dsn: str, job: Callable[..., int]
+) -> None:
+    job_id = job({"name": "one", "code": "true"}, {"name": "two", "code": "true"})
+    runs = old_runs(admin, job_id, 2)
+    with psycopg.connect(dsn) as user:
+        # drop_step clears step_id of the step's history: it holds those step runs.
+        user.execute("SELECT pgautomator.drop_step(%s, 'one')", (job_id,))
+        batch = purge(dsn)
+        assert batch.done_or_waiting(admin) == "done", "the purge waited behind a user's transaction"
+        assert batch.join() == 0
+        # The same transaction drops the job: its history goes too, with no deadlock.
+        user.execute("SELECT pgautomator.drop_job(%s)", (job_id,))
+        user.commit()
+    assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id = ANY(%s)", (runs,)) == 0
+
+
+@pytest.mark.timeout(120)
+def test_purge_skips_runs_whose_retry_is_held(
+    admin: psycopg.Connection, dsn: str, job: Callable[..., int]
+) -> None:
+    job_id = job({"name": "one", "code": "true"})
+    first, retry = old_runs(admin, job_id, 2)
+    with psycopg.connect(dsn) as user:
+        # Purging the first run clears retry_of of its retry, which a stop_run
+        # in an open transaction holds (it locks the run, ended or not).
+        assert user.execute("SELECT pgautomator.stop_run(%s)", (retry,)).fetchone() == (False,)
+        batch = purge(dsn)
+        assert batch.done_or_waiting(admin) == "done", "the purge waited behind a user's transaction"
+        assert batch.join() == 0  # the retry is held, and so the first run waits for a later batch
+        user.rollback()
+    assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 2
+    assert purge(dsn).join() == 2
+    assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 0
