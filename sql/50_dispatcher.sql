@@ -315,10 +315,13 @@ $$;
 COMMENT ON FUNCTION pgautomator._signal_worker(integer, boolean) IS 'Cancels or terminates a step worker by pid, only if that pid is still a pgautomator step worker.';
 
 -- Locks a step run for an update by the dispatcher without waiting, with
--- its run: updating a row this transaction wrote before makes PostgreSQL
--- check its foreign key, which would wait for a run that stop_run holds.
--- NULL when either is busy.  Callers test it beside `id = ...`: a volatile
--- call as the only key would make the update scan every step run.
+-- what its foreign keys name: updating a row this transaction wrote before
+-- (the launcher's pass reports, claims and records pids in the same
+-- transaction as its tick) makes PostgreSQL check its foreign keys, which
+-- would wait for a run that stop_run holds, or for a step that drop_step
+-- deletes while it waits for this step run.  NULL when any is busy.
+-- Callers test it beside `id = ...`: a volatile call as the only key would
+-- make the update scan every step run.
 CREATE FUNCTION pgautomator._lock_step_run(p_step_run_id bigint)
 RETURNS bigint LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -327,6 +330,10 @@ AS $$
     SELECT sr.id FROM pgautomator.step_run sr
      WHERE sr.id = p_step_run_id
        AND EXISTS (SELECT FROM pgautomator.run r WHERE r.id = sr.run_id FOR KEY SHARE SKIP LOCKED)
+       AND (sr.step_id IS NULL
+            OR EXISTS (SELECT FROM pgautomator.step s WHERE s.id = sr.step_id FOR KEY SHARE SKIP LOCKED))
+       AND (sr.agent_id IS NULL
+            OR EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = sr.agent_id FOR KEY SHARE SKIP LOCKED))
        FOR UPDATE OF sr SKIP LOCKED
 $$;
 COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run and (key-share) its run without waiting; NULL when either is busy.';
@@ -476,10 +483,11 @@ RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- A crash retry run references the schedule too: key-share it first.
+    -- A crash retry run references the schedule too: key-share it first;
+    -- and what the step run's foreign keys name (see _lock_step_run).
     IF NOT EXISTS (SELECT FROM pgautomator.job WHERE id = p_job_id FOR NO KEY UPDATE SKIP LOCKED)
        OR NOT EXISTS (SELECT FROM pgautomator.run WHERE id = p_run_id FOR UPDATE SKIP LOCKED)
-       OR NOT EXISTS (SELECT FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE SKIP LOCKED)
+       OR pgautomator._lock_step_run(p_step_run_id) IS NULL
        OR EXISTS (SELECT FROM pgautomator.run r WHERE r.id = p_run_id AND r.schedule_id IS NOT NULL
                      AND NOT EXISTS (SELECT FROM pgautomator.schedule s WHERE s.id = r.schedule_id
                                         FOR KEY SHARE SKIP LOCKED)) THEN

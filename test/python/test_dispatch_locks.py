@@ -84,19 +84,20 @@ def job(admin: psycopg.Connection, agent: tuple[int, str]) -> Iterator[Callable[
     """Creates jobs bound to the test's agent with the given shell steps; drops what is left."""
     made: list[int] = []
 
-    def make(*steps: dict[str, Any]) -> int:
+    def make(*steps: dict[str, Any], kind: str = "shell") -> int:
         job_id = int(
             scalar(
                 admin,
                 "SELECT pgautomator.create_job(%s, run_as => 'postgres', agent => %s)",
-                (f"locks-{uuid.uuid4().hex[:8]}", agent[1]),
+                (f"locks-{uuid.uuid4().hex[:8]}", agent[1] if kind == "shell" else None),
             )
         )
         made.append(job_id)
         for step in steps:
             named = ", ".join(f"{k} => %({k})s" for k in step)
             admin.execute(
-                f"SELECT pgautomator.add_step(%(job)s, {named}, kind => 'shell')", {"job": job_id, **step}
+                f"SELECT pgautomator.add_step(%(job)s, {named}, kind => %(kind)s)",
+                {"job": job_id, "kind": kind, **step},
             )
         return job_id
 
@@ -153,6 +154,57 @@ def test_drop_step_waits_for_a_report_under_way(
     ).fetchall()
     assert rows == [("flaky", 1, "failed", True), ("flaky", 2, "queued", True)]
     assert scalar(admin, "SELECT count(*) FROM pgautomator.step WHERE job_id = %s", (job_id,)) == 1
+
+
+@pytest.mark.timeout(120)
+def test_tick_skips_a_step_run_whose_step_drop_step_holds(
+    admin: psycopg.Connection, dsn: str, job: Callable[..., int]
+) -> None:
+    job_id = job({"name": "one", "code": "SELECT 1"}, {"name": "two", "code": "SELECT 2"}, kind="sql")
+    # Register the database agent unless the running launcher already did.
+    admin.execute(
+        "SELECT pgautomator._launcher_start(pg_backend_pid()) WHERE pgautomator._database_agent() IS NULL"
+    )
+    # A step run of the database agent whose worker never started (a minute ago).
+    run_id = int(
+        scalar(
+            admin,
+            """INSERT INTO pgautomator.run (job_id, owner, trigger, state, started_at)
+               VALUES (%s, 'postgres', 'manual', 'running', now() - interval '2 minutes') RETURNING id""",
+            (job_id,),
+        )
+    )
+    step_run = int(
+        scalar(
+            admin,
+            """INSERT INTO pgautomator.step_run
+                      (run_id, step_id, step_name, kind, state, agent_id, started_at)
+               SELECT %s, s.id, s.name, 'sql', 'running', pgautomator._database_agent(),
+                      now() - interval '2 minutes'
+                 FROM pgautomator.step s WHERE s.job_id = %s AND s.name = 'one'
+               RETURNING id""",
+            (run_id, job_id),
+        )
+    )
+    # One launcher pass, one transaction: it records that no worker took the
+    # step run (a write to it), then ticks, which marks it lost: a second
+    # write, which makes PostgreSQL check the step run's foreign keys.
+    with psycopg.connect(dsn) as launcher:
+        launcher.execute("SELECT pgautomator._launcher_started(%s, 0)", (step_run,))
+        drop = Call(dsn, "SELECT pgautomator.drop_step(%s, 'one')", (job_id,))
+        assert drop.done_or_waiting(admin) == "waiting"
+        launcher.execute("SELECT pgautomator._launcher_tick()")
+        # It was left alone, for a later pass.
+        assert launcher.execute(
+            "SELECT lost_since FROM pgautomator.step_run WHERE id = %s", (step_run,)
+        ).fetchone() == (None,)
+        launcher.commit()
+    drop.join()
+    assert scalar(admin, "SELECT step_id FROM pgautomator.step_run WHERE id = %s", (step_run,)) is None
+    assert [
+        r[0]
+        for r in admin.execute("SELECT name FROM pgautomator.step WHERE job_id = %s", (job_id,)).fetchall()
+    ] == ["two"]
 
 
 def old_runs(admin: psycopg.Connection, job_id: int, n: int) -> list[int]:
