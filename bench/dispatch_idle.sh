@@ -3,15 +3,18 @@
 # history rows grows: pgbench runs `SELECT pgautomator._launcher_tick()` (one
 # transaction each, as the launcher does) against a private cluster holding
 # 10, then 100,000 scheduled jobs, then also HISTORY finished runs with two
-# step runs each.  Prints pgbench's average latency per configuration
-# (10 s each, after VACUUM ANALYZE and CHECKPOINT of what was loaded).
-#   bench/dispatch_idle.sh            # HISTORY=2000000 runs (4 M step runs)
-#   HISTORY=10000000 bench/dispatch_idle.sh
+# step runs each.  Prints, per configuration, the median and the range of
+# pgbench's average latency over REPEAT (3) runs of 10 s, after VACUUM
+# ANALYZE and CHECKPOINT of what was loaded: on a shared machine single
+# runs of the same pass vary by half.  About 6 minutes on the 2-core test
+# machine.
+#   bench/dispatch_idle.sh                 # HISTORY=10000000 runs (20 M step runs)
+#   HISTORY=2000000 bench/dispatch_idle.sh # a quicker look, about 2 minutes
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 
-history=${HISTORY:-2000000}
+history=${HISTORY:-10000000}
 base=$(mktemp -d /tmp/pgautomator-bench.XXXXXX)
 bindir=""
 cleanup() { [ -n "$bindir" ] && cluster_stop "$base" "$bindir"; rm -rf "$base"; }
@@ -44,10 +47,17 @@ CHECKPOINT;
 SQL
 }
 
-measure() {   # measure LABEL
-    local lat
-    lat=$("$bindir/pgbench" -n -c 1 -T 10 -f "$base/tick.sql" 2>/dev/null | sed -n 's/^latency average = //p')
-    printf '%-44s %s\n' "$1" "$lat"
+measure() {   # measure LABEL: median (min-max) of REPEAT runs, in ms
+    local i lats=()
+    for ((i = 0; i < ${REPEAT:-3}; i++)); do
+        lats+=("$("$bindir/pgbench" -n -c 1 -T 10 -f "$base/tick.sql" 2>/dev/null |
+                  sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p')")
+    done
+    # The machine's load average says whether other work shared the cores.
+    printf '%s\n' "${lats[@]}" | sort -g |
+        awk -v label="$1" -v load="$(cut -d' ' -f1 /proc/loadavg)" '{ v[NR] = $1 }
+            END { printf "%-48s %.3f ms (%.3f-%.3f, %d runs; load %s)\n",
+                         label, v[int((NR + 1) / 2)], v[1], v[NR], NR, load }'
 }
 
 jobs 10;      measure "10 jobs, no history"

@@ -336,7 +336,7 @@ AS $$
             OR EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = sr.agent_id FOR KEY SHARE SKIP LOCKED))
        FOR UPDATE OF sr SKIP LOCKED
 $$;
-COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run and (key-share) its run without waiting; NULL when either is busy.';
+COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run, key-sharing its run, step and agent, without waiting; NULL when any is busy.';
 
 -- Stop requests and timeouts of running step runs.  The in-database worker
 -- is cancelled (pg_cancel_backend) at once and again on every pass; after
