@@ -116,6 +116,13 @@ pga_launcher_main(Datum main_arg)
 		if (notifyInterruptPending || sleep_ms <= 0)
 			continue;
 
+		/* a due instant near: prepare it, commit it at the instant */
+		if (pga_launcher_prefire(&sleep_ms))
+		{
+			notified = true;
+			continue;
+		}
+
 		pga_launcher_show_idle(sleep_ms);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
