@@ -112,6 +112,12 @@ pga_launcher_main(Datum main_arg)
 		sleep_ms = pga_launcher_pass(notified);
 		notified = false;
 
+		/*
+		 * Table statistics of the dispatcher's changes, at most once a
+		 * second: autovacuum needs them to keep the queue tables small.
+		 */
+		pgstat_report_stat(false);
+
 		/* a NOTIFY during the pass (perhaps its own) means: look again */
 		if (notifyInterruptPending || sleep_ms <= 0)
 			continue;

@@ -96,6 +96,8 @@ pga_step_worker_wait(dsm_segment *seg)
 
 	SetConfigOption("application_name", "pgautomator step idle", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	/* what its steps did reaches the statistics (and autovacuum) now */
+	pgstat_report_stat(true);
 	for (;;)
 	{
 		long		left_ms;
@@ -257,6 +259,8 @@ pga_step_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(step_context);
 		pga_step_worker_run(&input, &outcome);
 		claimed = pga_step_worker_settle(seg, &outcome, &next);
+		/* a busy worker sends its statistics at most once a second */
+		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(step_context);
 		pfree(input.code);

@@ -393,3 +393,15 @@ def test_a_failing_dispatcher_pass_does_not_stop_the_launcher(
     if os.path.exists(log):
         with open(log, encoding="utf-8", errors="replace") as f:
             assert "_launcher_tick failed: test: the dispatcher is broken" in f.read()
+
+
+def test_the_launcher_reports_its_table_statistics(admin: psycopg.Connection) -> None:
+    """Autovacuum sizes its work by these counts: a launcher that never sent
+    them would let the queue tables bloat."""
+
+    def heartbeats() -> int:
+        sql = "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'pgautomator.agent'::regclass"
+        return int(scalar(admin, sql))
+
+    before = heartbeats()
+    wait_until("the launcher's heartbeat updates in pg_stat_user_tables", lambda: heartbeats() > before)
