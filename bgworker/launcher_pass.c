@@ -53,6 +53,7 @@ static MemoryContext pga_pass_context = NULL;
 static PgaClaimed pga_claimed;
 static TimestampTz pga_claim_at = 0;	/* instant of the claim; 0: now */
 static int	pga_prefire_due = 0;
+static TimestampTz pga_prefire_tried = 0;	/* the last instant prepared */
 static bool pga_pass_ready = true;	/* the extension was there */
 static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
 static int *pga_claimed_slots = NULL;	/* idle worker reserved, or -1 */
@@ -257,6 +258,8 @@ pga_pass_sleep_ms(bool ready)
 	return Min(until_tick, max_ms);
 }
 
+static bool pga_prefire_work(void *arg);
+
 /*
  * pga_pass_run runs work(arg) in one transaction (a failed pass is rolled
  * back and logged), then starts the workers of what it claimed; returns
@@ -297,7 +300,9 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 				 errmsg("pgautomator launcher: %s failed: %s", activity, edata->message)));
 		pga_claimed.count = 0;
 		pga_slots_unreserve();
-		pga_pass_failed(GetCurrentTimestamp());
+		/* a failed preparation leaves the instant to the ordinary pass */
+		if (work != pga_prefire_work)
+			pga_pass_failed(GetCurrentTimestamp());
 		result = false;
 	}
 	PG_END_TRY();
@@ -390,8 +395,9 @@ pga_prefire_work(void *arg)
 /*
  * pga_launcher_prefire is called instead of sleeping sleep_ms.  When the
  * next due instant is near (within the lead) it prepares that instant and
- * returns true once it has come and the preparation is committed;
- * otherwise it shortens *sleep_ms to wake at the start of the lead.
+ * returns true once it has come and the preparation is committed (false
+ * when there was nothing to fire); otherwise it shortens *sleep_ms to wake
+ * at the start of the lead.
  */
 bool
 pga_launcher_prefire(long *sleep_ms)
@@ -400,7 +406,9 @@ pga_launcher_prefire(long *sleep_ms)
 	TimestampTz at = pga_next_tick;
 	TimestampTz lead_start;
 
-	if (!pga_started || !pga_enabled || at <= now || pga_slots_capped())
+	/* once per instant: one with nothing to fire, or that failed, waits */
+	if (!pga_started || !pga_enabled || at <= now || at == pga_prefire_tried ||
+		pga_slots_capped())
 		return false;
 	lead_start = TimestampTzPlusMilliseconds(at, -pga_prefire_lead_ms);
 	if (now < lead_start)
@@ -408,6 +416,6 @@ pga_launcher_prefire(long *sleep_ms)
 		*sleep_ms = Min(*sleep_ms, (long) ((lead_start - now + 999) / 1000));
 		return false;
 	}
-	(void) pga_pass_run(pga_prefire_work, &at, "preparing a due instant");
-	return true;
+	pga_prefire_tried = at;
+	return pga_pass_run(pga_prefire_work, &at, "preparing a due instant");
 }

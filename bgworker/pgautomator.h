@@ -106,6 +106,7 @@ extern void pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome);
 typedef enum PgaSettleResult
 {
 	PGA_SETTLE_FAILED,			/* nothing recorded: the launcher must report */
+	PGA_SETTLE_RETRY_LATER,		/* the same, after an error that may pass */
 	PGA_SETTLE_DONE,			/* recorded, no next step run claimed */
 	PGA_SETTLE_NEXT				/* recorded, and the next step run claimed */
 } PgaSettleResult;

@@ -23,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type_d.h"
@@ -39,6 +40,7 @@
 #include "utils/guc.h"
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "pgautomator.h"
 
@@ -94,8 +96,23 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	NameData	run_as;
 	bool		claimed = false;
 	int			rc;
+	HeapTuple	role = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetSessionUserId()));
 
-	namestrcpy(&run_as, GetUserNameFromId(GetSessionUserId(), false));
+	/*
+	 * Claims go by role name: only while the role this session connected as
+	 * still exists (not dropped and made again) and may log in.
+	 */
+	memset(&run_as, 0, sizeof(run_as));
+	if (HeapTupleIsValid(role))
+	{
+		Form_pg_authid form = (Form_pg_authid) GETSTRUCT(role);
+
+		namestrcpy(&run_as, NameStr(form->rolname));
+		claim = claim && form->rolcanlogin;
+		ReleaseSysCache(role);
+	}
+	else
+		claim = false;
 	values[0] = Int64GetDatum(outcome->step_run_id);
 	values[1] = BoolGetDatum(outcome->succeeded);
 	values[2] = pga_settle_text_datum(outcome->sqlstate[0] ? outcome->sqlstate : NULL, &nulls[2]);
@@ -144,8 +161,9 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 /*
  * pga_settle_step records the outcome of the worker's step run and, when
  * claim is set, claims its next one into next.  On an error nothing is
- * recorded, a WARNING says why, and PGA_SETTLE_FAILED tells the caller to
- * hand the outcome to the launcher as before.  Called outside a
+ * recorded, a WARNING says why, and PGA_SETTLE_FAILED (or, for an error
+ * that may not come again, PGA_SETTLE_RETRY_LATER) tells the caller to hand
+ * the outcome to the launcher as before.  Called outside a
  * transaction, after pga_session_reset.
  */
 PgaSettleResult
@@ -183,8 +201,13 @@ pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT " itself: %s",
 						outcome->step_run_id, edata->message),
 				 errdetail("The launcher records it instead.")));
+		/* a cancel, deadlock or serialization failure may not come again */
+		result = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				  edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+				  edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+				  edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			? PGA_SETTLE_RETRY_LATER : PGA_SETTLE_FAILED;
 		FreeErrorData(edata);
-		result = PGA_SETTLE_FAILED;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(caller);

@@ -196,7 +196,7 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaStepInput *
 	}
 	if (result == PGA_SETTLE_FAILED)
 		pga_self_settle = false;	/* the launcher reports from now on */
-	else
+	else if (result == PGA_SETTLE_DONE)
 	{
 		/* recorded: the launcher only learns that the worker is idle */
 		memset(outcome, 0, sizeof(PgaStepOutcome));

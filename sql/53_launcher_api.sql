@@ -209,6 +209,10 @@ BEGIN
          ORDER BY sr.not_before, sr.id
     LOOP
         EXIT WHEN v_claimed >= p_max;
+        -- Claimed meanwhile (the loop's snapshot is older): passed over
+        -- without locking its run, which its worker may be reporting.
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.step_run sr
+                                   WHERE sr.id = v.step_run_id AND sr.state = 'queued');
         -- The run first, then its step run: the lock order of every path.
         SELECT r.id, r.started_at, r.job_id INTO v_run FROM pgautomator.run r
          WHERE r.id = v.run_id AND r.state = 'running' AND r.stop_requested_at IS NULL

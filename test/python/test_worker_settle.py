@@ -96,3 +96,43 @@ def test_a_prepared_instant_never_starts_a_step_before_it(
         )
     finally:
         admin.execute("SELECT pgautomator.drop_schedule(%s::bigint, force => true)", (schedule,))
+
+
+def test_a_role_made_again_is_not_served_by_the_old_session(
+    admin: psycopg.Connection, job: Callable[..., int]
+) -> None:
+    """A worker claims its next step by role name: after the role was dropped
+    and created again, the old session must not run the new role's step."""
+    role = f"t_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pgautomator_user')
+    try:
+        job_id = job(
+            {"code": "SELECT pg_advisory_lock(424242); SELECT pg_advisory_unlock(424242)"},
+            {"code": "SELECT session_user"},
+            run_as=role,
+        )
+        admin.execute("SELECT pg_advisory_lock(424242)")
+        try:
+            run_id = start(admin, job_id)
+            wait_until(
+                "the first step waiting for the lock",
+                lambda: (
+                    scalar(
+                        admin,
+                        "SELECT count(*) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND NOT granted AND objid = 424242",
+                    )
+                    == 1
+                ),
+            )
+            admin.execute(f'DROP ROLE "{role}"')
+            admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pgautomator_user')
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(424242)")
+        assert wait_run(admin, run_id) == "succeeded"
+        first, second = step_runs(admin, run_id)
+        assert second["output"] == f"{role}\n"
+        assert first["worker_pid"] != second["worker_pid"]
+    finally:
+        admin.execute("DELETE FROM pgautomator.job WHERE run_as = %s", (role,))
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
