@@ -112,9 +112,22 @@ pga_launcher_main(Datum main_arg)
 		sleep_ms = pga_launcher_pass(notified);
 		notified = false;
 
+		/*
+		 * Table statistics of the dispatcher's changes, at most once a
+		 * second: autovacuum needs them to keep the queue tables small.
+		 */
+		pgstat_report_stat(false);
+
 		/* a NOTIFY during the pass (perhaps its own) means: look again */
 		if (notifyInterruptPending || sleep_ms <= 0)
 			continue;
+
+		/* a due instant near: prepare it, commit it at the instant */
+		if (pga_launcher_prefire(&sleep_ms))
+		{
+			notified = true;
+			continue;
+		}
 
 		pga_launcher_show_idle(sleep_ms);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -64,12 +64,13 @@ pga_extension_ready(bool *has_release, Oid *extension_oid)
 
 	/* by name: the dispatcher may add parameters with defaults */
 	pga_spi_run("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgautomator')"
-				"   AND pg_catalog.count(DISTINCT p.proname) FILTER (WHERE p.proname <> '_launcher_release') = 5,"
+				"   AND pg_catalog.count(DISTINCT p.proname) FILTER (WHERE p.proname <> '_launcher_release') = 6,"
 				" pg_catalog.count(*) FILTER (WHERE p.proname = '_launcher_release') > 0,"
 				" (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'pgautomator')"
 				" FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
 				" WHERE n.nspname = 'pgautomator' AND p.proname IN ('_launcher_start', '_launcher_tick',"
-				" '_launcher_claim', '_launcher_started', '_launcher_report', '_launcher_release')",
+				" '_launcher_claim', '_launcher_started', '_launcher_report', '_launcher_release',"
+				" '_launcher_prefire')",
 				0, NULL, NULL, NULL);
 	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*has_release = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -114,6 +115,24 @@ pga_call_tick(void)
 }
 
 /*
+ * pga_call_prefire fires ahead what is due by the instant at; returns how
+ * many (job, schedule) pairs were due.
+ */
+int
+pga_call_prefire(TimestampTz at)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(at)};
+	bool		isnull;
+	int			due;
+
+	pga_spi_run("SELECT pgautomator._launcher_prefire($1)", 1, types, values, NULL);
+	due = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	pga_spi_done();
+	return isnull ? 0 : due;
+}
+
+/*
  * pga_copy_name copies a name column (NULL: fallback) into dst.
  */
 static void
@@ -126,21 +145,23 @@ pga_copy_name(HeapTuple tuple, TupleDesc desc, int col, char *dst, const char *f
 }
 
 /*
- * pga_call_claim claims up to max_steps ready sql step runs; the result is
- * allocated in the memory context current at the call.
+ * pga_call_claim claims up to max_steps ready sql step runs, as of the
+ * instant at (0: now); the result is allocated in the memory context
+ * current at the call.
  */
 PgaClaimed
-pga_call_claim(int max_steps)
+pga_call_claim(int max_steps, TimestampTz at)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(max_steps)};
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2] = {Int32GetDatum(max_steps), TimestampTzGetDatum(at)};
+	char		nulls[3] = {' ', at == 0 ? 'n' : ' ', '\0'};
 	PgaClaimed	claimed = {0, NULL};
 	char	   *own_database = get_database_name(MyDatabaseId);
 	uint64		i;
 
 	pga_spi_run("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
-				" FROM pgautomator._launcher_claim($1)", 1, types, values, NULL);
+				" FROM pgautomator._launcher_claim($1, $2)", 2, types, values, nulls);
 	claimed.count = (int) SPI_processed;
 	claimed.steps = MemoryContextAllocZero(caller, sizeof(PgaStepInput) * Max(claimed.count, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -186,7 +207,7 @@ pga_call_started(int64 step_run_id, int pid)
  * converted from the step database's encoding when they differ, bytes that
  * still do not fit replaced by '?'.
  */
-static char *
+char *
 pga_server_text(const char *text, int encoding)
 {
 	char	   *result;

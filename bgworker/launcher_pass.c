@@ -20,6 +20,7 @@
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -28,6 +29,16 @@
 #define PGA_NOT_READY_POLL_MS	1000
 #define PGA_FIRST_BACKOFF_MS	1000
 #define PGA_TICK_GAP_MS			10	/* between ticks a NOTIFY or a report asks for */
+
+/*
+ * How long before a due instant the launcher prepares it: first guess,
+ * then 1.5 times what the last preparation took plus a margin, within
+ * bounds (the longer, the longer it holds the locks of the jobs it fires).
+ */
+#define PGA_PREFIRE_FIRST_LEAD_MS	50
+#define PGA_PREFIRE_MIN_LEAD_MS		10
+#define PGA_PREFIRE_MAX_LEAD_MS		200
+#define PGA_PREFIRE_MARGIN_MS		5
 
 bool		pga_have_release = false;
 
@@ -40,6 +51,11 @@ static Oid	pga_extension_oid = InvalidOid; /* the installation started with */
 static long pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
 static MemoryContext pga_pass_context = NULL;
 static PgaClaimed pga_claimed;
+static TimestampTz pga_claim_at = 0;	/* instant of the claim; 0: now */
+static int	pga_prefire_due = 0;
+static TimestampTz pga_prefire_tried = 0;	/* the last instant prepared */
+static bool pga_pass_ready = true;	/* the extension was there */
+static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
 static int *pga_claimed_slots = NULL;	/* idle worker reserved, or -1 */
 
 /*
@@ -67,7 +83,16 @@ pga_pass_tick(void *arg)
 static void
 pga_pass_claim(void *arg)
 {
-	pga_claimed = pga_call_claim(*(int *) arg);
+	pga_claimed = pga_call_claim(*(int *) arg, pga_claim_at);
+}
+
+/*
+ * pga_pass_prefire is _launcher_prefire for pga_subxact.
+ */
+static void
+pga_pass_prefire(void *arg)
+{
+	pga_prefire_due = pga_call_prefire(*(TimestampTz *) arg);
 }
 
 /*
@@ -233,13 +258,17 @@ pga_pass_sleep_ms(bool ready)
 	return Min(until_tick, max_ms);
 }
 
+static bool pga_prefire_work(void *arg);
+
 /*
- * pga_launcher_pass runs one pass and returns how long to sleep.
+ * pga_pass_run runs work(arg) in one transaction (a failed pass is rolled
+ * back and logged), then starts the workers of what it claimed; returns
+ * what work returned (false after a failure).
  */
-long
-pga_launcher_pass(bool notified)
+static bool
+pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 {
-	volatile bool ready = true;
+	volatile bool result = false;
 	int			i;
 
 	if (pga_pass_context == NULL)
@@ -250,12 +279,12 @@ pga_launcher_pass(bool notified)
 	pga_claimed.steps = NULL;
 	pga_claimed_slots = NULL;
 
-	pgstat_report_activity(STATE_RUNNING, "dispatcher pass");
+	pgstat_report_activity(STATE_RUNNING, activity);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		ready = pga_pass_work(notified);
+		result = work(arg);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -268,16 +297,125 @@ pga_launcher_pass(bool notified)
 		AbortCurrentTransaction();
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
-				 errmsg("pgautomator launcher: dispatcher pass failed: %s", edata->message)));
+				 errmsg("pgautomator launcher: %s failed: %s", activity, edata->message)));
 		pga_claimed.count = 0;
 		pga_slots_unreserve();
-		pga_pass_failed(GetCurrentTimestamp());
+		/* a failed preparation leaves the instant to the ordinary pass */
+		if (work != pga_prefire_work)
+			pga_pass_failed(GetCurrentTimestamp());
+		result = false;
 	}
 	PG_END_TRY();
+	pga_claim_at = 0;
 
 	/* committed claims: start their workers (or keep them for release) */
 	for (i = 0; i < pga_claimed.count; i++)
 		(void) pga_slots_start(&pga_claimed.steps[i], pga_claimed_slots[i]);
+	return result;
+}
 
-	return pga_pass_sleep_ms(ready);
+/*
+ * pga_pass_work_fn is pga_pass_work for pga_pass_run.
+ */
+static bool
+pga_pass_work_fn(void *arg)
+{
+	pga_pass_ready = pga_pass_work(*(bool *) arg);
+	return pga_pass_ready;
+}
+
+/*
+ * pga_launcher_pass runs one pass and returns how long to sleep.
+ */
+long
+pga_launcher_pass(bool notified)
+{
+	/* a pass that failed counts as ready: it retries after its backoff */
+	pga_pass_ready = true;
+	(void) pga_pass_run(pga_pass_work_fn, &notified, "dispatcher pass");
+	return pga_pass_sleep_ms(pga_pass_ready);
+}
+
+/*
+ * pga_wait_until waits, inside the preparing transaction, until the
+ * instant at.  Latch events meanwhile are not lost: the pass that follows
+ * looks at the workers and notifications again.
+ */
+static void
+pga_wait_until(TimestampTz at)
+{
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		ms;
+
+		if (now >= at)
+			return;
+		ms = (long) ((at - now + 999) / 1000);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * pga_prefire_work prepares the instant *arg: fires what is due by then,
+ * claims the first steps as of then, reserves idle workers for them, and
+ * waits for the instant before its transaction commits.
+ */
+static bool
+pga_prefire_work(void *arg)
+{
+	TimestampTz at = *(TimestampTz *) arg;
+	TimestampTz start = GetCurrentTimestamp();
+	int			free_slots;
+	long		took_ms;
+
+	pga_prefire_due = 0;
+	if (!pga_subxact(pga_pass_prefire, &at, "_launcher_prefire") || pga_prefire_due == 0)
+		return false;
+	free_slots = pga_slots_free();
+	if (free_slots > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(pga_pass_context);
+
+		pga_claim_at = at;
+		(void) pga_subxact(pga_pass_claim, &free_slots, "_launcher_claim");
+		MemoryContextSwitchTo(old);
+		pga_pass_reserve();
+	}
+	took_ms = (long) ((GetCurrentTimestamp() - start) / 1000);
+	pga_prefire_lead_ms = Max(PGA_PREFIRE_MIN_LEAD_MS,
+							  Min(PGA_PREFIRE_MAX_LEAD_MS, took_ms * 3 / 2 + PGA_PREFIRE_MARGIN_MS));
+	pga_wait_until(at);
+	return true;
+}
+
+/*
+ * pga_launcher_prefire is called instead of sleeping sleep_ms.  When the
+ * next due instant is near (within the lead) it prepares that instant and
+ * returns true once it has come and the preparation is committed (false
+ * when there was nothing to fire); otherwise it shortens *sleep_ms to wake
+ * at the start of the lead.
+ */
+bool
+pga_launcher_prefire(long *sleep_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz at = pga_next_tick;
+	TimestampTz lead_start;
+
+	/* once per instant: one with nothing to fire, or that failed, waits */
+	if (!pga_started || !pga_enabled || at <= now || at == pga_prefire_tried ||
+		pga_slots_capped())
+		return false;
+	lead_start = TimestampTzPlusMilliseconds(at, -pga_prefire_lead_ms);
+	if (now < lead_start)
+	{
+		*sleep_ms = Min(*sleep_ms, (long) ((lead_start - now + 999) / 1000));
+		return false;
+	}
+	pga_prefire_tried = at;
+	return pga_pass_run(pga_prefire_work, &at, "preparing a due instant");
 }

@@ -6,7 +6,7 @@
  *	  exits, and reporting to the dispatcher.
  *
  * A slot's life: RUNNING (a step run assigned) -> DONE (outcome read, to
- * be reported) -> IDLE (the worker waits, connected, for another step run
+ * be reported, unless the worker recorded it itself) -> IDLE (the worker waits, connected, for another step run
  * of its role and database) -> RUNNING ... until the worker exits, when
  * the slot is freed.  An idle worker counts against
  * pgautomator.max_workers; when a step needs a new worker and the table is
@@ -324,8 +324,15 @@ pga_slot_read_outcome(PgaSlot *slot)
 	{
 		memset(&slot->outcome, 0, sizeof(slot->outcome));
 		slot->outcome.lost = true;
+		slot->outcome.step_run_id = pga_shm_current(slot->seg);
 	}
 	MemoryContextSwitchTo(old);
+	/* a worker that settles its own step runs may be on a later one */
+	if (slot->outcome.step_run_id != 0 && slot->outcome.step_run_id != slot->step_run_id)
+	{
+		slot->step_run_id = slot->outcome.step_run_id;
+		slot->pid_recorded = true;	/* its own claim recorded it */
+	}
 	slot->state = PGA_SLOT_DONE;
 }
 
@@ -495,7 +502,9 @@ pga_slots_sync(void)
 	{
 		PgaSlot    *slot = &pga_slots[i];
 
-		if (slot->state == PGA_SLOT_DONE)
+		if (slot->state == PGA_SLOT_DONE && slot->outcome.self_reported)
+			pga_slot_reported(slot);	/* the worker recorded it: now idle */
+		else if (slot->state == PGA_SLOT_DONE)
 		{
 			/* the dispatcher sees the worker gone and ends the run crashed */
 			if (slot->outcome.lost)

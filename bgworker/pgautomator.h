@@ -50,6 +50,8 @@ typedef struct PgaStepInput
 /* what a step worker reports */
 typedef struct PgaStepOutcome
 {
+	int64		step_run_id;	/* the step run it is the outcome of */
+	bool		self_reported;	/* settled by the worker itself: nothing to report */
 	bool		not_run;		/* the worker could not take it: give it back */
 	bool		lost;			/* the worker ended without an outcome */
 	bool		succeeded;
@@ -83,6 +85,8 @@ extern void pga_shm_quit(dsm_segment *seg);
 extern bool pga_shm_quitting(dsm_segment *seg);
 extern bool pga_shm_pending(dsm_segment *seg);
 extern void pga_shm_read_input(dsm_segment *seg, PgaStepInput *input);
+extern void pga_shm_set_current(dsm_segment *seg, int64 step_run_id);
+extern int64 pga_shm_current(dsm_segment *seg);
 extern bool pga_shm_outcome_written(dsm_segment *seg);
 extern bool pga_shm_taken(dsm_segment *seg);
 extern void pga_shm_write_outcome(dsm_segment *seg, const PgaStepOutcome *outcome);
@@ -97,6 +101,18 @@ extern bool pga_messages_last_fatal(char *sqlstate, char **message);
 
 /* running the code of a step (step_exec.c) */
 extern void pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome);
+
+/* a step worker settling its own step run (step_settle.c) */
+typedef enum PgaSettleResult
+{
+	PGA_SETTLE_FAILED,			/* nothing recorded: the launcher must report */
+	PGA_SETTLE_RETRY_LATER,		/* the same, after an error that may pass */
+	PGA_SETTLE_DONE,			/* recorded, no next step run claimed */
+	PGA_SETTLE_NEXT				/* recorded, and the next step run claimed */
+} PgaSettleResult;
+
+extern void pga_session_reset(void);
+extern PgaSettleResult pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next);
 
 /* the output receiver of a step (step_output.c) */
 extern struct _DestReceiver *pga_output_receiver(PgaTailBuffer *output);
@@ -119,10 +135,12 @@ typedef struct PgaClaimed
 extern bool pga_extension_ready(bool *has_release, Oid *extension_oid);
 extern int64 pga_call_start(void);
 extern TimestampTz pga_call_tick(void);
-extern PgaClaimed pga_call_claim(int max_steps);
+extern int	pga_call_prefire(TimestampTz at);
+extern PgaClaimed pga_call_claim(int max_steps, TimestampTz at);
 extern void pga_call_started(int64 step_run_id, int pid);
 extern void pga_call_report(int64 step_run_id, const PgaStepOutcome *outcome);
 extern void pga_call_release(int64 step_run_id);
+extern char *pga_server_text(const char *text, int encoding);
 
 /* the launcher's table of running step workers (launcher_slots.c) */
 extern void pga_slots_init(void);
@@ -143,5 +161,6 @@ extern bool pga_subxact(void (*fn) (void *), void *arg, const char *what);
 /* one dispatcher pass (launcher_pass.c) */
 extern bool pga_have_release;
 extern long pga_launcher_pass(bool notified);
+extern bool pga_launcher_prefire(long *sleep_ms);
 
 #endif							/* PGAUTOMATOR_H */

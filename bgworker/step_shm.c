@@ -53,8 +53,12 @@ typedef struct PgaShmHeader
 	pg_atomic_uint64 assigned_seq;
 	/* the assignment the worker has taken up (read its inputs) */
 	pg_atomic_uint64 taken_seq;
+	/* the step run it executes: the assigned one, or one it claimed itself */
+	pg_atomic_uint64 current_step_run_id;
 
 	/* its outcome, written by the worker before done_seq */
+	int64		outcome_step_run_id;
+	bool		self_reported;	/* the worker reported it itself */
 	bool		not_run;
 	bool		succeeded;
 	char		sqlstate[6];
@@ -157,6 +161,7 @@ pga_shm_create(const PgaStepInput *input)
 	pg_atomic_init_u64(&header->assigned_seq, 0);
 	pg_atomic_init_u64(&header->taken_seq, 0);
 	pg_atomic_init_u64(&header->done_seq, 0);
+	pg_atomic_init_u64(&header->current_step_run_id, 0);
 	shm_toc_insert(toc, PGA_KEY_HEADER, header);
 
 	pga_shm_text_area(toc, PGA_KEY_CODE, code_capacity);
@@ -248,11 +253,31 @@ pga_shm_read_input(dsm_segment *seg, PgaStepInput *input)
 	pg_atomic_write_u64(&header->taken_seq, pg_atomic_read_u64(&header->assigned_seq));
 	pg_read_barrier();
 	input->step_run_id = header->step_run_id;
+	pg_atomic_write_u64(&header->current_step_run_id, (uint64) input->step_run_id);
 	input->timeout_ms = header->timeout_ms;
 	input->single_transaction = header->single_transaction;
 	strlcpy(input->database, header->database, NAMEDATALEN);
 	strlcpy(input->run_as, header->run_as, NAMEDATALEN);
 	input->code = pstrdup(shm_toc_lookup(toc, PGA_KEY_CODE, false));
+}
+
+/*
+ * pga_shm_set_current records, in the worker, the step run it claimed
+ * itself and is about to execute.
+ */
+void
+pga_shm_set_current(dsm_segment *seg, int64 step_run_id)
+{
+	pg_atomic_write_u64(&pga_shm_header(seg)->current_step_run_id, (uint64) step_run_id);
+}
+
+/*
+ * pga_shm_current returns the step run the worker executes (or last did).
+ */
+int64
+pga_shm_current(dsm_segment *seg)
+{
+	return (int64) pg_atomic_read_u64(&pga_shm_header(seg)->current_step_run_id);
 }
 
 /*
@@ -311,6 +336,8 @@ pga_shm_write_outcome(dsm_segment *seg, const PgaStepOutcome *outcome)
 	pga_shm_put_text(toc, PGA_KEY_ERROR, PGA_ERROR_MAX + PGA_TEXT_SLACK, outcome->error);
 	pga_shm_put_text(toc, PGA_KEY_MESSAGES, PGA_MESSAGES_MAX + PGA_TEXT_SLACK, outcome->messages);
 	pga_shm_put_text(toc, PGA_KEY_OUTPUT, PGA_OUTPUT_MAX + PGA_TEXT_SLACK, outcome->output);
+	header->outcome_step_run_id = outcome->step_run_id;
+	header->self_reported = outcome->self_reported;
 	header->not_run = outcome->not_run;
 	header->succeeded = outcome->succeeded;
 	strlcpy(header->sqlstate, outcome->sqlstate, sizeof(header->sqlstate));
@@ -354,6 +381,8 @@ pga_shm_read_outcome(dsm_segment *seg, PgaStepOutcome *outcome)
 		return true;
 	}
 	pg_read_barrier();
+	outcome->step_run_id = header->outcome_step_run_id;
+	outcome->self_reported = header->self_reported;
 	outcome->not_run = header->not_run;
 	outcome->succeeded = header->succeeded;
 	memcpy(outcome->sqlstate, header->sqlstate, sizeof(outcome->sqlstate));

@@ -22,7 +22,6 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
-#include "commands/discard.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -41,6 +40,8 @@
 #include "pgautomator.h"
 
 static dsm_segment *pga_step_segment = NULL;
+static int64 pga_current_step_run_id = 0;
+static bool pga_self_settle = false;	/* records its own outcomes */
 
 /*
  * pga_step_worker_exit writes an outcome when the worker ends while running
@@ -59,6 +60,7 @@ pga_step_worker_exit(int code, Datum arg)
 	if (pga_step_segment == NULL || !pga_shm_taken(pga_step_segment))
 		return;
 	memset(&outcome, 0, sizeof(outcome));
+	outcome.step_run_id = pga_current_step_run_id;
 	outcome.succeeded = false;
 	if (pga_messages_last_fatal(sqlstate, &message) && strncmp(sqlstate, "57P", 3) == 0)
 	{
@@ -94,6 +96,8 @@ pga_step_worker_wait(dsm_segment *seg)
 
 	SetConfigOption("application_name", "pgautomator step idle", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	/* what its steps did reaches the statistics (and autovacuum) now */
+	pgstat_report_stat(true);
 	for (;;)
 	{
 		long		left_ms;
@@ -147,42 +151,60 @@ pga_step_worker_same_session(const PgaStepInput *input)
 }
 
 /*
- * pga_step_worker_reset gives the next step a fresh session, as a new
- * connection would have: DISCARD ALL (settings, role, temporary tables,
- * prepared statements, advisory locks, LISTEN).
+ * pga_step_worker_run runs one step run into outcome.
  */
 static void
-pga_step_worker_reset(void)
+pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome)
 {
-	DiscardStmt *stmt = makeNode(DiscardStmt);
-
-	stmt->target = DISCARD_ALL;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	DiscardCommand(stmt, true);
-	CommitTransactionCommand();
-	pga_messages_reset();
-	QueryCancelPending = false;
-}
-
-/*
- * pga_step_worker_run runs the current assignment and writes its outcome.
- */
-static void
-pga_step_worker_run(dsm_segment *seg, const PgaStepInput *input)
-{
-	PgaStepOutcome outcome;
 	char		appname[NAMEDATALEN];
 
+	pga_current_step_run_id = input->step_run_id;
 	snprintf(appname, sizeof(appname), "pgautomator step " INT64_FORMAT, input->step_run_id);
 	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_activity(STATE_RUNNING, input->code);
 
-	memset(&outcome, 0, sizeof(outcome));
-	pga_exec_step(input, &outcome);
-	outcome.messages = pga_messages_finish();
-	outcome.encoding = GetDatabaseEncoding();
-	pga_shm_write_outcome(seg, &outcome);
+	memset(outcome, 0, sizeof(PgaStepOutcome));
+	pga_exec_step(input, outcome);
+	outcome->step_run_id = input->step_run_id;
+	outcome->messages = pga_messages_finish();
+	outcome->encoding = GetDatabaseEncoding();
+}
+
+/*
+ * pga_step_worker_settle records the outcome in this session when the
+ * worker is connected to the extension's database (see step_settle.c) and
+ * may claim the next step run into next; true when it did.  Otherwise, or
+ * if that fails, the outcome goes to the launcher through the segment.
+ */
+static bool
+pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaStepInput *next)
+{
+	PgaSettleResult result;
+
+	if (!pga_self_settle)
+	{
+		pga_shm_write_outcome(seg, outcome);
+		pga_session_reset();
+		return false;
+	}
+	pga_session_reset();
+	result = pga_settle_step(outcome, pga_enabled && !pga_shm_quitting(seg), next);
+	if (result == PGA_SETTLE_NEXT)
+	{
+		pga_shm_set_current(seg, next->step_run_id);
+		return true;
+	}
+	if (result == PGA_SETTLE_FAILED)
+		pga_self_settle = false;	/* the launcher reports from now on */
+	else if (result == PGA_SETTLE_DONE)
+	{
+		/* recorded: the launcher only learns that the worker is idle */
+		memset(outcome, 0, sizeof(PgaStepOutcome));
+		outcome->step_run_id = pga_current_step_run_id;
+		outcome->self_reported = true;
+	}
+	pga_shm_write_outcome(seg, outcome);
+	return false;
 }
 
 /*
@@ -221,27 +243,46 @@ pga_step_worker_main(Datum main_arg)
 
 	step_context = AllocSetContextCreate(TopMemoryContext, "pgautomator step worker",
 										 ALLOCSET_DEFAULT_SIZES);
+	pga_self_settle = strcmp(input.database, pga_database) == 0;
+	{
+		char	   *code = input.code;
+
+		input.code = MemoryContextStrdup(TopMemoryContext, code);
+		pfree(code);
+	}
 	for (;;)
 	{
+		PgaStepOutcome outcome;
+		PgaStepInput next;
+		bool		claimed;
+
 		MemoryContextSwitchTo(step_context);
-		pga_step_worker_run(seg, &input);
+		pga_step_worker_run(&input, &outcome);
+		claimed = pga_step_worker_settle(seg, &outcome, &next);
+		/* a busy worker sends its statistics at most once a second */
+		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(step_context);
+		pfree(input.code);
+		if (claimed)
+		{
+			input = next;
+			pga_messages_reset();
+			continue;
+		}
 
 		if (!pga_step_worker_wait(seg))
 			break;
-		MemoryContextSwitchTo(step_context);
 		pga_shm_read_input(seg, &input);
 		if (!pga_step_worker_same_session(&input))
 		{
-			PgaStepOutcome outcome;
-
 			memset(&outcome, 0, sizeof(outcome));
+			outcome.step_run_id = input.step_run_id;
 			outcome.not_run = true;
 			pga_shm_write_outcome(seg, &outcome);
 			break;
 		}
-		pga_step_worker_reset();
+		pga_messages_reset();
 	}
 	proc_exit(0);
 }

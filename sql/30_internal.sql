@@ -291,8 +291,11 @@ COMMENT ON FUNCTION pgautomator._step_of(bigint, text) IS 'Resolves a step of a 
 
 -- Wakes the launcher: it listens on this channel and re-reads what is due.
 -- NOTIFY is delivered at commit, so a rolled-back change wakes nobody.
+-- Helpers on the dispatcher's hot path are PL/pgSQL, not SQL: a SQL
+-- function with a SET clause is never inlined and is planned again at
+-- every call, PL/pgSQL keeps its plans for the session.
 CREATE FUNCTION pgautomator._wake(p_reason text)
-RETURNS void LANGUAGE sql
+RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.pg_notify('pgautomator_wake', p_reason) $$;
+AS $$ BEGIN PERFORM pg_catalog.pg_notify('pgautomator_wake', p_reason); END $$;
 COMMENT ON FUNCTION pgautomator._wake(text) IS 'Notifies the launcher and agents that jobs, schedules or runs changed.';

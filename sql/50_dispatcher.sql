@@ -229,7 +229,7 @@ BEGIN
                         WHERE st.job_id = b.job_id AND st.position = 1 AND st.enabled)),
     new_runs AS (
         INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger, state, started_at)
-        SELECT job_id, owner, schedule_id, at, 'schedule', 'running', pg_catalog.now() FROM simple
+        SELECT job_id, owner, schedule_id, at, 'schedule', 'running', greatest(pg_catalog.now(), at) FROM simple
         ON CONFLICT (job_id, schedule_id, scheduled_at) WHERE trigger = 'schedule' DO NOTHING
         RETURNING id, job_id),
     first_steps AS (

@@ -14,39 +14,46 @@
 
 -- How many runs of a job may run at once.
 CREATE FUNCTION pgautomator._run_limit(p_job pgautomator.job)
-RETURNS integer LANGUAGE sql IMMUTABLE
+RETURNS integer LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN p_job.overlap = 'parallel' THEN p_job.max_parallel ELSE 1 END $$;
+AS $$ BEGIN RETURN CASE WHEN p_job.overlap = 'parallel' THEN p_job.max_parallel ELSE 1 END; END $$;
 COMMENT ON FUNCTION pgautomator._run_limit(pgautomator.job) IS 'How many runs of a job may be running at once (max_parallel for overlap parallel, else 1).';
 
 -- Step output and messages are bounded: the tail is what tells why a step
 -- failed, so the head is cut, with a mark saying how much.
 CREATE FUNCTION pgautomator._tail(p_text text, p_limit integer)
-RETURNS text LANGUAGE sql IMMUTABLE
+RETURNS text LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN p_text IS NULL OR pg_catalog.length(p_text) <= p_limit THEN p_text
+BEGIN
+    RETURN CASE WHEN p_text IS NULL OR pg_catalog.length(p_text) <= p_limit THEN p_text
                 ELSE pg_catalog.format(E'[%s characters cut]\n', pg_catalog.length(p_text) - p_limit)
-                     || pg_catalog.right(p_text, p_limit) END
+                     || pg_catalog.right(p_text, p_limit) END;
+END
 $$;
 COMMENT ON FUNCTION pgautomator._tail(text, integer) IS 'Keeps the last p_limit characters of a text, marking how many were cut.';
 
 -- First line of an error, for run messages.
 CREATE FUNCTION pgautomator._first_line(p_text text)
-RETURNS text LANGUAGE sql IMMUTABLE
+RETURNS text LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.left(pg_catalog.split_part(p_text, E'\n', 1), 500) $$;
+AS $$ BEGIN RETURN pg_catalog.left(pg_catalog.split_part(p_text, E'\n', 1), 500); END $$;
 COMMENT ON FUNCTION pgautomator._first_line(text) IS 'The first line of a text, at most 500 characters.';
 
 -- Queues one attempt of a step in a run.
 CREATE FUNCTION pgautomator._queue_step(p_run_id bigint, p_step pgautomator.step, p_attempt integer,
                                         p_not_before timestamptz)
-RETURNS bigint LANGUAGE sql
+RETURNS bigint LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_id bigint;
+BEGIN
     INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, attempt, state, not_before)
     VALUES (p_run_id, p_step.id, p_step.name, p_step.kind, p_attempt, 'queued', p_not_before)
-    RETURNING id
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
 $$;
 COMMENT ON FUNCTION pgautomator._queue_step(bigint, pgautomator.step, integer, timestamptz) IS 'Queues an attempt of a step in a run, ready at p_not_before.';
 
@@ -113,8 +120,9 @@ DECLARE
     v_from integer := 1;
     v_step pgautomator.step;
 BEGIN
+    -- (an instant the launcher prepared ahead starts at the instant)
     UPDATE pgautomator.run
-       SET state = 'running', started_at = pg_catalog.now(),
+       SET state = 'running', started_at = greatest(pg_catalog.now(), scheduled_at),
            message = CASE WHEN message LIKE 'waiting:%' THEN NULL ELSE message END
      WHERE id = p_run_id AND state = 'queued'
     RETURNING * INTO v_run;

@@ -32,15 +32,15 @@ SELECT s.name, s.value, s.default_value, s.description, s.modified_at, s.modifie
 COMMENT ON VIEW pgautomator.settings IS 'Dispatcher settings with their defaults; change them with set_setting.';
 
 CREATE FUNCTION pgautomator._setting_int(p_name text)
-RETURNS integer LANGUAGE sql STABLE
+RETURNS integer LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT s.value::integer FROM pgautomator.setting s WHERE s.name = p_name $$;
+AS $$ BEGIN RETURN (SELECT s.value::integer FROM pgautomator.setting s WHERE s.name = p_name); END $$;
 COMMENT ON FUNCTION pgautomator._setting_int(text) IS 'Reads an integer setting.';
 
 CREATE FUNCTION pgautomator._setting_interval(p_name text)
-RETURNS interval LANGUAGE sql STABLE
+RETURNS interval LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT nullif(s.value, 'off')::interval FROM pgautomator.setting s WHERE s.name = p_name $$;
+AS $$ BEGIN RETURN (SELECT nullif(s.value, 'off')::interval FROM pgautomator.setting s WHERE s.name = p_name); END $$;
 COMMENT ON FUNCTION pgautomator._setting_interval(text) IS 'Reads an interval setting (NULL for off).';
 
 -- Validates a setting's new value and returns it in canonical form.

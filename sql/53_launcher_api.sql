@@ -15,9 +15,9 @@ COMMENT ON TYPE pgautomator.local_step IS 'A claimed sql step run for an in-data
 
 -- The in-database executor: the agent named 'database'.
 CREATE FUNCTION pgautomator._database_agent()
-RETURNS bigint LANGUAGE sql STABLE
+RETURNS bigint LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT a.id FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind = 'database' $$;
+AS $$ BEGIN RETURN (SELECT a.id FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind = 'database'); END $$;
 COMMENT ON FUNCTION pgautomator._database_agent() IS 'The id of the in-database executor (agent "database"), NULL before the launcher first started.';
 
 -- Registers the database agent and crashes the step runs a previous
@@ -167,22 +167,30 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator.job) IS 'Ends a run whose job timeout passed before its next step could start.';
 
--- Claims up to p_max ready sql step runs for in-database workers.  The
--- run-as role is checked again here: it may have been dropped or lost
--- LOGIN since the job was created, and a worker can only connect as a
--- LOGIN role.  Such a step fails with a clear message instead of running.
-CREATE FUNCTION pgautomator._launcher_claim(p_max integer)
+-- Claims up to p_max ready sql step runs for in-database workers, oldest
+-- first.  The run-as role is checked again here: it may have been dropped
+-- or lost LOGIN since the job was created, and a worker can only connect as
+-- a LOGIN role.  Such a step fails with a clear message instead of running.
+-- p_database and p_run_as (both or neither) narrow the claim to the steps a
+-- connected worker of that database and role can run (_worker_settle);
+-- p_pid is that worker.  p_now is the instant the claim counts as made
+-- (default now()): the launcher prepares the claims of a fire instant just
+-- before it and commits them at the instant.
+CREATE FUNCTION pgautomator._claim_local(p_max integer, p_now timestamptz, p_database name,
+                                         p_run_as name, p_pid integer)
 RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_agent   bigint := pgautomator._database_agent();
+    v_now     timestamptz := coalesce(p_now, pg_catalog.now());
     v         record;
+    v_run     record;
     v_sr      pgautomator.step_run;
-    v_login   boolean;
     v_left    interval;
     v_ms      bigint;
+    v_claimed integer := 0;
 BEGIN
     IF v_agent IS NULL THEN
         RAISE EXCEPTION 'the database agent is not registered' USING ERRCODE = '55000',
@@ -191,25 +199,31 @@ BEGIN
     IF p_max IS NULL OR p_max < 1 THEN
         RETURN;
     END IF;
+    -- Candidates in queue order straight off step_run_claim_idx, each
+    -- checked by primary key: a plan the planner cannot turn into a sort of
+    -- the whole queue, however stale its statistics.
     FOR v IN
-        SELECT sr.id AS step_run_id, r.id AS run_id, r.started_at AS run_started_at, r.job_id
+        SELECT sr.id AS step_run_id, sr.run_id
           FROM pgautomator.step_run sr
-          JOIN pgautomator.run r ON r.id = sr.run_id
-         WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= pg_catalog.now()
-           AND r.state = 'running' AND r.stop_requested_at IS NULL
+         WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= v_now
          ORDER BY sr.not_before, sr.id
-         LIMIT p_max
-           FOR UPDATE OF r SKIP LOCKED
     LOOP
+        EXIT WHEN v_claimed >= p_max;
+        -- Claimed meanwhile (the loop's snapshot is older): passed over
+        -- without locking its run, which its worker may be reporting.
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.step_run sr
+                                   WHERE sr.id = v.step_run_id AND sr.state = 'queued');
         -- The run first, then its step run: the lock order of every path.
+        SELECT r.id, r.started_at, r.job_id INTO v_run FROM pgautomator.run r
+         WHERE r.id = v.run_id AND r.state = 'running' AND r.stop_requested_at IS NULL
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;        -- being claimed or reported, or ending
         SELECT * INTO v_sr FROM pgautomator.step_run
          WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
         DECLARE
             v_job    pgautomator.job;
             v_step   pgautomator.step;
-            v_db     name;
-            v_dbok   boolean;
             v_c      record;
         BEGIN
             -- Everything the checks need, in one statement.
@@ -222,36 +236,38 @@ BEGIN
               FROM pgautomator.job j
               LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
               LEFT JOIN pg_catalog.pg_roles rl ON rl.rolname = j.run_as
-             WHERE j.id = v.job_id;
+             WHERE j.id = v_run.job_id;
             v_job := v_c.job;
             v_step := v_c.step;
-            v_db := v_c.db;
-            v_login := v_c.login;
-            v_dbok := v_c.dbok;
+            -- A worker claims only the oldest ready step run, and only if it
+            -- can run it: it never keeps its role ahead of another one.
+            IF p_run_as IS NOT NULL AND (v_job.run_as <> p_run_as OR v_c.db <> p_database) THEN
+                RETURN;
+            END IF;
             IF v_step.id IS NULL THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '42704',
                     pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
                 CONTINUE;
             END IF;
-            IF v_login IS NULL THEN
+            IF v_c.login IS NULL THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '42704',
                     pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_job.run_as, v_job.name));
                 CONTINUE;
-            ELSIF NOT v_login THEN
+            ELSIF NOT v_c.login THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '28000',
                     pg_catalog.format('run_as role "%s" of job "%s" cannot log in (steps connect as it)',
                                       v_job.run_as, v_job.name));
                 CONTINUE;
             END IF;
-            IF NOT v_dbok THEN
+            IF NOT v_c.dbok THEN
                 PERFORM pgautomator._fail_unstarted(v_sr, '3D000',
                     pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
-                                      v_db, v_sr.step_name));
+                                      v_c.db, v_sr.step_name));
                 CONTINUE;
             END IF;
             -- The worker's time limit: the step's timeout or what is left of
             -- the job's, whichever is smaller.
-            v_left := least(v_step.timeout, v.run_started_at + v_job.timeout - pg_catalog.now());
+            v_left := least(v_step.timeout, v_run.started_at + v_job.timeout - v_now);
             IF v_left IS NOT NULL AND v_left <= interval '0' THEN
                 PERFORM pgautomator._job_timed_out(v_sr, v_job);
                 CONTINUE;
@@ -259,27 +275,41 @@ BEGIN
             v_ms := CASE WHEN v_left IS NULL THEN 0
                          ELSE greatest(1, ceil(extract(epoch FROM v_left) * 1000))::bigint END;
             UPDATE pgautomator.step_run
-               SET state = 'running', agent_id = v_agent, started_at = pg_catalog.now(), worker_pid = NULL
+               SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
              WHERE id = v_sr.id;
             UPDATE pgautomator.run SET agent_id = v_agent WHERE id = v.run_id AND agent_id IS DISTINCT FROM v_agent;
-            RETURN NEXT ROW(v_sr.id, v_db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
+            v_claimed := v_claimed + 1;
+            RETURN NEXT ROW(v_sr.id, v_c.db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
         END;
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._launcher_claim(integer) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED) for in-database workers and marks them running; steps whose run-as role or database is unusable fail instead.';
+COMMENT ON FUNCTION pgautomator._claim_local(integer, timestamptz, name, name, integer) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED), optionally only those a worker of one database and role can run, and marks them running; steps whose run-as role or database is unusable fail instead.';
+
+-- The launcher's claim: any database and role, for the workers it starts
+-- or hands work to.
+CREATE FUNCTION pgautomator._launcher_claim(p_max integer, p_now timestamptz DEFAULT NULL)
+RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN QUERY SELECT * FROM pgautomator._claim_local(p_max, p_now, NULL, NULL, NULL); END $$;
+COMMENT ON FUNCTION pgautomator._launcher_claim(integer, timestamptz) IS 'Claims up to p_max ready sql step runs for in-database workers (see _claim_local); p_now is the instant the claim counts as made (default now()).';
 
 -- Every launcher call that changes a step run locks its run first: the
 -- lock order of every path (run, then step run), so that the launcher's
 -- pass, which holds its locks until it commits, never meets a stop_run the
 -- other way round.
 CREATE FUNCTION pgautomator._lock_run_of(p_step_run_id bigint)
-RETURNS bigint LANGUAGE sql
+RETURNS bigint LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT r.id FROM pgautomator.run r
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT r.id INTO v_id FROM pgautomator.run r
      WHERE r.id = (SELECT sr.run_id FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id)
-       FOR KEY SHARE
+       FOR KEY SHARE;
+    RETURN v_id;
+END
 $$;
 COMMENT ON FUNCTION pgautomator._lock_run_of(bigint) IS 'Key-share locks the run of a step run (NULL when gone): the lock the launcher takes before changing a step run.';
 
@@ -299,11 +329,13 @@ COMMENT ON FUNCTION pgautomator._launcher_started(bigint, integer) IS 'Records t
 
 CREATE FUNCTION pgautomator._launcher_report(p_step_run_id bigint, p_succeeded boolean, p_sqlstate text,
                                              p_error text, p_messages text, p_rows bigint, p_output text)
-RETURNS void LANGUAGE sql
+RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pgautomator._step_report(p_step_run_id, pgautomator._database_agent(), p_succeeded, NULL,
-                                    nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
+BEGIN
+    PERFORM pgautomator._step_report(p_step_run_id, pgautomator._database_agent(), p_succeeded, NULL,
+                                     nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
+END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_report(bigint, boolean, text, text, text, bigint, text) IS 'Records the outcome of an in-database step run and advances its run; ignored when the step run is no longer running.';
 
@@ -328,3 +360,62 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgautomator._launcher_release(bigint) IS 'Puts a claimed step run whose worker could not be started back in the queue; a run stopped meanwhile ends at the next dispatcher pass.';
+
+-- A step worker connected to this database settles its own step run:
+-- records the outcome (as _launcher_report) and, when p_claim, claims the
+-- next ready step run it can run itself (same database and run-as role) in
+-- the same transaction, so a busy worker goes from step to step without a
+-- round trip through the launcher.  The worker calls it from C with the
+-- bootstrap superuser as its current user (a security-restricted operation;
+-- the session user stays the run-as role), never from the step's SQL: the
+-- function is granted to no one.  Fairness: it claims only when the oldest
+-- ready step run is one it can run (see _claim_local), so a worker never
+-- keeps its role ahead of a step of another role that waits for the
+-- launcher.
+CREATE FUNCTION pgautomator._worker_settle(p_step_run_id bigint, p_succeeded boolean, p_sqlstate text,
+                                           p_error text, p_messages text, p_rows bigint, p_output text,
+                                           p_claim boolean, p_run_as name, p_pid integer)
+RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pgautomator._launcher_report(p_step_run_id, p_succeeded, p_sqlstate, p_error, p_messages,
+                                         p_rows, p_output);
+    IF NOT p_claim THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._worker_settle(bigint, boolean, text, text, text, bigint, text, boolean, name, integer) IS 'Called by an in-database step worker in the extension''s database: records its step run''s outcome and, when p_claim, claims its next step run of the same role if that is the oldest ready one.';
+
+-- The launcher prepares a fire instant just before it comes: in a
+-- transaction that it commits only at the instant, it fires the (job,
+-- schedule) pairs due by p_at as if it were p_at, then claims their first
+-- steps (_launcher_claim with p_now).  Nobody sees any of it before the
+-- commit, so runs still start at their instant, not earlier; what moves
+-- ahead of the instant is only the launcher's work.  Fires batch after
+-- batch while the instant has not come.  Returns how many pairs were due.
+CREATE FUNCTION pgautomator._launcher_prefire(p_at timestamptz)
+RETURNS integer LANGUAGE plpgsql
+SET jit = off
+SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_due integer;
+BEGIN
+    SELECT count(*) INTO v_due
+      FROM (SELECT FROM pgautomator.job_schedule js WHERE js.next_fire_at <= p_at LIMIT 10000) d;
+    IF v_due = 0 THEN
+        RETURN 0;
+    END IF;
+    LOOP
+        EXIT WHEN pgautomator._dispatch_fires(p_at) IS DISTINCT FROM p_at
+               OR pg_catalog.clock_timestamp() >= p_at;
+    END LOOP;
+    RETURN v_due;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_prefire(timestamptz) IS 'Fires the pairs due by p_at ahead of that instant, in the launcher''s transaction that commits at the instant; returns how many pairs were due.';

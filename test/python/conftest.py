@@ -85,3 +85,68 @@ def scalar(conn: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> 
     row = conn.execute(sql, params).fetchone()
     assert row is not None
     return row[0]
+
+
+# --- jobs with steps, run by the launcher (in-database executor tests) ---
+
+FINISHED = ("succeeded", "failed", "stopped", "crashed", "skipped")
+
+
+def run_state(admin: psycopg.Connection, run_id: int) -> str:
+    row = admin.execute("SELECT state FROM pgautomator.run WHERE id = %s", (run_id,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def wait_run(admin: psycopg.Connection, run_id: int) -> str:
+    """Waits until the run has ended and returns its state."""
+    return str(wait_until(f"run {run_id} to end", lambda: (s := run_state(admin, run_id)) in FINISHED and s))
+
+
+def step_runs(admin: psycopg.Connection, run_id: int) -> list[dict[str, Any]]:
+    cur = admin.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute(
+        "SELECT step_name, state, sqlstate, error, messages, output, rows_affected, worker_pid"
+        " FROM pgautomator.step_run WHERE run_id = %s ORDER BY id",
+        (run_id,),
+    ).fetchall()
+
+
+@pytest.fixture
+def job(admin: psycopg.Connection) -> Iterator[Callable[..., int]]:
+    """Creates jobs with the given steps (dicts of add_step arguments) and drops them."""
+    made: list[int] = []
+
+    def make(*steps: dict[str, Any], **job_args: Any) -> int:
+        name = f"w_{uuid.uuid4().hex[:10]}"
+        names = ", ".join(f"{k} => %({k})s" for k in job_args)
+        sql = f"SELECT pgautomator.create_job(%(name)s{', ' + names if names else ''})"
+        row = admin.execute(sql, {"name": name, **job_args}).fetchone()
+        assert row is not None
+        job_id = int(row[0])
+        made.append(job_id)
+        for i, step in enumerate(steps):
+            args = {"name": f"s{i + 1}", **step}
+            named = ", ".join(f"{k} => %({k})s" for k in args)
+            admin.execute(f"SELECT pgautomator.add_step(%(job)s, {named})", {"job": job_id, **args})
+        return job_id
+
+    yield make
+    for job_id in made:
+        admin.execute("DELETE FROM pgautomator.job WHERE id = %s", (job_id,))
+
+
+@pytest.fixture
+def table(admin: psycopg.Connection) -> Iterator[str]:
+    """A scratch table (x int, at timestamptz) everyone may write."""
+    name = f"wt_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE TABLE public.{name} (x int, at timestamptz DEFAULT clock_timestamp())")
+    admin.execute(f"GRANT ALL ON public.{name} TO PUBLIC")
+    yield f"public.{name}"
+    admin.execute(f"DROP TABLE IF EXISTS public.{name}")
+
+
+def start(admin: psycopg.Connection, job_id: int) -> int:
+    row = admin.execute("SELECT pgautomator.start_job(%s::bigint)", (job_id,)).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ *
+ * step_settle.c
+ *	  A step worker in the extension's database settling its own step run.
+ *
+ * Without this, every outcome goes through the launcher: the worker writes
+ * it to its segment, the launcher reports it in its next pass, claims the
+ * next step run and hands it back.  The launcher is one process, so under
+ * load its bookkeeping, not the steps, bounds how many step runs start per
+ * second.  A worker connected to the database where pgautomator lives can
+ * instead record its outcome and claim its next step run (of its own role
+ * and database) in one transaction of its own, in parallel with the other
+ * workers; the launcher then only starts workers and fires schedules.
+ *
+ * The bookkeeping runs as the bootstrap superuser through
+ * SetUserIdAndSecContext, as a security-restricted operation, after the
+ * session was reset and while no step code runs: the session user stays
+ * the run-as role, so the step's SQL can never reach these rights (SET
+ * ROLE and SET SESSION AUTHORIZATION give it only what its role has), and
+ * _worker_settle is granted to no one.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type_d.h"
+#include "commands/async.h"
+#include "commands/prepare.h"
+#include "commands/sequence.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "pgautomator.h"
+
+/*
+ * pga_session_reset gives the next step a fresh session, as a new
+ * connection would have: what DISCARD ALL does (portals, settings, role,
+ * prepared statements, LISTEN, advisory locks, temporary tables, sequence
+ * caches) except dropping cached plans.  Plans are checked against the
+ * search_path they were made with, so keeping them is safe, and it spares
+ * the bookkeeping functions a new plan for every step.
+ */
+void
+pga_session_reset(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	/* closing portals may run user-defined code: first */
+	PortalHashTableDeleteAll();
+	SetPGVariable("session_authorization", NIL, false);
+	ResetAllOptions();
+	DropAllPreparedStatements();
+	Async_UnlistenAll();
+	LockReleaseAll(USER_LOCKMETHOD, true);
+	ResetTempTableNamespace();
+	ResetSequenceCaches();
+	CommitTransactionCommand();
+	QueryCancelPending = false;
+}
+
+/*
+ * pga_settle_text_datum makes a text argument of the outcome, or a NULL.
+ */
+static Datum
+pga_settle_text_datum(const char *text, char *null)
+{
+	char	   *s = pga_server_text(text, GetDatabaseEncoding());
+
+	*null = s == NULL ? 'n' : ' ';
+	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
+}
+
+/*
+ * pga_settle_call runs _worker_settle; with a row back, fills next (its
+ * code allocated in TopMemoryContext) and returns true.
+ */
+static bool
+pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
+{
+	Oid			types[10] = {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+	BOOLOID, NAMEOID, INT4OID};
+	Datum		values[10];
+	char		nulls[11] = "          ";
+	NameData	run_as;
+	bool		claimed = false;
+	int			rc;
+	HeapTuple	role = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetSessionUserId()));
+
+	/*
+	 * Claims go by role name: only while the role this session connected as
+	 * still exists (not dropped and made again) and may log in.
+	 */
+	memset(&run_as, 0, sizeof(run_as));
+	if (HeapTupleIsValid(role))
+	{
+		Form_pg_authid form = (Form_pg_authid) GETSTRUCT(role);
+
+		namestrcpy(&run_as, NameStr(form->rolname));
+		claim = claim && form->rolcanlogin;
+		ReleaseSysCache(role);
+	}
+	else
+		claim = false;
+	values[0] = Int64GetDatum(outcome->step_run_id);
+	values[1] = BoolGetDatum(outcome->succeeded);
+	values[2] = pga_settle_text_datum(outcome->sqlstate[0] ? outcome->sqlstate : NULL, &nulls[2]);
+	values[3] = pga_settle_text_datum(outcome->error, &nulls[3]);
+	values[4] = pga_settle_text_datum(outcome->messages, &nulls[4]);
+	values[5] = Int64GetDatum(outcome->rows);
+	values[6] = pga_settle_text_datum(outcome->output, &nulls[6]);
+	values[7] = BoolGetDatum(claim);
+	values[8] = NameGetDatum(&run_as);
+	values[9] = Int32GetDatum(MyProcPid);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rc = SPI_execute_with_args("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
+							   " FROM pgautomator._worker_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+							   10, types, values, nulls, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "_worker_settle returned SPI code %d", rc);
+	if (SPI_processed > 0)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		memset(next, 0, sizeof(PgaStepInput));
+		next->step_run_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		d = SPI_getbinval(tuple, desc, 2, &isnull);
+		strlcpy(next->database, isnull ? "" : NameStr(*DatumGetName(d)), NAMEDATALEN);
+		d = SPI_getbinval(tuple, desc, 3, &isnull);
+		strlcpy(next->run_as, isnull ? "" : NameStr(*DatumGetName(d)), NAMEDATALEN);
+		d = SPI_getbinval(tuple, desc, 4, &isnull);
+		next->code = MemoryContextStrdup(TopMemoryContext, isnull ? "" : TextDatumGetCString(d));
+		d = SPI_getbinval(tuple, desc, 5, &isnull);
+		next->single_transaction = !isnull && strcmp(TextDatumGetCString(d), "single") == 0;
+		d = SPI_getbinval(tuple, desc, 6, &isnull);
+		next->timeout_ms = isnull ? 0 : Max(DatumGetInt64(d), 0);
+		claimed = true;
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	return claimed;
+}
+
+/*
+ * pga_settle_step records the outcome of the worker's step run and, when
+ * claim is set, claims its next one into next.  On an error nothing is
+ * recorded, a WARNING says why, and PGA_SETTLE_FAILED (or, for an error
+ * that may not come again, PGA_SETTLE_RETRY_LATER) tells the caller to hand
+ * the outcome to the launcher as before.  Called outside a
+ * transaction, after pga_session_reset.
+ */
+PgaSettleResult
+pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec_context;
+	volatile PgaSettleResult result = PGA_SETTLE_DONE;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	PG_TRY();
+	{
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		if (pga_settle_call(outcome, claim, next))
+			result = PGA_SETTLE_NEXT;
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT " itself: %s",
+						outcome->step_run_id, edata->message),
+				 errdetail("The launcher records it instead.")));
+		/* a cancel, deadlock or serialization failure may not come again */
+		result = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				  edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+				  edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+				  edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			? PGA_SETTLE_RETRY_LATER : PGA_SETTLE_FAILED;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	return result;
+}

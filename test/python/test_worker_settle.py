@@ -1,0 +1,138 @@
+"""A step worker in the extension's database settles its own step runs, and
+the launcher prepares a fire instant ahead: end to end against the cluster
+with the launcher preloaded."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from conftest import scalar, start, step_runs, wait_run, wait_until
+
+SETTLE_ARGS = "1, true, NULL, NULL, NULL, 0, NULL, true, NULL, 0"
+
+
+def test_a_worker_runs_the_next_steps_of_its_run_itself_with_a_fresh_session(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    job_id = job(
+        {
+            "code": "CREATE TEMP TABLE leak (x int); SET work_mem = '77MB';"
+            " SELECT set_config('pga.leak', 'leaked', false); SELECT pg_advisory_lock(4343)"
+        },
+        {
+            "code": "SELECT session_user, current_user, current_setting('work_mem'),"
+            " coalesce(current_setting('pga.leak', true), ''), to_regclass('pg_temp.leak') IS NULL,"
+            " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
+        },
+        # the bookkeeping between steps ran with more rights: none of them is left
+        {"code": "DELETE FROM pgautomator.step_run", "on_failure": "next"},
+        {"code": f"SELECT * FROM pgautomator._worker_settle({SETTLE_ARGS})", "on_failure": "next"},
+        {"code": "RESET ROLE; DELETE FROM pgautomator.run", "on_failure": "next"},
+        run_as=role,
+    )
+    run_id = start(admin, job_id)
+    assert wait_run(admin, run_id) == "succeeded"
+    results = step_runs(admin, run_id)
+    assert [r["state"] for r in results] == ["succeeded", "succeeded", "failed", "failed", "failed"]
+    fresh_work_mem = scalar(admin, "SELECT current_setting('work_mem')")
+    assert results[1]["output"] == f"{role}|{role}|{fresh_work_mem}||t|0\n"
+    assert [r["sqlstate"] for r in results[2:]] == ["42501"] * 3
+    # each step was claimed by the worker that ran the step before it
+    assert len({r["worker_pid"] for r in results}) == 1, results
+
+
+def test_steps_of_another_database_are_reported_by_the_launcher(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    other = f"pga_other_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE DATABASE {other}")
+    try:
+        job_id = job(
+            {"code": "SELECT current_database()", "database": other},
+            {"code": "SELECT current_database()", "database": other},
+            run_as=role,
+        )
+        run_id = start(admin, job_id)
+        assert wait_run(admin, run_id) == "succeeded"
+        results = step_runs(admin, run_id)
+        assert [r["output"] for r in results] == [f"{other}\n"] * 2
+    finally:
+        admin.execute(f"DROP DATABASE {other} WITH (FORCE)")
+
+
+def test_a_prepared_instant_never_starts_a_step_before_it(
+    admin: psycopg.Connection,
+    job: Callable[..., int],
+    table: str,
+) -> None:
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    schedule = scalar(
+        admin,
+        "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
+        (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
+    )
+    jobs = [job({"code": f"INSERT INTO {table} (x) VALUES ({i})"}) for i in range(5)]
+    try:
+        for job_id in jobs:
+            admin.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job_id, schedule))
+        wait_until("the five steps", lambda: scalar(admin, f"SELECT count(*) FROM {table}") == 5)
+        first_hit = scalar(admin, f"SELECT min(at) FROM {table}")
+        assert first_hit >= at, "a step ran before its fire instant"
+        rows = admin.execute(
+            "SELECT r.scheduled_at, r.started_at, sr.started_at FROM pgautomator.run r"
+            " JOIN pgautomator.step_run sr ON sr.run_id = r.id WHERE r.job_id = ANY(%s)",
+            (jobs,),
+        ).fetchall()
+        assert len(rows) == 5
+        assert all(
+            scheduled == at and run_start >= at and step_start >= run_start
+            for scheduled, run_start, step_start in rows
+        )
+    finally:
+        admin.execute("SELECT pgautomator.drop_schedule(%s::bigint, force => true)", (schedule,))
+
+
+def test_a_role_made_again_is_not_served_by_the_old_session(
+    admin: psycopg.Connection, job: Callable[..., int]
+) -> None:
+    """A worker claims its next step by role name: after the role was dropped
+    and created again, the old session must not run the new role's step."""
+    role = f"t_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pgautomator_user')
+    try:
+        job_id = job(
+            {"code": "SELECT pg_advisory_lock(424242); SELECT pg_advisory_unlock(424242)"},
+            {"code": "SELECT session_user"},
+            run_as=role,
+        )
+        admin.execute("SELECT pg_advisory_lock(424242)")
+        try:
+            run_id = start(admin, job_id)
+            wait_until(
+                "the first step waiting for the lock",
+                lambda: (
+                    scalar(
+                        admin,
+                        "SELECT count(*) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND NOT granted AND objid = 424242",
+                    )
+                    == 1
+                ),
+            )
+            admin.execute(f'DROP ROLE "{role}"')
+            admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pgautomator_user')
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(424242)")
+        assert wait_run(admin, run_id) == "succeeded"
+        first, second = step_runs(admin, run_id)
+        assert second["output"] == f"{role}\n"
+        assert first["worker_pid"] != second["worker_pid"]
+    finally:
+        admin.execute("DELETE FROM pgautomator.job WHERE run_as = %s", (role,))
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
