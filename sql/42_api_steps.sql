@@ -71,6 +71,24 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_step(pgautomator.step) IS 'Validates a complete step definition.';
 
+-- Changing a step locks it (_step_of, or the position shifts), and a
+-- report under way may wait for that lock while it holds its run: the step
+-- run it queues references the step.  So the step paths lock the job's
+-- active runs first, in the order of every path (job, run, step run,
+-- step), and wait for such a report instead of deadlocking with it.
+CREATE FUNCTION pgautomator._lock_active_runs(p_job_id bigint)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM FROM pgautomator.run r
+      WHERE r.job_id = p_job_id AND r.state IN ('queued', 'running')
+      ORDER BY r.id
+        FOR KEY SHARE;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._lock_active_runs(bigint) IS 'Key-shares the active runs of a job, which step changes do before locking steps so that they wait for a report under way instead of deadlocking with it.';
+
 CREATE FUNCTION pgautomator.add_step(
     job             bigint,
     name            text,
@@ -103,6 +121,7 @@ DECLARE
     v_ok   record;
     v_fail record;
 BEGIN
+    PERFORM pgautomator._lock_active_runs(v_job.id);
     SELECT coalesce(max(s.position), 0) INTO v_last FROM pgautomator.step s WHERE s.job_id = v_job.id;
     PERFORM pgautomator._check_range('position', add_step.at_position, 1, v_last + 1);
     v_step.job_id := v_job.id;
@@ -191,10 +210,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_job  pgautomator.job := pgautomator._job_for(alter_step.job, NULL, 'program');
-    v_step pgautomator.step := pgautomator._step_of(v_job.id, alter_step.step);
+    v_step pgautomator.step;
     v_ok   record;
     v_fail record;
 BEGIN
+    PERFORM pgautomator._lock_active_runs(v_job.id);
+    v_step := pgautomator._step_of(v_job.id, alter_step.step);
     -- '' clears database, connection and shell; interval '0' clears timeout.
     v_step.name := coalesce(alter_step.name, v_step.name);
     v_step.code := coalesce(alter_step.code, v_step.code);
@@ -270,15 +291,9 @@ DECLARE
     v_step pgautomator.step;
     v_from text;
 BEGIN
-    -- Deleting the step clears step_id of its step runs, waiting for a
-    -- report or claim that holds one; such a report may in turn wait for
-    -- the step (the next attempt it queues references it).  So the job's
-    -- active runs are locked before the step, in the order of every path
-    -- (job, run, step run, step): a report under way finishes first.
-    PERFORM FROM pgautomator.run r
-      WHERE r.job_id = p_job.id AND r.state IN ('queued', 'running')
-      ORDER BY r.id
-        FOR KEY SHARE;
+    -- Deleting the step also clears step_id of its step runs, which waits
+    -- for a report or claim holding one (see _lock_active_runs).
+    PERFORM pgautomator._lock_active_runs(p_job.id);
     v_step := pgautomator._step_of(p_job.id, p_step);
     SELECT string_agg(format('"%s"', s.name), ', ' ORDER BY s.position) INTO v_from
       FROM pgautomator.step s
@@ -313,9 +328,11 @@ RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_step pgautomator.step := pgautomator._step_of(p_job.id, p_step);
+    v_step pgautomator.step;
     v_last integer;
 BEGIN
+    PERFORM pgautomator._lock_active_runs(p_job.id);
+    v_step := pgautomator._step_of(p_job.id, p_step);
     SELECT max(position) INTO v_last FROM pgautomator.step WHERE job_id = p_job.id;
     IF p_position IS NULL THEN
         RAISE EXCEPTION 'position must not be NULL' USING ERRCODE = '22004';

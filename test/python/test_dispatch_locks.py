@@ -24,20 +24,25 @@ CUTOFF = "now() - interval '9 days'"
 
 
 class Call:
-    """A statement run on its own connection in a thread: done, or waiting on a lock."""
+    """A statement, or several in one transaction, run on its own connection
+    in a thread: done, or waiting on a lock.  The result is the last one's."""
 
-    def __init__(self, dsn: str, sql: str, params: tuple[Any, ...] = ()) -> None:
-        self.conn = psycopg.connect(dsn, autocommit=True)
+    def __init__(
+        self, dsn: str, sql: str, params: tuple[Any, ...] = (), *more: tuple[str, tuple[Any, ...]]
+    ) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=not more)
         self.pid = self.conn.info.backend_pid
         self.result: Any = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(sql, params))
+        self.thread = threading.Thread(target=self._run, args=([(sql, params), *more],))
         self.thread.start()
 
-    def _run(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _run(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         try:
-            row = self.conn.execute(sql, params).fetchone()
-            self.result = row[0] if row else None
+            for sql, params in statements:
+                row = self.conn.execute(sql, params).fetchone()
+                self.result = row[0] if row else None
+            self.conn.commit()
         except BaseException as exc:  # re-raised by join()
             self.error = exc
 
@@ -154,6 +159,44 @@ def test_drop_step_waits_for_a_report_under_way(
     ).fetchall()
     assert rows == [("flaky", 1, "failed", True), ("flaky", 2, "queued", True)]
     assert scalar(admin, "SELECT count(*) FROM pgautomator.step WHERE job_id = %s", (job_id,)) == 1
+
+
+@pytest.mark.timeout(120)
+def test_step_changes_in_a_transaction_wait_for_a_report_under_way(
+    admin: psycopg.Connection, dsn: str, agent: tuple[int, str], job: Callable[..., int]
+) -> None:
+    job_id = job(
+        {"name": "flaky", "code": "false", "retries": 1, "retry_interval": "1 hour"},
+        {"name": "last", "code": "true"},
+    )
+    run_id = int(scalar(admin, "SELECT pgautomator.start_job(%s)", (job_id,)))
+    step_run = claim(admin, agent[0], job_id)
+    with psycopg.connect(dsn) as reporter:
+        reporter.execute("SELECT FROM pgautomator.run WHERE id = %s FOR UPDATE", (run_id,))
+        reporter.execute("SELECT FROM pgautomator.step_run WHERE id = %s FOR UPDATE", (step_run,))
+        # One user transaction: move a step (which locks the job's steps),
+        # then stop the run (which waits for the run's lock).
+        user = Call(
+            dsn,
+            "SELECT pgautomator.move_step(%s, 'flaky', 2)",
+            (job_id,),
+            ("SELECT pgautomator.stop_run(%s)", (run_id,)),
+        )
+        assert user.done_or_waiting(admin) == "waiting"
+        # The report queues the next attempt of "flaky", which references it.
+        reporter.execute(
+            "SELECT pgautomator.agent_report_v1(%s, %s, false, 1, NULL, NULL, 'exit 1', NULL)",
+            (agent[0], step_run),
+        )
+        reporter.commit()
+    assert user.join() is True
+    assert scalar(admin, "SELECT state FROM pgautomator.run WHERE id = %s", (run_id,)) == "stopped"
+    assert [
+        r[0]
+        for r in admin.execute(
+            "SELECT name FROM pgautomator.step WHERE job_id = %s ORDER BY position", (job_id,)
+        ).fetchall()
+    ] == ["last", "flaky"]
 
 
 @pytest.mark.timeout(120)
