@@ -56,7 +56,9 @@ static int	pga_prefire_due = 0;
 static TimestampTz pga_prefire_tried = 0;	/* the last instant prepared */
 static bool pga_pass_ready = true;	/* the extension was there */
 static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
-static int *pga_claimed_slots = NULL;	/* idle worker reserved, or -1 */
+static int *pga_claimed_slots = NULL;	/* idle worker reserved, or: */
+#define PGA_NO_SLOT			(-1)	/* a new worker starts after the commit */
+#define PGA_STARTED_HELD	(-2)	/* a new worker started, held until then */
 
 /*
  * pga_pass_start is _launcher_start for pga_subxact.
@@ -300,6 +302,7 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 				 errmsg("pgautomator launcher: %s failed: %s", activity, edata->message)));
 		pga_claimed.count = 0;
 		pga_slots_unreserve();
+		pga_slots_release_held(false);
 		/* a failed preparation leaves the instant to the ordinary pass */
 		if (work != pga_prefire_work)
 			pga_pass_failed(GetCurrentTimestamp());
@@ -309,8 +312,10 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 	pga_claim_at = 0;
 
 	/* committed claims: start their workers (or keep them for release) */
+	pga_slots_release_held(true);
 	for (i = 0; i < pga_claimed.count; i++)
-		(void) pga_slots_start(&pga_claimed.steps[i], pga_claimed_slots[i]);
+		if (pga_claimed_slots[i] != PGA_STARTED_HELD)
+			(void) pga_slots_start(&pga_claimed.steps[i], pga_claimed_slots[i]);
 	return result;
 }
 
@@ -360,6 +365,23 @@ pga_wait_until(TimestampTz at)
 }
 
 /*
+ * pga_prefire_start_workers starts, held, the new workers the prepared
+ * claims need (no idle worker of their role and database), so that their
+ * start and connection happen before the instant; they run their steps
+ * when the claims commit.
+ */
+static void
+pga_prefire_start_workers(void)
+{
+	int			i;
+
+	for (i = 0; i < pga_claimed.count; i++)
+		if (pga_claimed_slots[i] == PGA_NO_SLOT &&
+			pga_slots_start_held(&pga_claimed.steps[i]))
+			pga_claimed_slots[i] = PGA_STARTED_HELD;
+}
+
+/*
  * pga_prefire_work prepares the instant *arg: fires what is due by then,
  * claims the first steps as of then, reserves idle workers for them, and
  * waits for the instant before its transaction commits.
@@ -384,6 +406,7 @@ pga_prefire_work(void *arg)
 		(void) pga_subxact(pga_pass_claim, &free_slots, "_launcher_claim");
 		MemoryContextSwitchTo(old);
 		pga_pass_reserve();
+		pga_prefire_start_workers();
 	}
 	took_ms = (long) ((GetCurrentTimestamp() - start) / 1000);
 	pga_prefire_lead_ms = Max(PGA_PREFIRE_MIN_LEAD_MS,

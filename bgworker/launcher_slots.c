@@ -56,6 +56,8 @@ typedef struct PgaSlot
 	bool		exited;			/* the worker process is gone */
 	bool		reserved;		/* picked for a step run of this pass */
 	bool		quitting;		/* asked to exit */
+	bool		held;			/* started before its claim committed */
+	bool		abandoned;		/* that claim was rolled back: let it go */
 	int			report_tries;
 	TimestampTz idle_since;
 	MemoryContext context;		/* holds the outcome's texts */
@@ -223,10 +225,11 @@ pga_slot_assign(PgaSlot *slot, const PgaStepInput *input)
 }
 
 /*
- * pga_slot_register starts a new worker for a claimed step run.
+ * pga_slot_register starts a new worker for a claimed step run (held: not
+ * to run it before pga_slots_release_held).
  */
 static bool
-pga_slot_register(const PgaStepInput *input)
+pga_slot_register(const PgaStepInput *input, bool held)
 {
 	BackgroundWorker worker;
 	PgaSlot    *slot = NULL;
@@ -244,6 +247,9 @@ pga_slot_register(const PgaStepInput *input)
 	slot->seg = pga_shm_create(input);
 	if (slot->seg == NULL)
 		return false;
+	if (held)
+		pga_shm_hold(slot->seg);
+	slot->held = held;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -291,10 +297,47 @@ pga_slots_start(const PgaStepInput *input, int slotno)
 {
 	if (slotno >= 0 && pga_slot_assign(&pga_slots[slotno], input))
 		return true;
-	if (slotno < 0 && pga_slot_register(input))
+	if (slotno < 0 && pga_slot_register(input, false))
 		return true;
 	pga_slot_unstarted(input->step_run_id);
 	return false;
+}
+
+/*
+ * pga_slots_start_held starts a new worker for a step run whose claim is
+ * not committed yet (a prepared fire instant): it connects meanwhile and
+ * waits.  False when no worker could be started now.
+ */
+bool
+pga_slots_start_held(const PgaStepInput *input)
+{
+	return pga_slot_register(input, true);
+}
+
+/*
+ * pga_slots_release_held lets the held workers run once their claims
+ * committed, or asks them to exit when the claims were rolled back.
+ */
+void
+pga_slots_release_held(bool committed)
+{
+	int			i;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state == PGA_SLOT_FREE || !slot->held)
+			continue;
+		slot->held = false;
+		if (committed)
+			pga_shm_release(slot->seg);
+		else
+		{
+			pga_shm_quit(slot->seg);
+			slot->abandoned = true;
+		}
+	}
 }
 
 /*
@@ -369,7 +412,7 @@ pga_slots_collect(void)
 		PgaSlot    *slot = &pga_slots[i];
 		pid_t		pid;
 
-		if (slot->state == PGA_SLOT_FREE || slot->exited)
+		if (slot->state == PGA_SLOT_FREE || (slot->exited && !slot->abandoned))
 			continue;
 		switch (GetBackgroundWorkerPid(slot->handle, &pid))
 		{
@@ -389,6 +432,12 @@ pga_slots_collect(void)
 			case BGWH_POSTMASTER_DIED:
 				proc_exit(1);
 				break;
+		}
+		if (slot->abandoned)
+		{
+			if (slot->exited)
+				pga_slot_free(slot);
+			continue;
 		}
 		if (slot->state == PGA_SLOT_RUNNING &&
 			(slot->exited || pga_shm_outcome_written(slot->seg)))
@@ -522,7 +571,8 @@ pga_slots_sync(void)
 								"; it ends as crashed when the launcher restarts", slot->step_run_id)));
 			pga_slot_reported(slot);
 		}
-		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded)
+		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded &&
+				 !slot->abandoned)
 		{
 			(void) pga_subxact(pga_slot_record_pid, slot, "record of a step worker's pid");
 			slot->pid_recorded = true;

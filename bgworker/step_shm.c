@@ -43,6 +43,8 @@ typedef struct PgaShmHeader
 	pg_atomic_uint32 worker_procno;
 	/* set by the launcher to make an idle worker exit */
 	pg_atomic_uint32 quit;
+	/* set while the claim of its first step run is not committed yet */
+	pg_atomic_uint32 hold;
 
 	/* the current assignment, written by the launcher before assigned_seq */
 	int64		step_run_id;
@@ -158,6 +160,7 @@ pga_shm_create(const PgaStepInput *input)
 	header->code_capacity = code_capacity;
 	pg_atomic_init_u32(&header->worker_procno, (uint32) -1);
 	pg_atomic_init_u32(&header->quit, 0);
+	pg_atomic_init_u32(&header->hold, 0);
 	pg_atomic_init_u64(&header->assigned_seq, 0);
 	pg_atomic_init_u64(&header->taken_seq, 0);
 	pg_atomic_init_u64(&header->done_seq, 0);
@@ -217,6 +220,37 @@ pga_shm_quit(dsm_segment *seg)
 
 	pg_atomic_write_u32(&header->quit, 1);
 	pga_shm_set_latch((int) pg_atomic_read_u32(&header->worker_procno));
+}
+
+/*
+ * pga_shm_hold keeps a new worker from running its first step run until
+ * pga_shm_release: the launcher starts it before the claim commits.
+ */
+void
+pga_shm_hold(dsm_segment *seg)
+{
+	pg_atomic_write_u32(&pga_shm_header(seg)->hold, 1);
+}
+
+/*
+ * pga_shm_release lets a held worker run its first step run.
+ */
+void
+pga_shm_release(dsm_segment *seg)
+{
+	PgaShmHeader *header = pga_shm_header(seg);
+
+	pg_atomic_write_u32(&header->hold, 0);
+	pga_shm_set_latch((int) pg_atomic_read_u32(&header->worker_procno));
+}
+
+/*
+ * pga_shm_held tells a worker whether it must wait before its first step.
+ */
+bool
+pga_shm_held(dsm_segment *seg)
+{
+	return pg_atomic_read_u32(&pga_shm_header(seg)->hold) != 0;
 }
 
 /*

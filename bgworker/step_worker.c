@@ -125,6 +125,25 @@ pga_step_worker_wait(dsm_segment *seg)
 }
 
 /*
+ * pga_step_worker_wait_release waits, connected, while the launcher holds
+ * the first step run (it started the worker ahead of the instant the step
+ * is due, before its claim committed); false when asked to exit instead.
+ */
+static bool
+pga_step_worker_wait_release(dsm_segment *seg)
+{
+	while (pga_shm_held(seg))
+	{
+		if (pga_shm_quitting(seg))
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+/*
  * pga_step_worker_same_session tells whether this session may run the
  * step: same database, and its run-as role is still the role this session
  * connected as (not dropped and made again) and may still log in.
@@ -246,6 +265,12 @@ pga_step_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(input.database, input.run_as, 0);
 	pga_messages_raise_level();
+	if (!pga_step_worker_wait_release(seg))
+	{
+		/* its claim was rolled back: nothing ran, nothing to report */
+		pga_step_segment = NULL;
+		proc_exit(0);
+	}
 
 	step_context = AllocSetContextCreate(TopMemoryContext, "pgautomator step worker",
 										 ALLOCSET_DEFAULT_SIZES);

@@ -74,17 +74,18 @@ def test_steps_of_another_database_are_reported_by_the_launcher(
 
 
 def test_a_prepared_instant_never_starts_a_step_before_it(
-    admin: psycopg.Connection,
-    job: Callable[..., int],
-    table: str,
+    admin: psycopg.Connection, job: Callable[..., int], table: str, make_role: Callable[..., str]
 ) -> None:
+    """A new role: no idle worker of it exists, so the launcher starts its
+    workers ahead of the instant, held until the claims commit."""
+    role = make_role("pgautomator_user")
     at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     schedule = scalar(
         admin,
         "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
         (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
     )
-    jobs = [job({"code": f"INSERT INTO {table} (x) VALUES ({i})"}) for i in range(5)]
+    jobs = [job({"code": f"INSERT INTO {table} (x) VALUES ({i})"}, run_as=role) for i in range(5)]
     try:
         for job_id in jobs:
             admin.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job_id, schedule))
