@@ -99,7 +99,10 @@ def start_lag(conn: psycopg.Connection[Any], jobs: int, lead: float, gap: float)
 
 
 def feeder(stop: threading.Event, jobs: list[int], backlog: int) -> None:
-    """Keeps at least `backlog` runs waiting to be executed."""
+    """Keeps at least `backlog` runs waiting to be executed, starting them
+    about 100 at a time: one large transaction would make them all visible
+    at once, after the executor had run out of work meanwhile."""
+    per_job = max(1, 100 // len(jobs))
     with connect() as conn:
         while not stop.is_set():
             waiting = one(
@@ -111,7 +114,7 @@ def feeder(stop: threading.Event, jobs: list[int], backlog: int) -> None:
             if waiting < backlog:
                 conn.execute(
                     "SELECT pgautomator.start_job(j) FROM unnest(%s::bigint[]) j, generate_series(1, %s)",
-                    (jobs, max(1, backlog // len(jobs))),
+                    (jobs, per_job),
                 )
             else:
                 time.sleep(0.05)
@@ -166,6 +169,58 @@ def throughput(conn: psycopg.Connection[Any], parallel: int, seconds: float, war
         time.sleep(0.5)
 
 
+def sustained(conn: psycopg.Connection[Any], jobs: int, seconds: float, warmup: float) -> None:
+    """`jobs` one-step jobs (SELECT 1) share one schedule firing every
+    second, for `seconds` after a warm-up: the scheduler's own load, fired by
+    the launcher and run by the step workers.  A fire while the job's
+    previous run is still active is skipped (overlap skip), so skipped fires
+    say the system did not keep up."""
+    tag = datetime.now(UTC).strftime("%H%M%S")
+    with conn.transaction():
+        schedule = one(
+            conn,
+            "SELECT pgautomator.create_schedule(%s, 'daily', every_n => 1, every_unit => 'second',"
+            " timezone => 'UTC')",
+            (f"sustained-{tag}",),
+        )
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT pgautomator.create_job(%s || g) FROM generate_series(1, %s) g", (f"st-{tag}-", jobs)
+            ).fetchall()
+        ]
+        conn.execute(
+            "SELECT pgautomator.add_step(j, 'trivial', 'SELECT 1') FROM unnest(%s::bigint[]) j", (ids,)
+        )
+        conn.execute(
+            "SELECT pgautomator.attach_schedule(j, %s::bigint) FROM unnest(%s::bigint[]) j", (schedule, ids)
+        )
+    time.sleep(warmup)
+    t0 = one(conn, "SELECT date_trunc('second', clock_timestamp()) + interval '1 second'")
+    time.sleep(seconds + 1)
+    t1 = t0 + timedelta(seconds=seconds)
+    conn.execute(
+        "SELECT pgautomator.detach_schedule(j, %s::bigint) FROM unnest(%s::bigint[]) j", (schedule, ids)
+    )
+    time.sleep(3)
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE r.state = 'succeeded'), count(*) FILTER (WHERE r.state = 'skipped'),"
+        " count(*) FILTER (WHERE r.state NOT IN ('succeeded', 'skipped')),"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sr.started_at - r.scheduled_at)),"
+        " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sr.started_at - r.scheduled_at))"
+        " FROM pgautomator.run r LEFT JOIN pgautomator.step_run sr ON sr.run_id = r.id"
+        " WHERE r.job_id = ANY(%s) AND r.scheduled_at >= %s AND r.scheduled_at < %s",
+        (ids, t0, t1),
+    ).fetchone()
+    assert row is not None
+    ran, skipped, other, p50, p99 = row
+    print(
+        f"sustained: {jobs} jobs every second for {seconds:.0f} s: {ran / seconds:.0f} step runs/s"
+        f" ({ran} of {jobs * seconds:.0f} fires ran, {skipped} skipped as still active, {other} other);"
+        f" start lag median {1000 * (p50 or 0):.1f} ms, p99 {1000 * (p99 or 0):.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -176,8 +231,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60, help="throughput measuring window (60)")
     parser.add_argument("--warmup", type=float, default=5, help="throughput warm-up seconds (5)")
     parser.add_argument("--parallel", type=int, default=20, help="jobs the throughput runs spread over (20)")
+    parser.add_argument(
+        "--sustained-jobs",
+        type=int,
+        default=1500,
+        help="jobs firing every second in the sustained test (1500)",
+    )
     parser.add_argument("--skip-lag", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-sustained", action="store_true")
     args = parser.parse_args()
     with connect() as conn:
         print(
@@ -190,6 +252,8 @@ def main() -> None:
             start_lag(conn, args.jobs, args.lead, args.gap)
         if not args.skip_throughput:
             throughput(conn, args.parallel, args.seconds, args.warmup)
+        if not args.skip_sustained:
+            sustained(conn, args.sustained_jobs, args.seconds, args.warmup)
 
 
 if __name__ == "__main__":

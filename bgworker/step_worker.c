@@ -188,6 +188,12 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaStepInput *
 		return false;
 	}
 	pga_session_reset();
+	/* a busy worker sees pgautomator.enabled = off before it claims */
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 	result = pga_settle_step(outcome, pga_enabled && !pga_shm_quitting(seg), next);
 	if (result == PGA_SETTLE_NEXT)
 	{

@@ -119,12 +119,19 @@ DECLARE
     v_run  pgautomator.run;
     v_from integer := 1;
     v_step pgautomator.step;
+    v_state text;
 BEGIN
-    -- (an instant the launcher prepared ahead starts at the instant)
+    -- Locked by primary key alone, its state checked here (see
+    -- _claim_local); an instant the launcher prepared ahead starts at the
+    -- instant.
+    SELECT r.state INTO v_state FROM pgautomator.run r WHERE r.id = p_run_id FOR UPDATE;
+    IF v_state IS DISTINCT FROM 'queued' THEN
+        RETURN;
+    END IF;
     UPDATE pgautomator.run
        SET state = 'running', started_at = greatest(pg_catalog.now(), scheduled_at),
            message = CASE WHEN message LIKE 'waiting:%' THEN NULL ELSE message END
-     WHERE id = p_run_id AND state = 'queued'
+     WHERE id = p_run_id
     RETURNING * INTO v_run;
     IF NOT FOUND THEN
         RETURN;
@@ -399,8 +406,11 @@ BEGIN
     -- remote_sql steps, the launcher for a sql step after a remote one (it
     -- claims right after its own reports anyway).  Not on every report:
     -- each NOTIFY makes every agent heartbeat and claim.
-    IF EXISTS (SELECT FROM pgautomator.step_run sr
-                WHERE sr.run_id = v_run.id AND sr.state = 'queued' AND sr.not_before <= pg_catalog.now()
+    -- (OFFSET 0: the run's step runs by run_id, never a scan of a partial
+    -- index on state, which a generic plan could choose)
+    IF EXISTS (SELECT FROM (SELECT sr.state, sr.not_before, sr.kind FROM pgautomator.step_run sr
+                             WHERE sr.run_id = v_run.id OFFSET 0) sr
+                WHERE sr.state = 'queued' AND sr.not_before <= pg_catalog.now()
                   AND (sr.kind <> 'sql'
                        OR NOT EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = v_sr.agent_id AND a.kind = 'database'))) THEN
         PERFORM pgautomator._wake('step');

@@ -188,6 +188,7 @@ DECLARE
     v         record;
     v_run     record;
     v_sr      pgautomator.step_run;
+    v_state   text;
     v_left    interval;
     v_ms      bigint;
     v_claimed integer := 0;
@@ -209,18 +210,21 @@ BEGIN
          ORDER BY sr.not_before, sr.id
     LOOP
         EXIT WHEN v_claimed >= p_max;
+        -- Lookups by primary key alone, states checked here: a condition on
+        -- state would let a generic plan, cached for the life of a worker,
+        -- scan a partial index on state instead.
         -- Claimed meanwhile (the loop's snapshot is older): passed over
         -- without locking its run, which its worker may be reporting.
-        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.step_run sr
-                                   WHERE sr.id = v.step_run_id AND sr.state = 'queued');
+        SELECT sr.state INTO v_state FROM pgautomator.step_run sr WHERE sr.id = v.step_run_id;
+        CONTINUE WHEN v_state IS DISTINCT FROM 'queued';
         -- The run first, then its step run: the lock order of every path.
-        SELECT r.id, r.started_at, r.job_id INTO v_run FROM pgautomator.run r
-         WHERE r.id = v.run_id AND r.state = 'running' AND r.stop_requested_at IS NULL
+        SELECT r.id, r.started_at, r.job_id, r.state, r.stop_requested_at INTO v_run
+          FROM pgautomator.run r WHERE r.id = v.run_id
            FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;        -- being claimed or reported, or ending
-        SELECT * INTO v_sr FROM pgautomator.step_run
-         WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
+        -- being claimed or reported, or ending
+        CONTINUE WHEN NOT FOUND OR v_run.state <> 'running' OR v_run.stop_requested_at IS NOT NULL;
+        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND OR v_sr.state <> 'queued';
         DECLARE
             v_job    pgautomator.job;
             v_step   pgautomator.step;
@@ -319,9 +323,11 @@ RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF pgautomator._lock_run_of(p_step_run_id) IS NOT NULL THEN
+    -- (locked by primary key alone, its state checked here: see _claim_local)
+    IF pgautomator._lock_run_of(p_step_run_id) IS NOT NULL
+       AND (SELECT sr.state FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id FOR UPDATE) = 'running' THEN
         UPDATE pgautomator.step_run SET worker_pid = nullif(p_pid, 0), lost_since = NULL
-         WHERE id = p_step_run_id AND state = 'running';
+         WHERE id = p_step_run_id;
     END IF;
 END
 $$;

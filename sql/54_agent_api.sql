@@ -443,9 +443,9 @@ BEGIN
            FOR UPDATE OF r SKIP LOCKED
     LOOP
         -- The run first, then its step run: the lock order of every path.
-        SELECT * INTO v_sr FROM pgautomator.step_run
-         WHERE id = v.step_run_id AND state = 'queued' FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
+        -- (by primary key, the state checked on the row: see _claim_local)
+        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND OR v_sr.state <> 'queued';
         DECLARE
             v_run  pgautomator.run;
             v_job  pgautomator.job;

@@ -150,3 +150,32 @@ def start(admin: psycopg.Connection, job_id: int) -> int:
     row = admin.execute("SELECT pgautomator.start_job(%s::bigint)", (job_id,)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+@pytest.fixture
+def setting(admin: psycopg.Connection) -> Iterator[Callable[[str, str], None]]:
+    """Changes pgautomator settings with ALTER SYSTEM and a reload, undone after the test."""
+    changed: list[str] = []
+
+    def change(name: str, value: str) -> None:
+        admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        admin.execute("SELECT pg_reload_conf()")
+        changed.append(name)
+        wait_until(f"{name} = {value}", lambda: scalar(admin, f"SHOW {name}") == value)
+
+    yield change
+    for name in changed:
+        admin.execute(f"ALTER SYSTEM RESET {name}")
+    admin.execute("SELECT pg_reload_conf()")
+
+
+def wait_launcher_disabled(admin: psycopg.Connection) -> None:
+    """Waits until the launcher shows it saw pgautomator.enabled = off."""
+    wait_until(
+        "the launcher to show it is disabled",
+        lambda: scalar(
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+            " AND query LIKE 'disabled%%'",
+        ),
+    )

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from conftest import wait_launcher_disabled
+
 CLAIMERS = 6
 RUNS = 240
 
@@ -59,15 +61,26 @@ def job(admin: psycopg.Connection) -> Iterator[Callable[[str], int]]:
         admin.execute("DELETE FROM pgautomator.job WHERE id = %s", (job_id,))
 
 
+CLAIM_SQL = """SELECT c.step_run_id FROM pgautomator._launcher_claim(7) c
+                 JOIN pgautomator.step_run sr ON sr.id = c.step_run_id
+                 JOIN pgautomator.run r ON r.id = sr.run_id
+                WHERE r.job_id = %s"""
+
+
 def _claimed_twice(claims: list[list[int]]) -> list[int]:
     return [sr for sr, n in Counter(sr for c in claims for sr in c).items() if n > 1]
 
 
 @pytest.mark.timeout(120)
 def test_launcher_claims_never_overlap(
-    admin: psycopg.Connection, dsn: str, job: Callable[[str], int]
+    admin: psycopg.Connection, dsn: str, job: Callable[[str], int], setting: Callable[[str, str], None]
 ) -> None:
+    # The preloaded launcher would run these steps meanwhile: only the
+    # claimers of this test take them.
+    setting("pgautomator.enabled", "off")
+    wait_launcher_disabled(admin)
     job_id = job("sql")
+    first_round = threading.Barrier(CLAIMERS)
     # Register the database agent unless a running launcher already did
     # (_launcher_start would crash that launcher's fresh claims).
     admin.execute(
@@ -77,14 +90,12 @@ def test_launcher_claims_never_overlap(
     def claim(_: int) -> list[int]:
         got: list[int] = []
         with psycopg.connect(dsn, autocommit=True) as conn:
+            with conn.transaction():
+                got.extend(int(r[0]) for r in conn.execute(CLAIM_SQL, (job_id,)).fetchall())
+                # each holds its first claim until all made one: spread
+                first_round.wait(timeout=60)
             while True:
-                rows = conn.execute(
-                    """SELECT c.step_run_id FROM pgautomator._launcher_claim(7) c
-                         JOIN pgautomator.step_run sr ON sr.id = c.step_run_id
-                         JOIN pgautomator.run r ON r.id = sr.run_id
-                        WHERE r.job_id = %s""",
-                    (job_id,),
-                ).fetchall()
+                rows = conn.execute(CLAIM_SQL, (job_id,)).fetchall()
                 if not rows:
                     left = conn.execute(
                         """SELECT count(*) FROM pgautomator.step_run sr
@@ -114,6 +125,7 @@ def test_launcher_claims_never_overlap(
 @pytest.mark.timeout(120)
 def test_agent_claims_never_overlap(admin: psycopg.Connection, dsn: str, job: Callable[[str], int]) -> None:
     job_id = job("shell")
+    first_round = threading.Barrier(CLAIMERS)
     agents = []
     for i in range(CLAIMERS):
         row = admin.execute(
@@ -125,11 +137,14 @@ def test_agent_claims_never_overlap(admin: psycopg.Connection, dsn: str, job: Ca
 
     def claim(i: int) -> list[int]:
         got: list[int] = []
+        sql = "SELECT step_run_id, job_id FROM pgautomator.agent_claim_v1(%s, 5)"
         with psycopg.connect(dsn, autocommit=True) as conn:
+            with conn.transaction():
+                got.extend(int(r[0]) for r in conn.execute(sql, (agents[i],)).fetchall() if r[1] == job_id)
+                # each holds its first claim until all made one: spread
+                first_round.wait(timeout=60)
             while True:
-                rows = conn.execute(
-                    "SELECT step_run_id, job_id FROM pgautomator.agent_claim_v1(%s, 5)", (agents[i],)
-                ).fetchall()
+                rows = conn.execute(sql, (agents[i],)).fetchall()
                 if not rows:
                     return got
                 got.extend(int(r[0]) for r in rows if r[1] == job_id)

@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from conftest import scalar, start, step_runs, wait_run, wait_until
+from conftest import scalar, start, step_runs, wait_launcher_disabled, wait_run, wait_until
+
+
+def wait_for_lock_waiter(admin: psycopg.Connection, key: int) -> None:
+    """Waits until a step blocks on the advisory lock `key` the test holds."""
+    sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s"
+    wait_until("a step waiting for the lock", lambda: scalar(admin, sql, (key,)) == 1)
+
 
 SETTLE_ARGS = "1, true, NULL, NULL, NULL, 0, NULL, true, NULL, 0"
 
@@ -114,17 +121,7 @@ def test_a_role_made_again_is_not_served_by_the_old_session(
         admin.execute("SELECT pg_advisory_lock(424242)")
         try:
             run_id = start(admin, job_id)
-            wait_until(
-                "the first step waiting for the lock",
-                lambda: (
-                    scalar(
-                        admin,
-                        "SELECT count(*) FROM pg_locks"
-                        " WHERE locktype = 'advisory' AND NOT granted AND objid = 424242",
-                    )
-                    == 1
-                ),
-            )
+            wait_for_lock_waiter(admin, 424242)
             admin.execute(f'DROP ROLE "{role}"')
             admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pgautomator_user')
         finally:
@@ -136,3 +133,26 @@ def test_a_role_made_again_is_not_served_by_the_old_session(
     finally:
         admin.execute("DELETE FROM pgautomator.job WHERE run_as = %s", (role,))
         admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_busy_worker_claims_nothing_once_disabled(
+    admin: psycopg.Connection, job: Callable[..., int], setting: Callable[[str, str], None]
+) -> None:
+    job_id = job(
+        {"code": "SELECT pg_advisory_lock(434343); SELECT pg_advisory_unlock(434343)"},
+        {"code": "SELECT 2"},
+    )
+    admin.execute("SELECT pg_advisory_lock(434343)")
+    try:
+        run_id = start(admin, job_id)
+        wait_for_lock_waiter(admin, 434343)
+        setting("pgautomator.enabled", "off")
+        wait_launcher_disabled(admin)
+    finally:
+        admin.execute("SELECT pg_advisory_unlock(434343)")
+    wait_until(
+        "the first step to end",
+        lambda: [r["state"] for r in step_runs(admin, run_id)] == ["succeeded", "queued"],
+    )
+    setting("pgautomator.enabled", "on")
+    assert wait_run(admin, run_id) == "succeeded"

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-import pytest
 
-from conftest import connect_as, scalar, start, step_runs, wait_run, wait_until
+from conftest import connect_as, scalar, start, step_runs, wait_launcher_disabled, wait_run, wait_until
 
 
 def test_launcher_shows_in_pg_stat_activity(admin: psycopg.Connection) -> None:
@@ -285,35 +284,11 @@ def test_a_role_made_again_gets_a_new_worker(
     assert result["worker_pid"] != old_pid
 
 
-@pytest.fixture
-def setting(admin: psycopg.Connection) -> Iterator[Callable[[str, str], None]]:
-    """Changes pgautomator settings with ALTER SYSTEM and a reload, undone after the test."""
-    changed: list[str] = []
-
-    def change(name: str, value: str) -> None:
-        admin.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        admin.execute("SELECT pg_reload_conf()")
-        changed.append(name)
-        wait_until(f"{name} = {value}", lambda: scalar(admin, f"SHOW {name}") == value)
-
-    yield change
-    for name in changed:
-        admin.execute(f"ALTER SYSTEM RESET {name}")
-    admin.execute("SELECT pg_reload_conf()")
-
-
 def test_disabled_launcher_starts_nothing_until_enabled(
     admin: psycopg.Connection, job: Callable[..., int], table: str, setting: Callable[[str, str], None]
 ) -> None:
     setting("pgautomator.enabled", "off")
-    wait_until(
-        "the launcher to show it is disabled",
-        lambda: scalar(
-            admin,
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
-            " AND query LIKE 'disabled%%'",
-        ),
-    )
+    wait_launcher_disabled(admin)
     run_id = start(admin, job({"code": f"INSERT INTO {table} (x) VALUES (1)"}))
     # The run exists and its step waits: nothing claims it while disabled.
     assert (
