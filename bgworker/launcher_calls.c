@@ -145,6 +145,28 @@ pga_copy_name(HeapTuple tuple, TupleDesc desc, int col, char *dst, const char *f
 }
 
 /*
+ * pga_read_local_step fills step from a pgautomator.local_step row read
+ * through SPI (columns in its order); the code is allocated in context.
+ */
+void
+pga_read_local_step(HeapTuple tuple, TupleDesc desc, PgaStepInput *step, MemoryContext context)
+{
+	bool		isnull;
+	Datum		d;
+
+	memset(step, 0, sizeof(PgaStepInput));
+	step->step_run_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+	pga_copy_name(tuple, desc, 2, step->database, get_database_name(MyDatabaseId));
+	pga_copy_name(tuple, desc, 3, step->run_as, "");
+	d = SPI_getbinval(tuple, desc, 4, &isnull);
+	step->code = MemoryContextStrdup(context, isnull ? "" : TextDatumGetCString(d));
+	d = SPI_getbinval(tuple, desc, 5, &isnull);
+	step->single_transaction = !isnull && strcmp(TextDatumGetCString(d), "single") == 0;
+	d = SPI_getbinval(tuple, desc, 6, &isnull);
+	step->timeout_ms = isnull ? 0 : Max(DatumGetInt64(d), 0);
+}
+
+/*
  * pga_call_claim claims up to max_steps ready sql step runs, as of the
  * instant at (0: now); the result is allocated in the memory context
  * current at the call.
@@ -157,7 +179,6 @@ pga_call_claim(int max_steps, TimestampTz at)
 	Datum		values[2] = {Int32GetDatum(max_steps), TimestampTzGetDatum(at)};
 	char		nulls[3] = {' ', at == 0 ? 'n' : ' ', '\0'};
 	PgaClaimed	claimed = {0, NULL};
-	char	   *own_database = get_database_name(MyDatabaseId);
 	uint64		i;
 
 	pga_spi_run("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
@@ -165,24 +186,7 @@ pga_call_claim(int max_steps, TimestampTz at)
 	claimed.count = (int) SPI_processed;
 	claimed.steps = MemoryContextAllocZero(caller, sizeof(PgaStepInput) * Max(claimed.count, 1));
 	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		PgaStepInput *step = &claimed.steps[i];
-		bool		isnull;
-		Datum		d;
-
-		step->step_run_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-		pga_copy_name(tuple, desc, 2, step->database, own_database);
-		pga_copy_name(tuple, desc, 3, step->run_as, "");
-		d = SPI_getbinval(tuple, desc, 4, &isnull);
-		step->code = isnull ? MemoryContextStrdup(caller, "")
-			: MemoryContextStrdup(caller, TextDatumGetCString(d));
-		d = SPI_getbinval(tuple, desc, 5, &isnull);
-		step->single_transaction = !isnull && strcmp(TextDatumGetCString(d), "single") == 0;
-		d = SPI_getbinval(tuple, desc, 6, &isnull);
-		step->timeout_ms = isnull ? 0 : Max(DatumGetInt64(d), 0);
-	}
+		pga_read_local_step(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &claimed.steps[i], caller);
 	pga_spi_done();
 	return claimed;
 }
@@ -246,9 +250,10 @@ pga_server_text(const char *text, int encoding)
 }
 
 /*
- * pga_text_datum makes a text argument, or marks it NULL.
+ * pga_text_datum makes a text argument of a worker's text, or marks it
+ * NULL.
  */
-static Datum
+Datum
 pga_text_datum(const char *text, int encoding, char *null)
 {
 	char	   *s = pga_server_text(text, encoding);

@@ -15,6 +15,8 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "storage/dsm.h"
@@ -144,6 +146,9 @@ extern void pga_call_started(int64 step_run_id, int pid);
 extern void pga_call_report(int64 step_run_id, const PgaStepOutcome *outcome);
 extern void pga_call_release(int64 step_run_id);
 extern char *pga_server_text(const char *text, int encoding);
+extern Datum pga_text_datum(const char *text, int encoding, char *null);
+extern void pga_read_local_step(HeapTuple tuple, TupleDesc desc, PgaStepInput *step,
+								MemoryContext context);
 
 /* the launcher's table of running step workers (launcher_slots.c) */
 extern void pga_slots_init(void);

@@ -71,18 +71,6 @@ pga_session_reset(void)
 }
 
 /*
- * pga_settle_text_datum makes a text argument of the outcome, or a NULL.
- */
-static Datum
-pga_settle_text_datum(const char *text, char *null)
-{
-	char	   *s = pga_server_text(text, GetDatabaseEncoding());
-
-	*null = s == NULL ? 'n' : ' ';
-	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
-}
-
-/*
  * pga_settle_call runs _worker_settle; with a row back, fills next (its
  * code allocated in TopMemoryContext) and returns true.
  */
@@ -115,11 +103,11 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 		claim = false;
 	values[0] = Int64GetDatum(outcome->step_run_id);
 	values[1] = BoolGetDatum(outcome->succeeded);
-	values[2] = pga_settle_text_datum(outcome->sqlstate[0] ? outcome->sqlstate : NULL, &nulls[2]);
-	values[3] = pga_settle_text_datum(outcome->error, &nulls[3]);
-	values[4] = pga_settle_text_datum(outcome->messages, &nulls[4]);
+	values[2] = pga_text_datum(outcome->sqlstate[0] ? outcome->sqlstate : NULL, PG_SQL_ASCII, &nulls[2]);
+	values[3] = pga_text_datum(outcome->error, outcome->encoding, &nulls[3]);
+	values[4] = pga_text_datum(outcome->messages, outcome->encoding, &nulls[4]);
 	values[5] = Int64GetDatum(outcome->rows);
-	values[6] = pga_settle_text_datum(outcome->output, &nulls[6]);
+	values[6] = pga_text_datum(outcome->output, outcome->encoding, &nulls[6]);
 	values[7] = BoolGetDatum(claim);
 	values[8] = NameGetDatum(&run_as);
 	values[9] = Int32GetDatum(MyProcPid);
@@ -134,23 +122,7 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 		elog(ERROR, "_worker_settle returned SPI code %d", rc);
 	if (SPI_processed > 0)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		memset(next, 0, sizeof(PgaStepInput));
-		next->step_run_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-		d = SPI_getbinval(tuple, desc, 2, &isnull);
-		strlcpy(next->database, isnull ? "" : NameStr(*DatumGetName(d)), NAMEDATALEN);
-		d = SPI_getbinval(tuple, desc, 3, &isnull);
-		strlcpy(next->run_as, isnull ? "" : NameStr(*DatumGetName(d)), NAMEDATALEN);
-		d = SPI_getbinval(tuple, desc, 4, &isnull);
-		next->code = MemoryContextStrdup(TopMemoryContext, isnull ? "" : TextDatumGetCString(d));
-		d = SPI_getbinval(tuple, desc, 5, &isnull);
-		next->single_transaction = !isnull && strcmp(TextDatumGetCString(d), "single") == 0;
-		d = SPI_getbinval(tuple, desc, 6, &isnull);
-		next->timeout_ms = isnull ? 0 : Max(DatumGetInt64(d), 0);
+		pga_read_local_step(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, next, TopMemoryContext);
 		claimed = true;
 	}
 	PopActiveSnapshot();
