@@ -552,7 +552,11 @@ pga_slots_sync(void)
 		PgaSlot    *slot = &pga_slots[i];
 
 		if (slot->state == PGA_SLOT_DONE && slot->outcome.self_reported)
-			pga_slot_reported(slot);	/* the worker recorded it: now idle */
+		{
+			/* the worker recorded it and is now idle; a tick sees its effects */
+			pga_slot_reported(slot);
+			reported++;
+		}
 		else if (slot->state == PGA_SLOT_DONE)
 		{
 			/* the dispatcher sees the worker gone and ends the run crashed */

@@ -116,7 +116,7 @@ typedef enum PgaSettleResult
 	PGA_SETTLE_NEXT				/* recorded, and the next step run claimed */
 } PgaSettleResult;
 
-extern void pga_session_reset(void);
+extern bool pga_session_reset(void);
 extern PgaSettleResult pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next);
 
 /* the output receiver of a step (step_output.c) */

@@ -50,24 +50,51 @@
  * prepared statements, LISTEN, advisory locks, temporary tables, sequence
  * caches) except dropping cached plans.  Plans are checked against the
  * search_path they were made with, so keeping them is safe, and it spares
- * the bookkeeping functions a new plan for every step.
+ * the bookkeeping functions a new plan for every step.  False (with a
+ * WARNING) when it failed: the worker must not run another step.
  */
-void
+bool
 pga_session_reset(void)
 {
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	/* a cancel meant for the step that ended must not break the reset */
+	HOLD_CANCEL_INTERRUPTS();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	/* closing portals may run user-defined code: first */
-	PortalHashTableDeleteAll();
-	SetPGVariable("session_authorization", NIL, false);
-	ResetAllOptions();
-	DropAllPreparedStatements();
-	Async_UnlistenAll();
-	LockReleaseAll(USER_LOCKMETHOD, true);
-	ResetTempTableNamespace();
-	ResetSequenceCaches();
-	CommitTransactionCommand();
+	PG_TRY();
+	{
+		/* closing portals may run user-defined code: first */
+		PortalHashTableDeleteAll();
+		SetPGVariable("session_authorization", NIL, false);
+		ResetAllOptions();
+		DropAllPreparedStatements();
+		Async_UnlistenAll();
+		LockReleaseAll(USER_LOCKMETHOD, true);
+		ResetTempTableNamespace();
+		ResetSequenceCaches();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgautomator step worker: could not reset its session: %s", edata->message),
+				 errdetail("The worker exits after this step.")));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
 	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
+	return ok;
 }
 
 /*
@@ -131,6 +158,30 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 }
 
 /*
+ * pga_settle_pin_settings sets, for the current transaction only, what the
+ * run-as role's own settings (ALTER ROLE ... SET, which the reset brings
+ * back) must not change in the bookkeeping: how it reads and waits.
+ */
+static void
+pga_settle_pin_settings(void)
+{
+	static const char *const pins[][2] = {
+		{"transaction_isolation", "read committed"},
+		{"transaction_read_only", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+		{"plpgsql.variable_conflict", "error"},
+		{"plpgsql.extra_errors", "none"},
+	};
+	int			i;
+
+	for (i = 0; i < lengthof(pins); i++)
+		(void) set_config_option(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
  * pga_settle_step records the outcome of the worker's step run and, when
  * claim is set, claims its next one into next.  On an error nothing is
  * recorded, a WARNING says why, and PGA_SETTLE_FAILED (or, for an error
@@ -151,6 +202,7 @@ pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	PG_TRY();
 	{
+		pga_settle_pin_settings();
 		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
@@ -168,6 +220,8 @@ pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		SetUserIdAndSecContext(save_userid, save_sec_context);
+		if (result == PGA_SETTLE_NEXT && next->code != NULL)
+			pfree(next->code);	/* claimed, then rolled back */
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT " itself: %s",

@@ -40,8 +40,8 @@
 #include "pgautomator.h"
 
 static dsm_segment *pga_step_segment = NULL;
-static int64 pga_current_step_run_id = 0;
 static bool pga_self_settle = false;	/* records its own outcomes */
+static bool pga_reset_failed = false;	/* the session is not fresh: exit */
 
 /*
  * pga_step_worker_exit writes an outcome when the worker ends while running
@@ -60,7 +60,8 @@ pga_step_worker_exit(int code, Datum arg)
 	if (pga_step_segment == NULL || !pga_shm_taken(pga_step_segment))
 		return;
 	memset(&outcome, 0, sizeof(outcome));
-	outcome.step_run_id = pga_current_step_run_id;
+	/* the segment knows it from the moment it is taken up or claimed */
+	outcome.step_run_id = pga_shm_current(pga_step_segment);
 	outcome.succeeded = false;
 	if (pga_messages_last_fatal(sqlstate, &message) && strncmp(sqlstate, "57P", 3) == 0)
 	{
@@ -177,7 +178,6 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome)
 {
 	char		appname[NAMEDATALEN];
 
-	pga_current_step_run_id = input->step_run_id;
 	snprintf(appname, sizeof(appname), "pgautomator step " INT64_FORMAT, input->step_run_id);
 	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_activity(STATE_RUNNING, input->code);
@@ -203,10 +203,16 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaStepInput *
 	if (!pga_self_settle)
 	{
 		pga_shm_write_outcome(seg, outcome);
-		pga_session_reset();
+		pga_reset_failed = !pga_session_reset();
 		return false;
 	}
-	pga_session_reset();
+	if (!pga_session_reset())
+	{
+		/* the launcher records it; a session that could not be reset ends */
+		pga_reset_failed = true;
+		pga_shm_write_outcome(seg, outcome);
+		return false;
+	}
 	/* a busy worker sees pgautomator.enabled = off before it claims */
 	if (ConfigReloadPending)
 	{
@@ -224,8 +230,10 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaStepInput *
 	else if (result == PGA_SETTLE_DONE)
 	{
 		/* recorded: the launcher only learns that the worker is idle */
+		int64		done = outcome->step_run_id;
+
 		memset(outcome, 0, sizeof(PgaStepOutcome));
-		outcome->step_run_id = pga_current_step_run_id;
+		outcome->step_run_id = done;
 		outcome->self_reported = true;
 	}
 	pga_shm_write_outcome(seg, outcome);
@@ -302,7 +310,7 @@ pga_step_worker_main(Datum main_arg)
 			continue;
 		}
 
-		if (!pga_step_worker_wait(seg))
+		if (pga_reset_failed || !pga_step_worker_wait(seg))
 			break;
 		pga_shm_read_input(seg, &input);
 		if (!pga_step_worker_same_session(&input))

@@ -297,13 +297,26 @@ COMMENT ON FUNCTION pgautomator._dispatch_queued(timestamptz) IS 'Starts queued 
 -- Cancels (or terminates) an in-database step worker, if that pid is
 -- still a pgautomator step worker: one that exited is not signalled, nor a
 -- process that reused its pid.
-CREATE FUNCTION pgautomator._signal_worker(p_pid integer, p_terminate boolean)
+CREATE FUNCTION pgautomator._signal_worker(p_step_run_id bigint, p_pid integer, p_terminate boolean)
 RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_state text;
+    v_pid   integer;
 BEGIN
     IF p_pid IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(p_pid) a
                                      WHERE a.backend_type LIKE 'pgautomator step%') THEN
+        RETURN false;
+    END IF;
+    -- Only while that worker still runs this step run, checked on the row
+    -- locked now (without waiting: the worker may be recording it): a
+    -- worker that recorded it may already run its next step.
+    IF pgautomator._lock_step_run(p_step_run_id) IS NULL THEN
+        RETURN false;
+    END IF;
+    SELECT sr.state, sr.worker_pid INTO v_state, v_pid FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id;
+    IF v_state IS DISTINCT FROM 'running' OR v_pid IS DISTINCT FROM p_pid THEN
         RETURN false;
     END IF;
     IF p_terminate THEN
@@ -312,7 +325,7 @@ BEGIN
     RETURN pg_catalog.pg_cancel_backend(p_pid);
 END
 $$;
-COMMENT ON FUNCTION pgautomator._signal_worker(integer, boolean) IS 'Cancels or terminates a step worker by pid, only if that pid is still a pgautomator step worker.';
+COMMENT ON FUNCTION pgautomator._signal_worker(bigint, integer, boolean) IS 'Cancels or terminates the step worker running a step run, only while that pid is still a pgautomator step worker running it.';
 
 -- Locks a step run for an update by the dispatcher without waiting, with
 -- what its foreign keys name: updating a row this transaction wrote before
@@ -380,7 +393,7 @@ BEGIN
             END IF;
         END IF;
         IF v.agent_kind = 'database' AND v.worker_pid IS NOT NULL THEN
-            PERFORM pgautomator._signal_worker(v.worker_pid,
+            PERFORM pgautomator._signal_worker(v.id, v.worker_pid,
                 v.cancel_requested_at IS NOT NULL AND v.cancel_requested_at + v_grace <= p_now);
         END IF;
         v_next := least(v_next, p_now + interval '1 second');

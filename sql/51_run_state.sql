@@ -124,7 +124,7 @@ BEGIN
     -- Locked by primary key alone, its state checked here (see
     -- _claim_local); an instant the launcher prepared ahead starts at the
     -- instant.
-    SELECT r.state INTO v_state FROM pgautomator.run r WHERE r.id = p_run_id FOR UPDATE;
+    SELECT r.state INTO v_state FROM pgautomator.run r WHERE r.id = p_run_id FOR NO KEY UPDATE;
     IF v_state IS DISTINCT FROM 'queued' THEN
         RETURN;
     END IF;

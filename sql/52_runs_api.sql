@@ -219,11 +219,11 @@ BEGIN
            SET cancel_requested_at = coalesce(sr.cancel_requested_at, pg_catalog.now()), cancel_reason = 'stop'
           FROM pgautomator.agent a
          WHERE sr.run_id = v_run.id AND sr.state = 'running' AND a.id = sr.agent_id
-        RETURNING sr.worker_pid, a.kind
+        RETURNING sr.id, sr.worker_pid, a.kind
     LOOP
         v_busy := true;
         IF v_sr.kind = 'database' AND v_sr.worker_pid IS NOT NULL THEN
-            PERFORM pgautomator._signal_worker(v_sr.worker_pid, false);
+            PERFORM pgautomator._signal_worker(v_sr.id, v_sr.worker_pid, false);
         END IF;
     END LOOP;
     IF NOT v_busy THEN

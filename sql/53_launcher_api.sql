@@ -217,6 +217,19 @@ BEGIN
         -- without locking its run, which its worker may be reporting.
         SELECT sr.state INTO v_state FROM pgautomator.step_run sr WHERE sr.id = v.step_run_id;
         CONTINUE WHEN v_state IS DISTINCT FROM 'queued';
+        -- A worker claims only the oldest ready step run, and only if it can
+        -- run it: it never keeps its role ahead of another one.  Looked at
+        -- before locking, so that the oldest step of another role is never
+        -- held (and passed over) by a worker that will not take it.
+        IF p_run_as IS NOT NULL AND NOT EXISTS (
+               SELECT FROM pgautomator.run r
+                 JOIN pgautomator.job j ON j.id = r.job_id
+                 JOIN pgautomator.step_run sr ON sr.id = v.step_run_id
+                 LEFT JOIN pgautomator.step st ON st.id = sr.step_id
+                WHERE r.id = v.run_id AND j.run_as = p_run_as
+                  AND coalesce(st.database, pg_catalog.current_database()) = p_database) THEN
+            RETURN;
+        END IF;
         -- The run first, then its step run: the lock order of every path.
         SELECT r.id, r.started_at, r.job_id, r.state, r.stop_requested_at INTO v_run
           FROM pgautomator.run r WHERE r.id = v.run_id
@@ -243,8 +256,7 @@ BEGIN
              WHERE j.id = v_run.job_id;
             v_job := v_c.job;
             v_step := v_c.step;
-            -- A worker claims only the oldest ready step run, and only if it
-            -- can run it: it never keeps its role ahead of another one.
+            -- (changed since it was looked at, before the locks)
             IF p_run_as IS NOT NULL AND (v_job.run_as <> p_run_as OR v_c.db <> p_database) THEN
                 RETURN;
             END IF;
@@ -325,7 +337,7 @@ AS $$
 BEGIN
     -- (locked by primary key alone, its state checked here: see _claim_local)
     IF pgautomator._lock_run_of(p_step_run_id) IS NOT NULL
-       AND (SELECT sr.state FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id FOR UPDATE) = 'running' THEN
+       AND (SELECT sr.state FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id FOR NO KEY UPDATE) = 'running' THEN
         UPDATE pgautomator.step_run SET worker_pid = nullif(p_pid, 0), lost_since = NULL
          WHERE id = p_step_run_id;
     END IF;
@@ -385,13 +397,27 @@ RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_next pgautomator.local_step;
+    v_run  bigint := (SELECT sr.run_id FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id);
 BEGIN
     PERFORM pgautomator._launcher_report(p_step_run_id, p_succeeded, p_sqlstate, p_error, p_messages,
                                          p_rows, p_output);
-    IF NOT p_claim THEN
-        RETURN;
+    IF p_claim THEN
+        SELECT * INTO v_next
+          FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
     END IF;
-    RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
+    -- What the report queued and this worker did not take (a retry after
+    -- its delay, a step of another database or kind): the launcher and the
+    -- agents learn of it now, as they would from the launcher's own report.
+    IF EXISTS (SELECT FROM (SELECT sr.id, sr.state FROM pgautomator.step_run sr
+                             WHERE sr.run_id = v_run OFFSET 0) q
+                WHERE q.state = 'queued' AND q.id IS DISTINCT FROM v_next.step_run_id) THEN
+        PERFORM pgautomator._wake('step');
+    END IF;
+    IF v_next.step_run_id IS NOT NULL THEN
+        RETURN NEXT v_next;
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION pgautomator._worker_settle(bigint, boolean, text, text, text, bigint, text, boolean, name, integer) IS 'Called by an in-database step worker in the extension''s database: records its step run''s outcome and, when p_claim, claims its next step run of the same role if that is the oldest ready one.';

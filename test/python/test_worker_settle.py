@@ -157,3 +157,32 @@ def test_a_busy_worker_claims_nothing_once_disabled(
     )
     setting("pgautomator.enabled", "on")
     assert wait_run(admin, run_id) == "succeeded"
+
+
+def test_a_cancel_reaches_only_the_step_run_it_is_meant_for(
+    admin: psycopg.Connection, job: Callable[..., int]
+) -> None:
+    """The dispatcher signals a worker by pid; a worker that recorded one step
+    run may already run the next, so the signal names the step run too."""
+    job_id = job({"code": "SELECT 1"}, {"code": "SELECT pg_sleep(300)"})
+    run_id = start(admin, job_id)
+
+    def sleeping_pid() -> int | None:
+        rows = step_runs(admin, run_id)
+        if len(rows) < 2 or rows[1]["state"] != "running" or rows[1]["worker_pid"] is None:
+            return None
+        pid = int(rows[1]["worker_pid"])
+        sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND pid = %s"
+        return pid if scalar(admin, sql, (pid,)) == 1 else None
+
+    pid = wait_until("the second step sleeping", sleeping_pid)
+    ids = [
+        int(r[0])
+        for r in admin.execute("SELECT id FROM pgautomator.step_run WHERE run_id = %s ORDER BY id", (run_id,))
+    ]
+    sql = "SELECT pgautomator._signal_worker(%s, %s, false)"
+    assert scalar(admin, sql, (ids[0], pid)) is False, "the first step run is over: no signal"
+    assert step_runs(admin, run_id)[1]["state"] == "running"
+    assert scalar(admin, sql, (ids[1], pid)) is True
+    assert wait_run(admin, run_id) == "failed"
+    assert step_runs(admin, run_id)[1]["sqlstate"] == "57014"
