@@ -553,9 +553,12 @@ pga_slots_sync(void)
 
 		if (slot->state == PGA_SLOT_DONE && slot->outcome.self_reported)
 		{
-			/* the worker recorded it and is now idle; a tick sees its effects */
+			/*
+			 * The worker recorded it and is now idle.  No tick for it: what
+			 * the report queued for later woke the launcher (_step_report),
+			 * and a tick per idle worker would cost a busy launcher dearly.
+			 */
 			pga_slot_reported(slot);
-			reported++;
 		}
 		else if (slot->state == PGA_SLOT_DONE)
 		{

@@ -161,6 +161,8 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
  * pga_settle_pin_settings sets, for the current transaction only, what the
  * run-as role's own settings (ALTER ROLE ... SET, which the reset brings
  * back) must not change in the bookkeeping: how it reads and waits.
+ * (Settings that break it otherwise make it fail and hand the outcome to
+ * the launcher.)
  */
 static void
 pga_settle_pin_settings(void)
@@ -170,9 +172,6 @@ pga_settle_pin_settings(void)
 		{"transaction_read_only", "off"},
 		{"statement_timeout", "0"},
 		{"lock_timeout", "0"},
-		{"idle_in_transaction_session_timeout", "0"},
-		{"plpgsql.variable_conflict", "error"},
-		{"plpgsql.extra_errors", "none"},
 	};
 	int			i;
 

@@ -403,15 +403,16 @@ BEGIN
         RETURN true;
     END IF;
     -- Wake whoever runs the step queued now: remote agents for shell and
-    -- remote_sql steps, the launcher for a sql step after a remote one (it
-    -- claims right after its own reports anyway).  Not on every report:
-    -- each NOTIFY makes every agent heartbeat and claim.
+    -- remote_sql steps, the launcher for a sql step after a remote one, and
+    -- the launcher for a retry after its delay (to wake at its time: a step
+    -- worker that records its own outcome does not tell it).  Not on every
+    -- report: each NOTIFY makes every agent heartbeat and claim.
     -- (OFFSET 0: the run's step runs by run_id, never a scan of a partial
     -- index on state, which a generic plan could choose)
     IF EXISTS (SELECT FROM (SELECT sr.state, sr.not_before, sr.kind FROM pgautomator.step_run sr
                              WHERE sr.run_id = v_run.id OFFSET 0) sr
-                WHERE sr.state = 'queued' AND sr.not_before <= pg_catalog.now()
-                  AND (sr.kind <> 'sql'
+                WHERE sr.state = 'queued'
+                  AND (sr.not_before > pg_catalog.now() OR sr.kind <> 'sql'
                        OR NOT EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = v_sr.agent_id AND a.kind = 'database'))) THEN
         PERFORM pgautomator._wake('step');
     END IF;

@@ -189,6 +189,7 @@ DECLARE
     v_run     record;
     v_sr      pgautomator.step_run;
     v_state   text;
+    v_mine    boolean;
     v_left    interval;
     v_ms      bigint;
     v_claimed integer := 0;
@@ -215,19 +216,19 @@ BEGIN
         -- scan a partial index on state instead.
         -- Claimed meanwhile (the loop's snapshot is older): passed over
         -- without locking its run, which its worker may be reporting.
-        SELECT sr.state INTO v_state FROM pgautomator.step_run sr WHERE sr.id = v.step_run_id;
-        CONTINUE WHEN v_state IS DISTINCT FROM 'queued';
         -- A worker claims only the oldest ready step run, and only if it can
         -- run it: it never keeps its role ahead of another one.  Looked at
         -- before locking, so that the oldest step of another role is never
         -- held (and passed over) by a worker that will not take it.
-        IF p_run_as IS NOT NULL AND NOT EXISTS (
-               SELECT FROM pgautomator.run r
-                 JOIN pgautomator.job j ON j.id = r.job_id
-                 JOIN pgautomator.step_run sr ON sr.id = v.step_run_id
-                 LEFT JOIN pgautomator.step st ON st.id = sr.step_id
-                WHERE r.id = v.run_id AND j.run_as = p_run_as
-                  AND coalesce(st.database, pg_catalog.current_database()) = p_database) THEN
+        SELECT sr.state, j.run_as = p_run_as AND coalesce(st.database, pg_catalog.current_database()) = p_database
+          INTO v_state, v_mine
+          FROM pgautomator.step_run sr
+          JOIN pgautomator.run r ON r.id = sr.run_id
+          JOIN pgautomator.job j ON j.id = r.job_id
+          LEFT JOIN pgautomator.step st ON st.id = sr.step_id
+         WHERE sr.id = v.step_run_id;
+        CONTINUE WHEN v_state IS DISTINCT FROM 'queued';
+        IF p_run_as IS NOT NULL AND v_mine IS NOT TRUE THEN
             RETURN;
         END IF;
         -- The run first, then its step run: the lock order of every path.
@@ -397,26 +398,11 @@ RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_next pgautomator.local_step;
-    v_run  bigint := (SELECT sr.run_id FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id);
 BEGIN
     PERFORM pgautomator._launcher_report(p_step_run_id, p_succeeded, p_sqlstate, p_error, p_messages,
                                          p_rows, p_output);
     IF p_claim THEN
-        SELECT * INTO v_next
-          FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
-    END IF;
-    -- What the report queued and this worker did not take (a retry after
-    -- its delay, a step of another database or kind): the launcher and the
-    -- agents learn of it now, as they would from the launcher's own report.
-    IF EXISTS (SELECT FROM (SELECT sr.id, sr.state FROM pgautomator.step_run sr
-                             WHERE sr.run_id = v_run OFFSET 0) q
-                WHERE q.state = 'queued' AND q.id IS DISTINCT FROM v_next.step_run_id) THEN
-        PERFORM pgautomator._wake('step');
-    END IF;
-    IF v_next.step_run_id IS NOT NULL THEN
-        RETURN NEXT v_next;
+        RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
     END IF;
 END
 $$;
