@@ -35,6 +35,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -167,17 +168,19 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 static void
 pga_settle_pin_settings(void)
 {
-	static const char *const pins[][2] = {
-		{"transaction_isolation", "read committed"},
-		{"transaction_read_only", "off"},
-		{"statement_timeout", "0"},
-		{"lock_timeout", "0"},
-	};
-	int			i;
-
-	for (i = 0; i < lengthof(pins); i++)
-		(void) set_config_option(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, 0, false);
+	/* only what differs: setting a parameter costs, even to its value */
+	if (XactIsoLevel != XACT_READ_COMMITTED)
+		(void) set_config_option("transaction_isolation", "read committed", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	if (XactReadOnly)
+		(void) set_config_option("transaction_read_only", "off", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	if (StatementTimeout != 0)
+		(void) set_config_option("statement_timeout", "0", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	if (LockTimeout != 0)
+		(void) set_config_option("lock_timeout", "0", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /*
