@@ -247,10 +247,9 @@ BEGIN
             v_step := v_c.step;
             -- A worker claims only the oldest ready step run, and only if it
             -- can run it: it never keeps its role ahead of another one.
-            -- (Checked once locked: a check before would cost every claim a
-            -- join per candidate, about a fifth of the throughput with 32
-            -- workers; the other role's step stays locked only until this
-            -- worker's transaction ends.)
+            -- (Checked once locked: a check before the locks costs a join
+            -- per candidate; the other role's step stays locked only until
+            -- this worker's transaction ends, a few milliseconds.)
             IF p_run_as IS NOT NULL AND (v_job.run_as <> p_run_as OR v_c.db <> p_database) THEN
                 RETURN;
             END IF;
