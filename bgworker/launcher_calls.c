@@ -133,18 +133,6 @@ pga_call_prefire(TimestampTz at)
 }
 
 /*
- * pga_copy_name copies a name column (NULL: fallback) into dst.
- */
-static void
-pga_copy_name(HeapTuple tuple, TupleDesc desc, int col, char *dst, const char *fallback)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
-
-	strlcpy(dst, isnull ? fallback : NameStr(*DatumGetName(d)), NAMEDATALEN);
-}
-
-/*
  * pga_read_local_step fills step from a pgautomator.local_step row read
  * through SPI (columns in its order); the code is allocated in context.
  */
@@ -156,8 +144,11 @@ pga_read_local_step(HeapTuple tuple, TupleDesc desc, PgaStepInput *step, MemoryC
 
 	memset(step, 0, sizeof(PgaStepInput));
 	step->step_run_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-	pga_copy_name(tuple, desc, 2, step->database, get_database_name(MyDatabaseId));
-	pga_copy_name(tuple, desc, 3, step->run_as, "");
+	d = SPI_getbinval(tuple, desc, 2, &isnull);
+	strlcpy(step->database, isnull ? get_database_name(MyDatabaseId) : NameStr(*DatumGetName(d)),
+			NAMEDATALEN);
+	d = SPI_getbinval(tuple, desc, 3, &isnull);
+	strlcpy(step->run_as, isnull ? "" : NameStr(*DatumGetName(d)), NAMEDATALEN);
 	d = SPI_getbinval(tuple, desc, 4, &isnull);
 	step->code = MemoryContextStrdup(context, isnull ? "" : TextDatumGetCString(d));
 	d = SPI_getbinval(tuple, desc, 5, &isnull);

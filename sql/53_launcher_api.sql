@@ -215,8 +215,6 @@ BEGIN
         -- scan a partial index on state instead.
         -- Claimed meanwhile (the loop's snapshot is older): passed over
         -- without locking its run, which its worker may be reporting.
-        -- Claimed meanwhile (the loop's snapshot is older): passed over
-        -- without locking its run, which its worker may be reporting.
         SELECT sr.state INTO v_state FROM pgautomator.step_run sr WHERE sr.id = v.step_run_id;
         CONTINUE WHEN v_state IS DISTINCT FROM 'queued';
         -- The run first, then its step run: the lock order of every path.
