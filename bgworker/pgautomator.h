@@ -54,6 +54,7 @@ typedef struct PgaStepOutcome
 {
 	int64		step_run_id;	/* the step run it is the outcome of */
 	bool		self_reported;	/* settled by the worker itself: nothing to report */
+	bool		recorded_with_step; /* committed in the step's own transaction */
 	bool		not_run;		/* the worker could not take it: give it back */
 	bool		lost;			/* the worker ended without an outcome */
 	bool		succeeded;
@@ -104,8 +105,15 @@ extern void pga_messages_reset(void);
 extern char *pga_messages_finish(void);
 extern bool pga_messages_last_fatal(char *sqlstate, char **message);
 
-/* running the code of a step (step_exec.c) */
-extern void pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome);
+/*
+ * running the code of a step (step_exec.c); before_commit, when given, may
+ * record the outcome of a step that succeeded in the step's last
+ * transaction, just before it commits (step_settle.c)
+ */
+typedef bool (*PgaBeforeCommit) (const PgaStepOutcome *outcome, void *arg);
+
+extern void pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome,
+						  PgaBeforeCommit before_commit, void *arg);
 
 /* a step worker settling its own step run (step_settle.c) */
 typedef enum PgaSettleResult
@@ -116,8 +124,17 @@ typedef enum PgaSettleResult
 	PGA_SETTLE_NEXT				/* recorded, and the next step run claimed */
 } PgaSettleResult;
 
+/* what recording an outcome in the step's own transaction asks and gives */
+typedef struct PgaInStepSettle
+{
+	dsm_segment *seg;			/* the worker's: no claim when asked to quit */
+	bool		claimed;		/* it did: next is valid once committed */
+	PgaStepInput next;
+} PgaInStepSettle;
+
 extern bool pga_session_reset(void);
 extern PgaSettleResult pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next);
+extern bool pga_settle_in_step(const PgaStepOutcome *outcome, void *arg);
 
 /* the output receiver of a step (step_output.c) */
 extern struct _DestReceiver *pga_output_receiver(PgaTailBuffer *output);

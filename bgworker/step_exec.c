@@ -15,7 +15,8 @@
  *	 single		 all statements in one implicit transaction, as a multi-
  *				 statement query string sent by a client: all or nothing.
  * The first error stops the step; in autocommit mode what committed before
- * it stays.
+ * it stays.  A worker in the extension's database records the outcome of
+ * a step that succeeded in the step's last transaction (pga_record_in_step).
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +44,12 @@
 
 static bool pga_xact_started = false;
 static MemoryContext pga_step_context = NULL;
+
+/* the step running now, for pga_record_in_step */
+static PgaStepOutcome *pga_outcome = NULL;
+static PgaTailBuffer *pga_output = NULL;
+static PgaBeforeCommit pga_before_commit = NULL;
+static void *pga_before_commit_arg = NULL;
 
 /*
  * pga_start_xact starts a transaction command unless one is open, like
@@ -132,6 +139,50 @@ pga_run_statement(RawStmt *parsetree, const char *code, bool implicit_block,
 }
 
 /*
+ * pga_may_record_in_step tells whether the transaction of the step's last
+ * statement, still open, may also take the step's outcome: one that ran a
+ * query or DML statement, or a single-mode block.  Not one that ended its
+ * own transactions (VACUUM, CREATE INDEX CONCURRENTLY, CALL of a procedure
+ * that commits) or that is transaction control.
+ */
+static bool
+pga_may_record_in_step(RawStmt *parsetree, bool block)
+{
+	if (pga_before_commit == NULL || !IsTransactionState() || IsTransactionBlock() ||
+		IsA(parsetree->stmt, TransactionStmt))
+		return false;
+	if (block)
+		return true;
+	switch (nodeTag(parsetree->stmt))
+	{
+		case T_SelectStmt:
+		case T_InsertStmt:
+		case T_UpdateStmt:
+		case T_DeleteStmt:
+		case T_MergeStmt:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * pga_record_in_step hands the outcome of the step, which succeeded, to
+ * the caller's before_commit: the step's work and its record then commit
+ * together, with one WAL flush instead of two.
+ */
+static void
+pga_record_in_step(int64 rows)
+{
+	pga_outcome->succeeded = true;
+	pga_outcome->rows = rows;
+	pga_outcome->output = pga_output->buf.len > 0 ? pga_tail_finish(pga_output) : NULL;
+	pga_outcome->messages = pga_messages_finish();
+	pga_outcome->encoding = GetDatabaseEncoding();
+	pga_outcome->recorded_with_step = pga_before_commit(pga_outcome, pga_before_commit_arg);
+}
+
+/*
  * pga_run_code parses the code and runs its statements in the step's
  * transaction mode.
  */
@@ -163,6 +214,8 @@ pga_run_code(const PgaStepInput *input, PgaTailBuffer *output, int64 *rows)
 		{
 			if (single)
 				EndImplicitTransactionBlock();
+			if (pga_may_record_in_step(parsetree, single))
+				pga_record_in_step(*rows);
 			pga_finish_xact();
 		}
 		else if (!single || IsA(parsetree->stmt, TransactionStmt))
@@ -207,7 +260,8 @@ pga_error_text(ErrorData *edata)
  * whole step.
  */
 void
-pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome)
+pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome,
+			  PgaBeforeCommit before_commit, void *arg)
 {
 	MemoryContext step_context = AllocSetContextCreate(CurrentMemoryContext, "pgautomator step",
 													   ALLOCSET_DEFAULT_SIZES);
@@ -216,6 +270,12 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome)
 	pga_step_context = step_context;
 	MemoryContextSwitchTo(step_context);
 	pga_tail_init(&output, PGA_OUTPUT_MAX);
+	pga_outcome = outcome;
+	pga_output = &output;
+	pga_before_commit = before_commit;
+	pga_before_commit_arg = arg;
+	outcome->step_run_id = input->step_run_id;
+	outcome->recorded_with_step = false;
 	outcome->rows = 0;
 	outcome->error = NULL;
 	outcome->sqlstate[0] = '\0';
@@ -242,6 +302,8 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome)
 		AbortOutOfAnyTransaction();
 		pga_xact_started = false;
 		MemoryContextSwitchTo(step_context);
+		/* whatever was recorded with the step was rolled back with it */
+		outcome->recorded_with_step = false;
 		outcome->succeeded = false;
 		/* single: nothing the statements did was kept */
 		if (input->single_transaction)
@@ -254,5 +316,6 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome)
 
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	debug_query_string = NULL;
+	pga_before_commit = NULL;
 	outcome->output = output.buf.len > 0 ? pga_tail_finish(&output) : NULL;
 }

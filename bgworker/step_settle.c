@@ -34,11 +34,13 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "postmaster/interrupt.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/portal.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -97,6 +99,8 @@ pga_session_reset(void)
 	return ok;
 }
 
+static SPIPlanPtr pga_settle_plan = NULL;
+
 /*
  * pga_settle_call runs _worker_settle; with a row back, fills next (its
  * code allocated in TopMemoryContext) and returns true.
@@ -111,11 +115,13 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	NameData	run_as;
 	bool		claimed = false;
 	int			rc;
-	HeapTuple	role = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetSessionUserId()));
+	HeapTuple	role = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetAuthenticatedUserId()));
 
 	/*
 	 * Claims go by role name: only while the role this session connected as
-	 * still exists (not dropped and made again) and may log in.
+	 * still exists (not dropped and made again) and may log in.  (The role
+	 * it connected as: a superuser's step may have changed the session
+	 * user.)
 	 */
 	memset(&run_as, 0, sizeof(run_as));
 	if (HeapTupleIsValid(role))
@@ -142,9 +148,18 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	rc = SPI_execute_with_args("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
-							   " FROM pgautomator._worker_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-							   10, types, values, nulls, false, 1);
+	/* planned once per worker: parsing and planning it cost every step */
+	if (pga_settle_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
+									   " FROM pgautomator._worker_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+									   10, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare _worker_settle: %s", SPI_result_code_string(SPI_result));
+		pga_settle_plan = plan;
+	}
+	rc = SPI_execute_plan(pga_settle_plan, values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "_worker_settle returned SPI code %d", rc);
 	if (SPI_processed > 0)
@@ -162,16 +177,17 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
  * run-as role's own settings (ALTER ROLE ... SET, which the reset brings
  * back) must not change in the bookkeeping: how it reads and waits.
  * (Settings that break it otherwise make it fail and hand the outcome to
- * the launcher.)
+ * the launcher.)  Isolation and read-only mode can only be set before the
+ * transaction's first query: pga_settle_in_step checks them instead.
  */
 static void
 pga_settle_pin_settings(void)
 {
 	/* only what differs: setting a parameter costs, even to its value */
-	if (XactIsoLevel != XACT_READ_COMMITTED)
+	if (XactIsoLevel != XACT_READ_COMMITTED && !FirstSnapshotSet)
 		(void) set_config_option("transaction_isolation", "read committed", PGC_SUSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	if (XactReadOnly)
+	if (XactReadOnly && !FirstSnapshotSet)
 		(void) set_config_option("transaction_read_only", "off", PGC_SUSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	if (StatementTimeout != 0)
@@ -180,6 +196,91 @@ pga_settle_pin_settings(void)
 	if (LockTimeout != 0)
 		(void) set_config_option("lock_timeout", "0", PGC_SUSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
+ * pga_settle_in_step records the outcome of a step that succeeded in the
+ * step's own last transaction, before it commits (pga_exec_step's
+ * before_commit), and may claim the worker's next step run there too: the
+ * step's work and its record commit together, one WAL flush instead of
+ * two.  Only when that transaction reads and waits as the bookkeeping must
+ * (read committed, not read-only, synchronous_commit as the session's
+ * default); otherwise, or when the bookkeeping fails (in a subtransaction:
+ * the step's work stays), false, and the outcome is recorded after the
+ * commit as before.  A cancel (a stop, the step's timeout) is re-thrown:
+ * the step has not ended yet, and fails with it.
+ *
+ * The bookkeeping runs after the step's statements, before the session is
+ * reset: as the bootstrap superuser, a security-restricted operation, in
+ * functions that set their own search_path.  What the step's session set
+ * and still holds can only change how the bookkeeping plans and formats:
+ * the settings it reads or waits by are checked above or pinned.
+ */
+bool
+pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
+{
+	PgaInStepSettle *in_step = arg;
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		recorded = false;
+
+	in_step->claimed = false;
+	if (XactIsoLevel != XACT_READ_COMMITTED || XactReadOnly ||
+		GetSessionUserId() != GetAuthenticatedUserId() ||
+		strcmp(GetConfigOption("synchronous_commit", false, false),
+			   GetConfigOptionResetString("synchronous_commit")) != 0)
+		return false;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		pga_settle_pin_settings();
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		/*
+		 * No claim while asked to quit, or with settings to reload (they may
+		 * say pgautomator.enabled = off; reloading waits for the commit).
+		 */
+		in_step->claimed = pga_settle_call(outcome,
+										   pga_enabled && !ConfigReloadPending &&
+										   !pga_shm_quitting(in_step->seg),
+										   &in_step->next);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+		recorded = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		if (in_step->claimed && in_step->next.code != NULL)
+			pfree(in_step->next.code);
+		in_step->claimed = false;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT
+						" in its own transaction: %s", outcome->step_run_id, edata->message),
+				 errdetail("It is recorded after the step's commit.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return recorded;
 }
 
 /*

@@ -171,10 +171,11 @@ pga_step_worker_same_session(const PgaStepInput *input)
 }
 
 /*
- * pga_step_worker_run runs one step run into outcome.
+ * pga_step_worker_run runs one step run into outcome; in_step, when given,
+ * lets the step's own transaction record it (pga_settle_in_step).
  */
 static void
-pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome)
+pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome, PgaInStepSettle *in_step)
 {
 	char		appname[NAMEDATALEN];
 
@@ -183,10 +184,51 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome)
 	pgstat_report_activity(STATE_RUNNING, input->code);
 
 	memset(outcome, 0, sizeof(PgaStepOutcome));
-	pga_exec_step(input, outcome);
+	pga_exec_step(input, outcome, in_step ? pga_settle_in_step : NULL, in_step);
 	outcome->step_run_id = input->step_run_id;
 	outcome->messages = pga_messages_finish();
 	outcome->encoding = GetDatabaseEncoding();
+}
+
+/*
+ * pga_step_worker_recorded moves on from a step whose outcome committed
+ * with it: resets the session and takes the next step run claimed there,
+ * if any (true).  A session that cannot be reset gives that one back.
+ */
+static bool
+pga_step_worker_recorded(dsm_segment *seg, PgaStepOutcome *outcome, PgaInStepSettle *in_step,
+						 PgaStepInput *next)
+{
+	int64		done = outcome->step_run_id;
+
+	/* from now on an exit speaks for the claimed one */
+	if (in_step->claimed)
+		pga_shm_set_current(seg, in_step->next.step_run_id);
+	if (!pga_session_reset())
+		pga_reset_failed = true;
+	else if (in_step->claimed)
+	{
+		*next = in_step->next;
+		in_step->claimed = false;
+		return true;
+	}
+	memset(outcome, 0, sizeof(PgaStepOutcome));
+	if (in_step->claimed)
+	{
+		/* never run: the launcher puts it back in the queue */
+		outcome->step_run_id = in_step->next.step_run_id;
+		outcome->not_run = true;
+		pfree(in_step->next.code);
+		in_step->claimed = false;
+	}
+	else
+	{
+		/* recorded: the launcher only learns that the worker is idle */
+		outcome->step_run_id = done;
+		outcome->self_reported = true;
+	}
+	pga_shm_write_outcome(seg, outcome);
+	return false;
 }
 
 /*
@@ -196,10 +238,19 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome)
  * if that fails, the outcome goes to the launcher through the segment.
  */
 static bool
-pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaStepInput *next)
+pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaInStepSettle *in_step,
+					   PgaStepInput *next)
 {
 	PgaSettleResult result;
 
+	if (outcome->recorded_with_step)
+		return pga_step_worker_recorded(seg, outcome, in_step, next);
+	if (in_step->claimed)
+	{
+		/* claimed in a transaction that then failed to commit */
+		pfree(in_step->next.code);
+		in_step->claimed = false;
+	}
 	if (!pga_self_settle)
 	{
 		pga_shm_write_outcome(seg, outcome);
@@ -293,11 +344,20 @@ pga_step_worker_main(Datum main_arg)
 	{
 		PgaStepOutcome outcome;
 		PgaStepInput next;
+		PgaInStepSettle in_step;
 		bool		claimed;
 
 		MemoryContextSwitchTo(step_context);
-		pga_step_worker_run(&input, &outcome);
-		claimed = pga_step_worker_settle(seg, &outcome, &next);
+		/* a busy worker sees pgautomator.enabled = off before it claims */
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		memset(&in_step, 0, sizeof(in_step));
+		in_step.seg = seg;
+		pga_step_worker_run(&input, &outcome, pga_self_settle ? &in_step : NULL);
+		claimed = pga_step_worker_settle(seg, &outcome, &in_step, &next);
 		/* a busy worker sends its statistics at most once a second */
 		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);

@@ -6,7 +6,7 @@ CREATE TABLE pgautomator.run (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_id            bigint NOT NULL REFERENCES pgautomator.job ON DELETE CASCADE,
     owner             name NOT NULL,            -- the job's owner, for row-level security
-    schedule_id       bigint REFERENCES pgautomator.schedule ON DELETE SET NULL,
+    schedule_id       bigint,                   -- the schedule that fired it (see step_run.agent_id)
     scheduled_at      timestamptz,              -- the fire instant (NULL when started by hand)
     trigger           text NOT NULL CHECK (trigger IN ('schedule', 'manual', 'crash_retry')),
     started_by        name,                     -- who started it by hand
@@ -14,7 +14,7 @@ CREATE TABLE pgautomator.run (
     start_step_id     bigint,
     state             text NOT NULL DEFAULT 'queued'
                       CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'stopped', 'crashed', 'skipped')),
-    agent_id          bigint REFERENCES pgautomator.agent ON DELETE SET NULL,
+    agent_id          bigint,                   -- the agent that ran it (see step_run.agent_id)
     queued_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at        timestamptz,
     finished_at       timestamptz,
@@ -34,14 +34,21 @@ CREATE INDEX run_finished_idx ON pgautomator.run (finished_at) WHERE finished_at
 CREATE TABLE pgautomator.step_run (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id        bigint NOT NULL REFERENCES pgautomator.run ON DELETE CASCADE,
-    step_id       bigint REFERENCES pgautomator.step ON DELETE SET NULL,
+    step_id       bigint,        -- (see agent_id; step_name keeps its name)
     step_name     text NOT NULL,
     kind          text NOT NULL CHECK (kind IN ('sql', 'shell', 'remote_sql')),
     attempt       integer NOT NULL DEFAULT 1 CHECK (attempt >= 1),
     state         text NOT NULL DEFAULT 'queued'
                   CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'stopped', 'crashed', 'skipped')),
     not_before    timestamptz NOT NULL DEFAULT pg_catalog.now(),   -- retry delay
-    agent_id      bigint REFERENCES pgautomator.agent ON DELETE SET NULL,
+    -- The agent that claimed it.  History names its step, agent and
+    -- schedule by id without foreign keys: ids are never reused, so a
+    -- dropped one's history keeps an id that names nothing (the views show
+    -- no name; step_name stays).  A foreign key costs every step run a
+    -- checking query and a WAL-logged row lock (the database agent's one
+    -- row, share-locked by every worker at once), and an index updated at
+    -- every change of state, for what only a drop needs.
+    agent_id      bigint,
     worker_pid    integer,
     queued_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at    timestamptz,
@@ -56,5 +63,4 @@ CREATE TABLE pgautomator.step_run (
 );
 COMMENT ON TABLE pgautomator.step_run IS 'One attempt of one step within a run, with its output and error.';
 CREATE INDEX step_run_run_idx ON pgautomator.step_run (run_id, id);
-CREATE INDEX step_run_ready_idx ON pgautomator.step_run (not_before) WHERE state = 'queued';
 CREATE INDEX step_run_running_idx ON pgautomator.step_run (agent_id) WHERE state = 'running';

@@ -16,10 +16,8 @@ ALTER TABLE pgautomator.step_run
 -- Claims look for ready step runs of the kinds an executor runs.
 CREATE INDEX step_run_claim_idx ON pgautomator.step_run (kind, not_before, id) WHERE state = 'queued';
 -- Foreign keys that delete or null history rows need an index on the
--- referencing side, or purging a run / dropping a step or schedule scans it.
+-- referencing side, or purging a run scans it.
 CREATE INDEX run_retry_of_idx ON pgautomator.run (retry_of) WHERE retry_of IS NOT NULL;
-CREATE INDEX run_schedule_idx ON pgautomator.run (schedule_id) WHERE schedule_id IS NOT NULL;
-CREATE INDEX step_run_step_idx ON pgautomator.step_run (step_id) WHERE step_id IS NOT NULL;
 
 -- One fire instant of a (job, schedule) pair becomes a run, exactly once
 -- (run_fire_once_idx).  The overlap policy decides its state:
@@ -328,11 +326,10 @@ $$;
 COMMENT ON FUNCTION pgautomator._signal_worker(bigint, integer, boolean) IS 'Cancels or terminates the step worker running a step run, only while that pid is still a pgautomator step worker running it.';
 
 -- Locks a step run for an update by the dispatcher without waiting, with
--- what its foreign keys name: updating a row this transaction wrote before
--- (the launcher's pass reports, claims and records pids in the same
--- transaction as its tick) makes PostgreSQL check its foreign keys, which
--- would wait for a run that stop_run holds, or for a step that drop_step
--- deletes while it waits for this step run.  NULL when any is busy.
+-- its run, which its foreign key names: updating a row this transaction
+-- wrote before (the launcher's pass reports, claims and records pids in the
+-- same transaction as its tick) makes PostgreSQL check its foreign keys,
+-- which would wait for a run that stop_run holds.  NULL when either is busy.
 -- Callers test it beside `id = ...`: a volatile call as the only key would
 -- make the update scan every step run.
 CREATE FUNCTION pgautomator._lock_step_run(p_step_run_id bigint)
@@ -343,13 +340,9 @@ AS $$
     SELECT sr.id FROM pgautomator.step_run sr
      WHERE sr.id = p_step_run_id
        AND EXISTS (SELECT FROM pgautomator.run r WHERE r.id = sr.run_id FOR KEY SHARE SKIP LOCKED)
-       AND (sr.step_id IS NULL
-            OR EXISTS (SELECT FROM pgautomator.step s WHERE s.id = sr.step_id FOR KEY SHARE SKIP LOCKED))
-       AND (sr.agent_id IS NULL
-            OR EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = sr.agent_id FOR KEY SHARE SKIP LOCKED))
        FOR UPDATE OF sr SKIP LOCKED
 $$;
-COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run, key-sharing its run, step and agent, without waiting; NULL when any is busy.';
+COMMENT ON FUNCTION pgautomator._lock_step_run(bigint) IS 'Locks a step run, key-sharing its run, without waiting; NULL when either is busy.';
 
 -- Stop requests and timeouts of running step runs.  The in-database worker
 -- is cancelled (pg_cancel_backend) at once and again on every pass; after

@@ -317,7 +317,7 @@ DECLARE
     v_sr      pgautomator.step_run;
     v_job     pgautomator.job;
     v_step    pgautomator.step;
-    v_limit   integer := pgautomator._setting_int('output_limit');
+    v_limit   integer;        -- output_limit, read only for a text that may exceed it
     v_state   text;
     v_error   text := p_error;
     v_end     text;
@@ -333,7 +333,9 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;                       -- purged or its job dropped
     END IF;
-    SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id FOR UPDATE;
+    -- (no lock of its own: every path that changes a step run holds its
+    -- run, at least key-shared, and this one now holds it exclusively)
+    SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id;
     IF v_sr.state IS DISTINCT FROM 'running'
        OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
         RETURN false;
@@ -364,6 +366,10 @@ BEGIN
         v_end := 'stopped';                 -- it finished first; later steps never start
     END IF;
 
+    -- (no setting is below 1024: most texts are shorter, and a read costs)
+    IF greatest(length(v_error), length(p_messages), length(p_output)) > 1024 THEN
+        v_limit := pgautomator._setting_int('output_limit');
+    END IF;
     UPDATE pgautomator.step_run SET
         state = v_state,
         finished_at = pg_catalog.now(),
@@ -399,7 +405,10 @@ BEGIN
         v_ended := pgautomator._advance(v_run, v_sr, p_ok, v_step);
     END IF;
     IF v_ended THEN
-        PERFORM pgautomator._try_admit(v_run.job_id);
+        -- (the check _try_admit starts with, here: most jobs have no run waiting)
+        IF EXISTS (SELECT FROM pgautomator.run r WHERE r.job_id = v_run.job_id AND r.state = 'queued') THEN
+            PERFORM pgautomator._try_admit(v_run.job_id);
+        END IF;
         RETURN true;
     END IF;
     -- Wake whoever runs the step queued now: remote agents for shell and

@@ -103,9 +103,12 @@ BEGIN
     v_next := least(v_next, pgautomator._dispatch_crashes(v_now));
     v_next := least(v_next, pgautomator._dispatch_fires(v_now));
     v_next := least(v_next, pgautomator._dispatch_queued(v_now));
-    -- Retry delays: the next queued step run that is not ready yet.
-    v_next := least(v_next, (SELECT min(sr.not_before) FROM pgautomator.step_run sr
-                              WHERE sr.state = 'queued' AND sr.not_before > v_now));
+    -- Retry delays: the next queued step run that is not ready yet, of
+    -- each kind (step_run_claim_idx leads with the kind).
+    v_next := least(v_next, (SELECT min(n.at) FROM pg_catalog.unnest(ARRAY['sql', 'shell', 'remote_sql']) AS k(kind),
+                             LATERAL (SELECT sr.not_before AS at FROM pgautomator.step_run sr
+                                       WHERE sr.state = 'queued' AND sr.kind = k.kind AND sr.not_before > v_now
+                                       ORDER BY sr.not_before LIMIT 1) n));
     v_next := least(v_next, pgautomator._dispatch_retention(v_now));
     -- Remote agents learn of retries whose delay ended since the previous
     -- pass (the launcher's session remembers when that was).
@@ -180,18 +183,24 @@ CREATE FUNCTION pgautomator._claim_local(p_max integer, p_now timestamptz, p_dat
                                          p_run_as name, p_pid integer)
 RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
+-- Queue order is step_run_claim_idx's order.  Planned when the queue looks
+-- empty, a generic plan would otherwise sort the whole queue at every claim
+-- (all of a burst's step runs share one not_before): quadratic in a burst.
+SET enable_sort = off
+SET enable_incremental_sort = off
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_agent   bigint := pgautomator._database_agent();
     v_now     timestamptz := coalesce(p_now, pg_catalog.now());
-    v         record;
     v_run     record;
     v_sr      pgautomator.step_run;
-    v_state   text;
     v_left    interval;
     v_ms      bigint;
     v_claimed integer := 0;
+    v_want    integer;
+    v_round   integer;
+    v_seen    bigint[] := '{}';
 BEGIN
     IF v_agent IS NULL THEN
         RAISE EXCEPTION 'the database agent is not registered' USING ERRCODE = '55000',
@@ -200,31 +209,36 @@ BEGIN
     IF p_max IS NULL OR p_max < 1 THEN
         RETURN;
     END IF;
-    -- Candidates in queue order straight off step_run_claim_idx, each
-    -- checked by primary key: a plan the planner cannot turn into a sort of
-    -- the whole queue, however stale its statistics.
-    FOR v IN
-        SELECT sr.id AS step_run_id, sr.run_id
-          FROM pgautomator.step_run sr
-         WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= v_now
-         ORDER BY sr.not_before, sr.id
+    -- Candidates in queue order straight off step_run_claim_idx, locked
+    -- as read: one claimed or locked by another worker is passed over at
+    -- once (SKIP LOCKED; one claimed since this statement's snapshot fails
+    -- its condition when re-read).  Locking the step run before its run
+    -- breaks the lock order of every other path (run, then step run), but
+    -- never waits, so it cannot close a cycle.  A candidate passed over
+    -- below stays locked until this transaction ends: v_seen keeps a later
+    -- round from taking it again (a transaction's own lock does not skip).
     LOOP
-        EXIT WHEN v_claimed >= p_max;
-        -- Lookups by primary key alone, states checked here: a condition on
-        -- state would let a generic plan, cached for the life of a worker,
-        -- scan a partial index on state instead.
-        -- Claimed meanwhile (the loop's snapshot is older): passed over
-        -- without locking its run, which its worker may be reporting.
-        SELECT sr.state INTO v_state FROM pgautomator.step_run sr WHERE sr.id = v.step_run_id;
-        CONTINUE WHEN v_state IS DISTINCT FROM 'queued';
-        -- The run first, then its step run: the lock order of every path.
-        SELECT r.id, r.started_at, r.job_id, r.state, r.stop_requested_at INTO v_run
-          FROM pgautomator.run r WHERE r.id = v.run_id
-           FOR UPDATE SKIP LOCKED;
-        -- being claimed or reported, or ending
-        CONTINUE WHEN NOT FOUND OR v_run.state <> 'running' OR v_run.stop_requested_at IS NOT NULL;
-        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = v.step_run_id FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND OR v_sr.state <> 'queued';
+        v_round := 0;
+        v_want := p_max - v_claimed;
+        FOR v_sr IN
+            SELECT sr.*
+              FROM pgautomator.step_run sr
+             WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= v_now
+               AND sr.id <> ALL (v_seen)
+             ORDER BY sr.not_before, sr.id
+             LIMIT v_want
+               FOR UPDATE SKIP LOCKED
+        LOOP
+            v_round := v_round + 1;
+            v_seen := v_seen || v_sr.id;
+            -- (by primary key alone, states checked here: a condition on
+            -- state would let a generic plan, cached for the life of a
+            -- worker, scan a partial index on state instead)
+            SELECT r.id, r.started_at, r.job_id, r.state, r.stop_requested_at INTO v_run
+              FROM pgautomator.run r WHERE r.id = v_sr.run_id
+               FOR UPDATE SKIP LOCKED;
+            -- being stopped or ended
+            CONTINUE WHEN NOT FOUND OR v_run.state <> 'running' OR v_run.stop_requested_at IS NOT NULL;
         DECLARE
             v_job    pgautomator.job;
             v_step   pgautomator.step;
@@ -284,10 +298,13 @@ BEGIN
             UPDATE pgautomator.step_run
                SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
              WHERE id = v_sr.id;
-            UPDATE pgautomator.run SET agent_id = v_agent WHERE id = v.run_id AND agent_id IS DISTINCT FROM v_agent;
+            UPDATE pgautomator.run SET agent_id = v_agent WHERE id = v_sr.run_id AND agent_id IS DISTINCT FROM v_agent;
             v_claimed := v_claimed + 1;
             RETURN NEXT ROW(v_sr.id, v_c.db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
         END;
+        END LOOP;
+        -- done, or the queue has no more (candidates passed over: again)
+        EXIT WHEN v_claimed >= p_max OR v_round < v_want;
     END LOOP;
 END
 $$;
@@ -389,8 +406,10 @@ SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM pgautomator._launcher_report(p_step_run_id, p_succeeded, p_sqlstate, p_error, p_messages,
-                                         p_rows, p_output);
+    -- (as _launcher_report, without a call in between)
+    PERFORM pgautomator._step_report(p_step_run_id,
+                                     (SELECT a.id FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind = 'database'),
+                                     p_succeeded, NULL, nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
     IF p_claim THEN
         RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
     END IF;
