@@ -271,7 +271,8 @@ BEGIN
     ELSIF v_action = 'goto' THEN
         v_next := pgautomator._next_enabled(p_run.id, p_run.job_id,
                                             (SELECT s.position FROM pgautomator.step s WHERE s.id = v_target));
-    ELSE
+    ELSIF EXISTS (SELECT FROM pgautomator.step s WHERE s.job_id = p_run.job_id AND s.position > v_step.position) THEN
+        -- (checked here first: a run's last step, the most common, needs no call)
         v_next := pgautomator._next_enabled(p_run.id, p_run.job_id, v_step.position + 1);
     END IF;
 

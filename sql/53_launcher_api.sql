@@ -246,14 +246,14 @@ BEGIN
         BEGIN
             -- Everything the checks need, in one statement.
             SELECT j AS job, st AS step, coalesce(st.database, pg_catalog.current_database()) AS db,
-                   rl.rolcanlogin AS login,
+                   rl.rolcanlogin AS login,        -- (pg_authid: the callers are superusers)
                    EXISTS (SELECT FROM pg_catalog.pg_database d
                             WHERE d.datname = coalesce(st.database, pg_catalog.current_database()) AND d.datallowconn)
                    AS dbok
               INTO v_c
               FROM pgautomator.job j
               LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
-              LEFT JOIN pg_catalog.pg_roles rl ON rl.rolname = j.run_as
+              LEFT JOIN pg_catalog.pg_authid rl ON rl.rolname = j.run_as
              WHERE j.id = v_run.job_id;
             v_job := v_c.job;
             v_step := v_c.step;
