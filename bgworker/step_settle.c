@@ -233,6 +233,8 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 			   GetConfigOptionResetString("synchronous_commit")) != 0)
 		return false;
 
+	/* now() is when the step's transaction began: the record says its end */
+	SetCurrentStatementStartTimestamp();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);

@@ -11,6 +11,11 @@
 -- LOCKED and retries on its next pass: the launcher's pass holds its locks
 -- until it commits, so it must never wait behind a user's transaction that
 -- waits for it.
+--
+-- What happened when is statement_timestamp(), not now(): a step worker
+-- records a step that succeeded in the step's own transaction, which began
+-- when the step's statement did; it sets the statement time to the step's
+-- end first (pga_settle_in_step).  now() stays for readiness (not_before).
 
 -- How many runs of a job may run at once.
 CREATE FUNCTION pgautomator._run_limit(p_job pgautomator.job)
@@ -73,7 +78,7 @@ BEGIN
             RETURN v_step;
         END IF;
         INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, finished_at, messages)
-        VALUES (p_run_id, v_step.id, v_step.name, v_step.kind, 'skipped', pg_catalog.now(),
+        VALUES (p_run_id, v_step.id, v_step.name, v_step.kind, 'skipped', pg_catalog.statement_timestamp(),
                 'skipped: the step is disabled');
     END LOOP;
     RETURN NULL;
@@ -90,13 +95,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE pgautomator.run
-       SET state = p_state, finished_at = pg_catalog.now(), message = p_message
+       SET state = p_state, finished_at = pg_catalog.statement_timestamp(), message = p_message
      WHERE id = p_run_id;
     -- (p_sweep false: the caller knows no step run of the run is queued)
     IF p_sweep THEN
         UPDATE pgautomator.step_run
            SET state = CASE WHEN p_state = 'stopped' THEN 'stopped' ELSE 'skipped' END,
-               finished_at = pg_catalog.now(),
+               finished_at = pg_catalog.statement_timestamp(),
                messages = 'not started: the run ended ' || p_state
          WHERE run_id = p_run_id AND state = 'queued';
     END IF;
@@ -129,7 +134,7 @@ BEGIN
         RETURN;
     END IF;
     UPDATE pgautomator.run
-       SET state = 'running', started_at = greatest(pg_catalog.now(), scheduled_at),
+       SET state = 'running', started_at = greatest(pg_catalog.statement_timestamp(), scheduled_at),
            message = CASE WHEN message LIKE 'waiting:%' THEN NULL ELSE message END
      WHERE id = p_run_id
     RETURNING * INTO v_run;
@@ -354,12 +359,12 @@ BEGIN
             v_error := pg_catalog.format('stopped by %s: %s', coalesce(v_run.stop_requested_by, 'request'),
                                          coalesce(p_error, 'cancelled'));
         ELSIF v_sr.cancel_reason = 'job_timeout'
-              OR (v_job.timeout IS NOT NULL AND v_run.started_at + v_job.timeout <= pg_catalog.now()) THEN
+              OR (v_job.timeout IS NOT NULL AND v_run.started_at + v_job.timeout <= pg_catalog.statement_timestamp()) THEN
             v_end := 'job_timeout';
             v_error := pg_catalog.format('job timeout of %s exceeded: %s', v_job.timeout,
                                          coalesce(p_error, 'cancelled'));
         ELSIF v_sr.cancel_reason = 'timeout'
-              OR (v_step.timeout IS NOT NULL AND v_sr.started_at + v_step.timeout <= pg_catalog.now()) THEN
+              OR (v_step.timeout IS NOT NULL AND v_sr.started_at + v_step.timeout <= pg_catalog.statement_timestamp()) THEN
             v_error := pg_catalog.format('step timeout of %s exceeded: %s', v_step.timeout,
                                          coalesce(p_error, 'cancelled'));
         END IF;
@@ -373,7 +378,7 @@ BEGIN
     END IF;
     UPDATE pgautomator.step_run SET
         state = v_state,
-        finished_at = pg_catalog.now(),
+        finished_at = pg_catalog.statement_timestamp(),
         exit_code = p_exit_code,
         sqlstate = CASE WHEN p_ok THEN NULL ELSE coalesce(p_sqlstate, sqlstate) END,
         -- (_tail only for long texts: most are short, and a call costs)
@@ -422,7 +427,7 @@ BEGIN
     IF EXISTS (SELECT FROM (SELECT sr.state, sr.not_before, sr.kind FROM pgautomator.step_run sr
                              WHERE sr.run_id = v_run.id OFFSET 0) sr
                 WHERE sr.state = 'queued'
-                  AND (sr.not_before > pg_catalog.now() OR sr.kind <> 'sql'
+                  AND (sr.not_before > pg_catalog.statement_timestamp() OR sr.kind <> 'sql'
                        OR NOT EXISTS (SELECT FROM pgautomator.agent a WHERE a.id = v_sr.agent_id AND a.kind = 'database'))) THEN
         PERFORM pgautomator._wake('step');
     END IF;
@@ -449,7 +454,7 @@ DECLARE
     v_message text;
 BEGIN
     UPDATE pgautomator.step_run
-       SET state = 'crashed', finished_at = pg_catalog.now(), error = p_reason
+       SET state = 'crashed', finished_at = pg_catalog.statement_timestamp(), error = p_reason
      WHERE id = p_step_run_id AND state = 'running'
     RETURNING * INTO v_sr;
     IF NOT FOUND THEN

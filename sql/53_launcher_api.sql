@@ -135,7 +135,7 @@ DECLARE
     v_run pgautomator.run;
 BEGIN
     UPDATE pgautomator.step_run
-       SET state = 'failed', started_at = pg_catalog.now(), finished_at = pg_catalog.now(),
+       SET state = 'failed', started_at = pg_catalog.statement_timestamp(), finished_at = pg_catalog.statement_timestamp(),
            sqlstate = p_sqlstate, error = p_error
      WHERE id = p_sr.id
     RETURNING * INTO p_sr;
@@ -159,7 +159,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE pgautomator.step_run
-       SET state = 'skipped', finished_at = pg_catalog.now(),
+       SET state = 'skipped', finished_at = pg_catalog.statement_timestamp(),
            messages = pg_catalog.format('not started: job timeout of %s exceeded', p_job.timeout)
      WHERE id = p_sr.id;
     PERFORM pgautomator._finish_run(p_sr.run_id, 'failed',
@@ -192,7 +192,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_agent   bigint := pgautomator._database_agent();
-    v_now     timestamptz := coalesce(p_now, pg_catalog.now());
+    v_now     timestamptz := coalesce(p_now, pg_catalog.statement_timestamp());
     v_run     record;
     v_sr      pgautomator.step_run;
     v_left    interval;

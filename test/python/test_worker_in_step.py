@@ -119,3 +119,24 @@ def test_a_superuser_step_that_changes_the_session_user_claims_nothing_for_it(
     run_as = scalar(admin, "SELECT run_as FROM pgautomator.job WHERE id = %s", (job_id,))
     assert results[1]["output"] == f"{run_as}\n"
     assert results[0]["worker_pid"] == results[1]["worker_pid"]
+
+
+def test_what_is_recorded_with_the_step_says_when_it_ended(
+    admin: psycopg.Connection, job: Callable[..., int]
+) -> None:
+    """The step's transaction began when its statement did: its record,
+    and the claim of the next step, say when it ended."""
+    job_id = job({"code": "SELECT pg_sleep(0.3)"}, {"code": "SELECT pg_sleep(0.2)"})
+    run_id = start(admin, job_id)
+    assert wait_run(admin, run_id) == "succeeded"
+    first, second = admin.execute(
+        """SELECT started_at, finished_at, extract(epoch FROM duration)
+             FROM pgautomator.step_run WHERE run_id = %s ORDER BY id""",
+        (run_id,),
+    ).fetchall()
+    assert first[2] >= 0.3 and second[2] >= 0.2
+    assert second[0] >= first[1]
+    run = admin.execute(
+        "SELECT finished_at, extract(epoch FROM duration) FROM pgautomator.run WHERE id = %s", (run_id,)
+    ).fetchone()
+    assert run is not None and run[0] >= second[1] and run[1] >= 0.5
