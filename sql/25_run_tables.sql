@@ -14,7 +14,6 @@ CREATE TABLE pgautomator.run (
     start_step_id     bigint,
     state             text NOT NULL DEFAULT 'queued'
                       CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'stopped', 'crashed', 'skipped')),
-    agent_id          bigint,                   -- the agent that ran it (see step_run.agent_id)
     queued_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at        timestamptz,
     finished_at       timestamptz,
@@ -23,7 +22,7 @@ CREATE TABLE pgautomator.run (
     stop_requested_at timestamptz,
     stop_requested_by name
 );
-COMMENT ON TABLE pgautomator.run IS 'One execution of a job: who or what started it, when, and how it ended.';
+COMMENT ON TABLE pgautomator.run IS 'One execution of a job: who or what started it, when, and how it ended (which agent ran it: its step runs say).';
 -- A fire instant of a (job, schedule) pair becomes at most one run.
 CREATE UNIQUE INDEX run_fire_once_idx ON pgautomator.run (job_id, schedule_id, scheduled_at)
     WHERE trigger = 'schedule';

@@ -298,7 +298,6 @@ BEGIN
             UPDATE pgautomator.step_run
                SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
              WHERE id = v_sr.id;
-            UPDATE pgautomator.run SET agent_id = v_agent WHERE id = v_sr.run_id AND agent_id IS DISTINCT FROM v_agent;
             v_claimed := v_claimed + 1;
             RETURN NEXT ROW(v_sr.id, v_c.db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
         END;

@@ -467,7 +467,6 @@ BEGIN
             UPDATE pgautomator.step_run
                SET state = 'running', agent_id = v_agent.id, started_at = pg_catalog.now(), worker_pid = NULL
              WHERE id = v_sr.id;
-            UPDATE pgautomator.run SET agent_id = v_agent.id WHERE id = v_run.id;
             RETURN NEXT ROW(v_sr.id, v_run.id, v_job.id, v_job.name, v_step.name, v_step.kind, v_step.code,
                             v_step.connection, v_step.shell, v_step.success_codes,
                             CASE WHEN v_left IS NULL THEN 0

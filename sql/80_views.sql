@@ -41,7 +41,11 @@ SELECT r.id, r.job_id, j.name AS job, r.state, r.trigger, sc.name AS schedule, r
   FROM pgautomator.run r
   JOIN pgautomator.job j ON j.id = r.job_id
   LEFT JOIN pgautomator.schedule sc ON sc.id = r.schedule_id
-  LEFT JOIN pgautomator.agent a ON a.id = r.agent_id;
+  -- the agent of its latest claimed step run
+  LEFT JOIN LATERAL (SELECT sr.agent_id FROM pgautomator.step_run sr
+                      WHERE sr.run_id = r.id AND sr.agent_id IS NOT NULL
+                      ORDER BY sr.id DESC LIMIT 1) ra ON true
+  LEFT JOIN pgautomator.agent a ON a.id = ra.agent_id;
 COMMENT ON VIEW pgautomator.runs IS 'Every run: which job, which schedule or who started it, which agent, when, how it ended.';
 
 CREATE VIEW pgautomator.step_runs WITH (security_invoker = true) AS
