@@ -140,3 +140,29 @@ def test_what_is_recorded_with_the_step_says_when_it_ended(
         "SELECT finished_at, extract(epoch FROM duration) FROM pgautomator.run WHERE id = %s", (run_id,)
     ).fetchone()
     assert run is not None and run[0] >= second[1] and run[1] >= 0.5
+
+
+def test_the_run_as_roles_settings_reach_its_steps_not_the_bookkeeping(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    """ALTER ROLE ... SET values apply to the steps (a read-only, serializable
+    transaction is recorded after it) and never to the bookkeeping, which
+    pins how it reads and waits."""
+    role = make_role("pgautomator_user")
+    for setting in (
+        "default_transaction_read_only = on",
+        "default_transaction_isolation = serializable",
+        "lock_timeout = '1ms'",
+    ):
+        admin.execute(f'ALTER ROLE "{role}" SET {setting}')
+    job_id = job(
+        {"code": "SELECT current_setting('transaction_read_only'), current_setting('transaction_isolation')"},
+        {"code": "SELECT 2"},
+        run_as=role,
+    )
+    run_id = start(admin, job_id)
+    assert wait_run(admin, run_id) == "succeeded"
+    first, second = step_runs(admin, run_id)
+    assert first["output"] == "on|serializable\n"
+    assert second["output"] == "2\n"
+    assert first["worker_pid"] == second["worker_pid"], "the worker claimed the second step itself"
