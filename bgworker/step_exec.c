@@ -25,6 +25,7 @@
 #include <limits.h>
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -174,11 +175,28 @@ pga_may_record_in_step(RawStmt *parsetree, bool block)
 static void
 pga_record_in_step(int64 rows)
 {
+	MemoryContext old;
+
+	/*
+	 * What the commit would run of the step's own code first (deferred
+	 * triggers, cursors WITH HOLD to keep), as the commit does: once the
+	 * bookkeeping holds its row locks, no user code may run before the
+	 * commit, or a stop or a timeout could not reach the step, and the
+	 * launcher could wait behind it.
+	 */
+	for (;;)
+	{
+		AfterTriggerFireDeferred();
+		if (!PreCommit_Portals(false))
+			break;
+	}
+	old = MemoryContextSwitchTo(pga_step_context);
 	pga_outcome->succeeded = true;
 	pga_outcome->rows = rows;
 	pga_outcome->output = pga_output->buf.len > 0 ? pga_tail_finish(pga_output) : NULL;
 	pga_outcome->messages = pga_messages_finish();
 	pga_outcome->encoding = GetDatabaseEncoding();
+	MemoryContextSwitchTo(old);
 	pga_outcome->recorded_with_step = pga_before_commit(pga_outcome, pga_before_commit_arg);
 }
 
@@ -314,6 +332,8 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome,
 	}
 	PG_END_TRY();
 
+	/* (a commit leaves TopMemoryContext current: what follows is per step) */
+	MemoryContextSwitchTo(step_context);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	debug_query_string = NULL;
 	pga_before_commit = NULL;

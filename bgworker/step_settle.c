@@ -181,21 +181,21 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
  * transaction's first query: pga_settle_in_step checks them instead.
  */
 static void
-pga_settle_pin_settings(void)
+pga_settle_pin_settings(GucAction action)
 {
 	/* only what differs: setting a parameter costs, even to its value */
 	if (XactIsoLevel != XACT_READ_COMMITTED && !FirstSnapshotSet)
 		(void) set_config_option("transaction_isolation", "read committed", PGC_SUSET,
-								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+								 PGC_S_SESSION, action, true, 0, false);
 	if (XactReadOnly && !FirstSnapshotSet)
 		(void) set_config_option("transaction_read_only", "off", PGC_SUSET,
-								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+								 PGC_S_SESSION, action, true, 0, false);
 	if (StatementTimeout != 0)
 		(void) set_config_option("statement_timeout", "0", PGC_SUSET,
-								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+								 PGC_S_SESSION, action, true, 0, false);
 	if (LockTimeout != 0)
 		(void) set_config_option("lock_timeout", "0", PGC_SUSET,
-								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+								 PGC_S_SESSION, action, true, 0, false);
 }
 
 /*
@@ -240,7 +240,10 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
 	{
-		pga_settle_pin_settings();
+		/* pinned for the bookkeeping only, not for the rest of the step */
+		int			guc_level = NewGUCNestLevel();
+
+		pga_settle_pin_settings(GUC_ACTION_SAVE);
 		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
@@ -253,6 +256,7 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 										   !pga_shm_quitting(in_step->seg),
 										   &in_step->next);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
+		AtEOXact_GUC(true, guc_level);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
@@ -274,11 +278,9 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 		in_step->claimed = false;
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT
-						" in its own transaction: %s", outcome->step_run_id, edata->message),
-				 errdetail("It is recorded after the step's commit.")));
+		/* said once the step's messages are taken: they are the user's */
+		in_step->failure_code = edata->sqlerrcode;
+		strlcpy(in_step->failure, edata->message, sizeof(in_step->failure));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -306,7 +308,7 @@ pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	PG_TRY();
 	{
-		pga_settle_pin_settings();
+		pga_settle_pin_settings(GUC_ACTION_LOCAL);
 		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);

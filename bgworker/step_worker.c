@@ -188,6 +188,12 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome, PgaInSte
 	outcome->step_run_id = input->step_run_id;
 	outcome->messages = pga_messages_finish();
 	outcome->encoding = GetDatabaseEncoding();
+	if (in_step && in_step->failure_code != 0)
+		ereport(WARNING,
+				(errcode(in_step->failure_code),
+				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT
+						" in its own transaction: %s", input->step_run_id, in_step->failure),
+				 errdetail("It is recorded after the step's commit.")));
 }
 
 /*

@@ -71,11 +71,10 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_step(pgautomator.step) IS 'Validates a complete step definition.';
 
--- Changing a step locks it (_step_of, or the position shifts), and a
--- report under way may wait for that lock while it holds its run: the step
--- run it queues references the step.  So the step paths lock the job's
--- active runs first, in the order of every path (job, run, step run,
--- step), and wait for such a report instead of deadlocking with it.
+-- A report under way reads the job's steps to decide what follows, over
+-- several statements.  So the step paths lock the job's active runs first,
+-- in the order of every path (job, run, step run, step): a step change
+-- waits for such a report, and a report never sees half of one.
 CREATE FUNCTION pgautomator._lock_active_runs(p_job_id bigint)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -87,7 +86,7 @@ BEGIN
         FOR KEY SHARE;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._lock_active_runs(bigint) IS 'Key-shares the active runs of a job, which step changes do before locking steps so that they wait for a report under way instead of deadlocking with it.';
+COMMENT ON FUNCTION pgautomator._lock_active_runs(bigint) IS 'Key-shares the active runs of a job, which step changes do before locking steps so that they wait for a report under way, which reads the steps.';
 
 CREATE FUNCTION pgautomator.add_step(
     job             bigint,
@@ -291,8 +290,7 @@ DECLARE
     v_step pgautomator.step;
     v_from text;
 BEGIN
-    -- Deleting the step also clears step_id of its step runs, which waits
-    -- for a report or claim holding one (see _lock_active_runs).
+    -- (a report under way reads the steps: see _lock_active_runs)
     PERFORM pgautomator._lock_active_runs(p_job.id);
     v_step := pgautomator._step_of(p_job.id, p_step);
     SELECT string_agg(format('"%s"', s.name), ', ' ORDER BY s.position) INTO v_from

@@ -489,14 +489,11 @@ RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- A crash retry run references the schedule too: key-share it first;
-    -- and what the step run's foreign keys name (see _lock_step_run).
+    -- (the schedule a crash retry names is no foreign key: a dropped one
+    -- must not keep its runs from ending)
     IF NOT EXISTS (SELECT FROM pgautomator.job WHERE id = p_job_id FOR NO KEY UPDATE SKIP LOCKED)
        OR NOT EXISTS (SELECT FROM pgautomator.run WHERE id = p_run_id FOR UPDATE SKIP LOCKED)
-       OR pgautomator._lock_step_run(p_step_run_id) IS NULL
-       OR EXISTS (SELECT FROM pgautomator.run r WHERE r.id = p_run_id AND r.schedule_id IS NOT NULL
-                     AND NOT EXISTS (SELECT FROM pgautomator.schedule s WHERE s.id = r.schedule_id
-                                        FOR KEY SHARE SKIP LOCKED)) THEN
+       OR pgautomator._lock_step_run(p_step_run_id) IS NULL THEN
         RETURN false;
     END IF;
     PERFORM pgautomator._crash_step_run(p_step_run_id, p_reason);
@@ -508,8 +505,8 @@ COMMENT ON FUNCTION pgautomator._crash_locked(bigint, bigint, bigint, text) IS '
 -- Deletes finished runs older than p_before, at most p_limit, oldest first
 -- over run_finished_idx.  Deleting a run also deletes its step runs and
 -- mails and clears retry_of of its crash retries (foreign key actions),
--- which would wait for whoever holds those rows: drop_step clearing
--- step_id, another purge, the mailer sending.  So they are all locked first
+-- which would wait for whoever holds those rows: another purge, the mailer
+-- sending.  So they are all locked first
 -- without waiting, and a run with any of them busy is left for a later
 -- batch: the launcher's pass, which purges, never waits here behind a
 -- transaction that may be waiting for it.

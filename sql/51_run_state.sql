@@ -15,7 +15,8 @@
 -- What happened when is statement_timestamp(), not now(): a step worker
 -- records a step that succeeded in the step's own transaction, which began
 -- when the step's statement did; it sets the statement time to the step's
--- end first (pga_settle_in_step).  now() stays for readiness (not_before).
+-- end first (pga_settle_in_step), so a step queued after it is queued then
+-- (not_before, queued_at), behind what was queued while it ran.
 
 -- How many runs of a job may run at once.
 CREATE FUNCTION pgautomator._run_limit(p_job pgautomator.job)
@@ -54,8 +55,9 @@ AS $$
 DECLARE
     v_id bigint;
 BEGIN
-    INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, attempt, state, not_before)
-    VALUES (p_run_id, p_step.id, p_step.name, p_step.kind, p_attempt, 'queued', p_not_before)
+    INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, attempt, state, not_before, queued_at)
+    VALUES (p_run_id, p_step.id, p_step.name, p_step.kind, p_attempt, 'queued', p_not_before,
+            pg_catalog.statement_timestamp())
     RETURNING id INTO v_id;
     RETURN v_id;
 END
@@ -77,8 +79,9 @@ BEGIN
         IF v_step.enabled THEN
             RETURN v_step;
         END IF;
-        INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, finished_at, messages)
+        INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, queued_at, finished_at, messages)
         VALUES (p_run_id, v_step.id, v_step.name, v_step.kind, 'skipped', pg_catalog.statement_timestamp(),
+                pg_catalog.statement_timestamp(),
                 'skipped: the step is disabled');
     END LOOP;
     RETURN NULL;
@@ -151,7 +154,7 @@ BEGIN
     END IF;
     v_step := pgautomator._next_enabled(p_run_id, v_run.job_id, v_from);
     IF v_step.id IS NOT NULL THEN
-        PERFORM pgautomator._queue_step(p_run_id, v_step, 1, pg_catalog.now());
+        PERFORM pgautomator._queue_step(p_run_id, v_step, 1, pg_catalog.statement_timestamp());
     ELSIF EXISTS (SELECT FROM pgautomator.step s WHERE s.job_id = v_run.job_id) THEN
         PERFORM pgautomator._finish_run(p_run_id, 'skipped',
             CASE WHEN v_run.start_step_id IS NULL THEN 'the job has no enabled steps'
@@ -246,7 +249,7 @@ BEGIN
     END IF;
     IF NOT p_ok AND p_step_run.attempt <= v_step.retries THEN
         PERFORM pgautomator._queue_step(p_run.id, v_step, p_step_run.attempt + 1,
-                                        pg_catalog.now() + v_step.retry_interval);
+                                        pg_catalog.statement_timestamp() + v_step.retry_interval);
         RETURN false;
     END IF;
     IF v_step.notify_on <> 'never' AND cardinality(v_step.notify_to) > 0 THEN
@@ -288,7 +291,7 @@ BEGIN
                 'the run reached 10000 step runs; a go-to loop does not end', false);
             RETURN true;
         END IF;
-        PERFORM pgautomator._queue_step(p_run.id, v_next, 1, pg_catalog.now());
+        PERFORM pgautomator._queue_step(p_run.id, v_next, 1, pg_catalog.statement_timestamp());
         RETURN false;
     END IF;
 
@@ -339,8 +342,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;                       -- purged or its job dropped
     END IF;
-    -- (no lock of its own: every path that changes a step run holds its
-    -- run, at least key-shared, and this one now holds it exclusively)
+    -- (no lock of its own: every path that changes its state holds its
+    -- run, at least key-shared, and this one now holds it exclusively; an
+    -- agent's streamed output may still change it, which the update below
+    -- re-reads)
     SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id;
     IF v_sr.state IS DISTINCT FROM 'running'
        OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN

@@ -427,7 +427,7 @@ BEGIN
           JOIN pgautomator.run r ON r.id = sr.run_id
           JOIN pgautomator.job j ON j.id = r.job_id
          WHERE sr.state = 'queued' AND sr.kind = ANY (v_agent.capabilities) AND sr.kind <> 'sql'
-           AND sr.not_before <= pg_catalog.now()
+           AND sr.not_before <= pg_catalog.statement_timestamp()   -- (as the state machine queues)
            AND r.state = 'running' AND r.stop_requested_at IS NULL
            AND (j.agent IS NULL OR j.agent = v_agent.name)
            AND (v_agent.run_as_roles IS NULL
@@ -524,6 +524,9 @@ AS $$
 DECLARE
     v_agent pgautomator.agent := pgautomator._agent_for(agent_release_v1.agent_id);
 BEGIN
+    -- The run first (the lock order of every path): a report under way
+    -- holds it, reads the step run unlocked, and must not see it change.
+    PERFORM pgautomator._lock_run_of(agent_release_v1.step_run_id);
     UPDATE pgautomator.step_run sr
        SET state = 'queued', agent_id = NULL, started_at = NULL, output = NULL
      WHERE sr.id = agent_release_v1.step_run_id AND sr.agent_id = v_agent.id AND sr.state = 'running'

@@ -1,87 +1,88 @@
 """A step that succeeds in the extension's database has its outcome recorded
 in its own last transaction, just before that commits: the step's work and
-its record commit together.  A deferred constraint trigger of the step's
-table sees, at commit, whether the record is already in the transaction."""
+its record commit together."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
-from conftest import scalar, start, step_runs, wait_run
+from conftest import scalar, start, step_runs, wait_run, wait_until
 
 
 @pytest.fixture
-def watched(admin: psycopg.Connection, table: str) -> Iterator[str]:
-    """The scratch table, with a deferred trigger that notes, per row, the
-    state its own step run has inside the step's transaction at commit (the
-    worker names its step run in application_name)."""
-    seen = f"{table}_seen"
-    admin.execute(f"CREATE TABLE {seen} (x int, state text)")
+def xids(admin: psycopg.Connection) -> Iterator[str]:
+    """A table where steps write (their step run, their transaction), and a
+    trigger that writes the same for each step run recorded as succeeded:
+    one transaction for both means the step and its record committed
+    together (txid_current() is the top transaction's, in a subtransaction
+    too)."""
+    name = f"public.wx_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE TABLE {name} (step_run bigint, xid bigint, by text)")
+    admin.execute(f"GRANT ALL ON {name} TO PUBLIC")
     admin.execute(
-        f"""CREATE FUNCTION {seen}_note() RETURNS trigger LANGUAGE plpgsql AS $$
+        f"""CREATE FUNCTION {name}_note() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                INSERT INTO {seen}
-                SELECT NEW.x, sr.state FROM pgautomator.step_run sr
-                 WHERE sr.id = split_part(current_setting('application_name'), ' ', 3)::bigint;
+                INSERT INTO {name} VALUES (NEW.id, txid_current(), 'record');
                 RETURN NULL;
             END $$"""
     )
     admin.execute(
-        f"""CREATE CONSTRAINT TRIGGER note AFTER INSERT ON {table}
-            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {seen}_note()"""
+        f"""CREATE TRIGGER {name.split(".")[1]}_note AFTER UPDATE OF state ON pgautomator.step_run
+            FOR EACH ROW WHEN (OLD.state = 'running' AND NEW.state = 'succeeded')
+            EXECUTE FUNCTION {name}_note()"""
     )
-    yield seen
-    admin.execute(f"DROP TRIGGER note ON {table}")
-    admin.execute(f"DROP TABLE {seen}")
-    admin.execute(f"DROP FUNCTION {seen}_note()")
+    try:
+        yield name
+    finally:
+        admin.execute(f"DROP TRIGGER {name.split('.')[1]}_note ON pgautomator.step_run")
+        admin.execute(f"DROP TABLE {name}")
+        admin.execute(f"DROP FUNCTION {name}_note()")
 
 
 def test_a_step_and_its_record_commit_together(
-    admin: psycopg.Connection, job: Callable[..., int], table: str, watched: str
+    admin: psycopg.Connection, job: Callable[..., int], xids: str
 ) -> None:
+    mark = (
+        f"INSERT INTO {xids} SELECT split_part(current_setting('application_name'), ' ', 3)::bigint,"
+        " txid_current(), 'step'"
+    )
     job_id = job(
         # one statement that commits on its own: recorded with it
-        {"code": f"INSERT INTO {table} (x) VALUES (1)"},
+        {"code": mark},
         # a single-mode block: recorded with it
-        {
-            "code": f"INSERT INTO {table} (x) VALUES (2); INSERT INTO {table} (x) VALUES (3)",
-            "transaction": "single",
-        },
-        # a transaction that does not read as the bookkeeping must: after it
-        {
-            "code": f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; INSERT INTO {table} (x) VALUES (4)",
-            "transaction": "single",
-        },
-        {
-            "code": f"SET LOCAL synchronous_commit = off; INSERT INTO {table} (x) VALUES (5)",
-            "transaction": "single",
-        },
+        {"code": f"SELECT 1; {mark}", "transaction": "single"},
+        # a transaction that does not read or wait as the bookkeeping must
+        {"code": f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; {mark}", "transaction": "single"},
+        {"code": f"SET LOCAL synchronous_commit = off; {mark}", "transaction": "single"},
         # commits of its own (VACUUM) or a read-only transaction: after it
-        {"code": f"VACUUM {table}"},
+        {"code": f"VACUUM {xids}"},
         {"code": "SET TRANSACTION READ ONLY; SELECT 6", "transaction": "single"},
     )
     run_id = start(admin, job_id)
     assert wait_run(admin, run_id) == "succeeded"
     assert [r["state"] for r in step_runs(admin, run_id)] == ["succeeded"] * 6
     assert step_runs(admin, run_id)[5]["output"] == "6\n"
-    seen = admin.execute(f"SELECT x, state FROM {watched} ORDER BY x").fetchall()
-    assert seen == [
-        (1, "succeeded"),
-        (2, "succeeded"),
-        (3, "succeeded"),
-        (4, "running"),
-        (5, "running"),
-    ]
+    together = admin.execute(
+        f"""SELECT sr.step_name, s.xid = r.xid
+              FROM pgautomator.step_run sr
+              JOIN {xids} s ON s.step_run = sr.id AND s.by = 'step'
+              JOIN {xids} r ON r.step_run = sr.id AND r.by = 'record'
+             WHERE sr.run_id = %s ORDER BY sr.id""",
+        (run_id,),
+    ).fetchall()
+    assert together == [("s1", True), ("s2", True), ("s3", False), ("s4", False)]
 
 
 def test_a_commit_that_fails_takes_the_record_with_it(
     admin: psycopg.Connection, job: Callable[..., int], table: str
 ) -> None:
-    """The step's commit fails after its success was recorded in it (a
-    deferred check): both roll back, and the step run ends failed."""
+    """A deferred check fails at the end of the step (before its record is
+    taken, as at its commit): nothing of the step is kept, and its step run
+    ends failed with the check's error."""
     admin.execute(
         f"""CREATE FUNCTION {table}_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END $$"""
@@ -166,3 +167,36 @@ def test_the_run_as_roles_settings_reach_its_steps_not_the_bookkeeping(
     assert first["output"] == "on|serializable\n"
     assert second["output"] == "2\n"
     assert first["worker_pid"] == second["worker_pid"], "the worker claimed the second step itself"
+
+
+def test_a_stop_reaches_a_step_in_its_deferred_triggers(
+    admin: psycopg.Connection, job: Callable[..., int], table: str
+) -> None:
+    """The step's deferred triggers run before its record is taken, as its
+    commit would run them: meanwhile the step holds none of pgautomator's
+    row locks, so stop_run does not wait for them and its cancel lands."""
+    admin.execute(
+        f"""CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(300); RETURN NULL; END $$"""
+    )
+    try:
+        admin.execute(
+            f"""CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON {table}
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {table}_slow()"""
+        )
+        run_id = start(admin, job({"code": f"INSERT INTO {table} (x) VALUES (1)"}))
+        sql = """SELECT count(*) FROM pg_stat_activity
+                  WHERE wait_event = 'PgSleep' AND backend_type LIKE 'pgautomator step%%'
+                    AND application_name = 'pgautomator step ' ||
+                        (SELECT id FROM pgautomator.step_run WHERE run_id = %s)"""
+        wait_until("the step's deferred trigger sleeping", lambda: scalar(admin, sql, (run_id,)) == 1)
+        admin.execute("SET statement_timeout = '20s'")
+        try:
+            admin.execute("SELECT pgautomator.stop_run(%s)", (run_id,))
+        finally:
+            admin.execute("RESET statement_timeout")
+        assert wait_run(admin, run_id) == "stopped"
+        assert scalar(admin, f"SELECT count(*) FROM {table}") == 0
+    finally:
+        admin.execute(f"DROP TRIGGER IF EXISTS slow ON {table}")
+        admin.execute(f"DROP FUNCTION {table}_slow()")
