@@ -506,10 +506,9 @@ COMMENT ON FUNCTION pgautomator._crash_locked(bigint, bigint, bigint, text) IS '
 -- over run_finished_idx.  Deleting a run also deletes its step runs and
 -- mails and clears retry_of of its crash retries (foreign key actions),
 -- which would wait for whoever holds those rows: another purge, the mailer
--- sending.  So they are all locked first
--- without waiting, and a run with any of them busy is left for a later
--- batch: the launcher's pass, which purges, never waits here behind a
--- transaction that may be waiting for it.
+-- sending.  So they are all locked first without waiting, and a run with
+-- any of them busy is left for a later batch: the launcher's pass, which
+-- purges, never waits here behind a transaction that may be waiting for it.
 CREATE FUNCTION pgautomator._purge_runs(p_before timestamptz, p_limit integer)
 RETURNS integer LANGUAGE plpgsql
 -- A generic plan guesses many rows; JIT would cost more than the purge.

@@ -239,68 +239,68 @@ BEGIN
                FOR UPDATE SKIP LOCKED;
             -- being stopped or ended
             CONTINUE WHEN NOT FOUND OR v_run.state <> 'running' OR v_run.stop_requested_at IS NOT NULL;
-        DECLARE
-            v_job    pgautomator.job;
-            v_step   pgautomator.step;
-            v_c      record;
-        BEGIN
-            -- Everything the checks need, in one statement.
-            SELECT j AS job, st AS step, coalesce(st.database, pg_catalog.current_database()) AS db,
-                   rl.rolcanlogin AS login,        -- (pg_authid: the callers are superusers)
-                   EXISTS (SELECT FROM pg_catalog.pg_database d
-                            WHERE d.datname = coalesce(st.database, pg_catalog.current_database()) AND d.datallowconn)
-                   AS dbok
-              INTO v_c
-              FROM pgautomator.job j
-              LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
-              LEFT JOIN pg_catalog.pg_authid rl ON rl.rolname = j.run_as
-             WHERE j.id = v_run.job_id;
-            v_job := v_c.job;
-            v_step := v_c.step;
-            -- A worker claims only the oldest ready step run, and only if it
-            -- can run it: it never keeps its role ahead of another one.
-            -- (Checked once locked: a check before the locks costs a join
-            -- per candidate; the other role's step stays locked only until
-            -- this worker's transaction ends, a few milliseconds.)
-            IF p_run_as IS NOT NULL AND (v_job.run_as <> p_run_as OR v_c.db <> p_database) THEN
-                RETURN;
-            END IF;
-            IF v_step.id IS NULL THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '42704',
-                    pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
-                CONTINUE;
-            END IF;
-            IF v_c.login IS NULL THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '42704',
-                    pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_job.run_as, v_job.name));
-                CONTINUE;
-            ELSIF NOT v_c.login THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '28000',
-                    pg_catalog.format('run_as role "%s" of job "%s" cannot log in (steps connect as it)',
-                                      v_job.run_as, v_job.name));
-                CONTINUE;
-            END IF;
-            IF NOT v_c.dbok THEN
-                PERFORM pgautomator._fail_unstarted(v_sr, '3D000',
-                    pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
-                                      v_c.db, v_sr.step_name));
-                CONTINUE;
-            END IF;
-            -- The worker's time limit: the step's timeout or what is left of
-            -- the job's, whichever is smaller.
-            v_left := least(v_step.timeout, v_run.started_at + v_job.timeout - v_now);
-            IF v_left IS NOT NULL AND v_left <= interval '0' THEN
-                PERFORM pgautomator._job_timed_out(v_sr, v_job);
-                CONTINUE;
-            END IF;
-            v_ms := CASE WHEN v_left IS NULL THEN 0
-                         ELSE greatest(1, ceil(extract(epoch FROM v_left) * 1000))::bigint END;
-            UPDATE pgautomator.step_run
-               SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
-             WHERE id = v_sr.id;
-            v_claimed := v_claimed + 1;
-            RETURN NEXT ROW(v_sr.id, v_c.db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
-        END;
+            DECLARE
+                v_job    pgautomator.job;
+                v_step   pgautomator.step;
+                v_c      record;
+            BEGIN
+                -- Everything the checks need, in one statement.
+                SELECT j AS job, st AS step, coalesce(st.database, pg_catalog.current_database()) AS db,
+                       rl.rolcanlogin AS login,        -- (pg_authid: the callers are superusers)
+                       EXISTS (SELECT FROM pg_catalog.pg_database d
+                                WHERE d.datname = coalesce(st.database, pg_catalog.current_database()) AND d.datallowconn)
+                       AS dbok
+                  INTO v_c
+                  FROM pgautomator.job j
+                  LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
+                  LEFT JOIN pg_catalog.pg_authid rl ON rl.rolname = j.run_as
+                 WHERE j.id = v_run.job_id;
+                v_job := v_c.job;
+                v_step := v_c.step;
+                -- A worker claims only the oldest ready step run, and only if it
+                -- can run it: it never keeps its role ahead of another one.
+                -- (Checked once locked: a check before the locks costs a join
+                -- per candidate; the other role's step stays locked only until
+                -- this worker's transaction ends, a few milliseconds.)
+                IF p_run_as IS NOT NULL AND (v_job.run_as <> p_run_as OR v_c.db <> p_database) THEN
+                    RETURN;
+                END IF;
+                IF v_step.id IS NULL THEN
+                    PERFORM pgautomator._fail_unstarted(v_sr, '42704',
+                        pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
+                    CONTINUE;
+                END IF;
+                IF v_c.login IS NULL THEN
+                    PERFORM pgautomator._fail_unstarted(v_sr, '42704',
+                        pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_job.run_as, v_job.name));
+                    CONTINUE;
+                ELSIF NOT v_c.login THEN
+                    PERFORM pgautomator._fail_unstarted(v_sr, '28000',
+                        pg_catalog.format('run_as role "%s" of job "%s" cannot log in (steps connect as it)',
+                                          v_job.run_as, v_job.name));
+                    CONTINUE;
+                END IF;
+                IF NOT v_c.dbok THEN
+                    PERFORM pgautomator._fail_unstarted(v_sr, '3D000',
+                        pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
+                                          v_c.db, v_sr.step_name));
+                    CONTINUE;
+                END IF;
+                -- The worker's time limit: the step's timeout or what is left of
+                -- the job's, whichever is smaller.
+                v_left := least(v_step.timeout, v_run.started_at + v_job.timeout - v_now);
+                IF v_left IS NOT NULL AND v_left <= interval '0' THEN
+                    PERFORM pgautomator._job_timed_out(v_sr, v_job);
+                    CONTINUE;
+                END IF;
+                v_ms := CASE WHEN v_left IS NULL THEN 0
+                             ELSE greatest(1, ceil(extract(epoch FROM v_left) * 1000))::bigint END;
+                UPDATE pgautomator.step_run
+                   SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
+                 WHERE id = v_sr.id;
+                v_claimed := v_claimed + 1;
+                RETURN NEXT ROW(v_sr.id, v_c.db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
+            END;
         END LOOP;
         -- done, or the queue has no more (candidates passed over: again)
         EXIT WHEN v_claimed >= p_max OR v_round < v_want;
