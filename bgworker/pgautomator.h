@@ -134,7 +134,7 @@ typedef struct PgaInStepSettle
 	char		failure[256];	/* its message, for a WARNING */
 } PgaInStepSettle;
 
-extern bool pga_session_reset(void);
+extern bool pga_session_reset(bool keep_cancel);
 extern PgaSettleResult pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next);
 extern bool pga_settle_in_step(const PgaStepOutcome *outcome, void *arg);
 

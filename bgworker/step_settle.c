@@ -53,15 +53,18 @@
  * caches) except dropping cached plans.  Plans are checked against the
  * search_path they were made with, so keeping them is safe, and it spares
  * the bookkeeping functions a new plan for every step.  False (with a
- * WARNING) when it failed: the worker must not run another step.
+ * WARNING) when it failed: the worker must not run another step.  A cancel
+ * that arrives during the reset is kept when keep_cancel: the next step run
+ * was claimed with the step that ended, so it is meant for that one.
  */
 bool
-pga_session_reset(void)
+pga_session_reset(bool keep_cancel)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	volatile bool ok = true;
 
 	/* a cancel meant for the step that ended must not break the reset */
+	QueryCancelPending = false;
 	HOLD_CANCEL_INTERRUPTS();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -94,7 +97,8 @@ pga_session_reset(void)
 		ok = false;
 	}
 	PG_END_TRY();
-	QueryCancelPending = false;
+	if (!keep_cancel)
+		QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
 	return ok;
 }

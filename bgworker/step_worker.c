@@ -210,7 +210,7 @@ pga_step_worker_recorded(dsm_segment *seg, PgaStepOutcome *outcome, PgaInStepSet
 	/* from now on an exit speaks for the claimed one */
 	if (in_step->claimed)
 		pga_shm_set_current(seg, in_step->next.step_run_id);
-	if (!pga_session_reset())
+	if (!pga_session_reset(in_step->claimed))
 		pga_reset_failed = true;
 	else if (in_step->claimed)
 	{
@@ -260,10 +260,10 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaInStepSettl
 	if (!pga_self_settle)
 	{
 		pga_shm_write_outcome(seg, outcome);
-		pga_reset_failed = !pga_session_reset();
+		pga_reset_failed = !pga_session_reset(false);
 		return false;
 	}
-	if (!pga_session_reset())
+	if (!pga_session_reset(false))
 	{
 		/* the launcher records it; a session that could not be reset ends */
 		pga_reset_failed = true;
