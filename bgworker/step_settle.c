@@ -209,7 +209,8 @@ pga_settle_pin_settings(GucAction action)
  * step's work and its record commit together, one WAL flush instead of
  * two.  Only when that transaction reads and waits as the bookkeeping must
  * (read committed, not read-only, synchronous_commit as the session's
- * default); otherwise, or when the bookkeeping fails (in a subtransaction:
+ * default) and the session user is still the role the worker connected as
+ * (a superuser's step may change it); otherwise, or when the bookkeeping fails (in a subtransaction:
  * the step's work stays), false, and the outcome is recorded after the
  * commit as before.  A cancel (a stop, the step's timeout) is re-thrown:
  * the step has not ended yet, and fails with it.
@@ -228,7 +229,7 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 	ResourceOwner owner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec_context;
-	bool		recorded = false;
+	volatile bool recorded = false;
 
 	in_step->claimed = false;
 	if (XactIsoLevel != XACT_READ_COMMITTED || XactReadOnly ||
