@@ -188,10 +188,10 @@ static void
 pga_settle_pin_settings(GucAction action)
 {
 	/* only what differs: setting a parameter costs, even to its value */
-	if (XactIsoLevel != XACT_READ_COMMITTED && !FirstSnapshotSet)
+	if (XactIsoLevel != XACT_READ_COMMITTED)
 		(void) set_config_option("transaction_isolation", "read committed", PGC_SUSET,
 								 PGC_S_SESSION, action, true, 0, false);
-	if (XactReadOnly && !FirstSnapshotSet)
+	if (XactReadOnly)
 		(void) set_config_option("transaction_read_only", "off", PGC_SUSET,
 								 PGC_S_SESSION, action, true, 0, false);
 	if (StatementTimeout != 0)

@@ -185,7 +185,6 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome, PgaInSte
 
 	memset(outcome, 0, sizeof(PgaStepOutcome));
 	pga_exec_step(input, outcome, in_step ? pga_settle_in_step : NULL, in_step);
-	outcome->step_run_id = input->step_run_id;
 	outcome->messages = pga_messages_finish();
 	outcome->encoding = GetDatabaseEncoding();
 	if (in_step && in_step->failure_code != 0)

@@ -406,9 +406,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- (as _launcher_report, without a call in between)
-    PERFORM pgautomator._step_report(p_step_run_id,
-                                     (SELECT a.id FROM pgautomator.agent a WHERE a.name = 'database' AND a.kind = 'database'),
-                                     p_succeeded, NULL, nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
+    PERFORM pgautomator._step_report(p_step_run_id, pgautomator._database_agent(), p_succeeded, NULL,
+                                     nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
     IF p_claim THEN
         RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
     END IF;
