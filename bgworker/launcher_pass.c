@@ -31,6 +31,13 @@
 #define PGA_TICK_GAP_MS			10	/* between ticks a NOTIFY or a report asks for */
 
 /*
+ * After a prepared instant has fired, the next tick waits this long: the
+ * preparation did the tick's fires, and the steps it started need the CPU
+ * more than deadlines and retention do.
+ */
+#define PGA_PREFIRE_TICK_GAP_MS	50
+
+/*
  * How long before a due instant the launcher prepares it: first guess,
  * then 1.5 times what the last preparation took plus a margin, within
  * bounds (the longer, the longer it holds the locks of the jobs it fires).
@@ -46,6 +53,7 @@ static bool pga_started = false;	/* _launcher_start done since ready */
 static bool pga_waiting_logged = false;
 static TimestampTz pga_next_tick = 0;
 static TimestampTz pga_last_tick = 0;
+static int	pga_tick_gap_ms = PGA_TICK_GAP_MS;
 static TimestampTz pga_ready_at = 0;	/* when the extension was last seen */
 static Oid	pga_extension_oid = InvalidOid; /* the installation started with */
 static long pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
@@ -203,9 +211,9 @@ pga_pass_work(bool notified)
 	 * for those (fires are timed by the instant the tick returned, and
 	 * claims need no tick), so the launcher's time goes to claims.
 	 */
-	if (must_tick && now < TimestampTzPlusMilliseconds(pga_last_tick, PGA_TICK_GAP_MS))
+	if (must_tick && now < TimestampTzPlusMilliseconds(pga_last_tick, pga_tick_gap_ms))
 	{
-		pga_next_tick = Min(pga_next_tick, TimestampTzPlusMilliseconds(pga_last_tick, PGA_TICK_GAP_MS));
+		pga_next_tick = Min(pga_next_tick, TimestampTzPlusMilliseconds(pga_last_tick, pga_tick_gap_ms));
 		must_tick = false;
 	}
 
@@ -214,6 +222,7 @@ pga_pass_work(bool notified)
 		TimestampTz next = 0;
 
 		pga_last_tick = now;
+		pga_tick_gap_ms = PGA_TICK_GAP_MS;
 
 		if (pga_subxact(pga_pass_tick, &next, "_launcher_tick"))
 		{
@@ -412,6 +421,11 @@ pga_prefire_work(void *arg)
 	pga_prefire_lead_ms = Max(PGA_PREFIRE_MIN_LEAD_MS,
 							  Min(PGA_PREFIRE_MAX_LEAD_MS, took_ms * 3 / 2 + PGA_PREFIRE_MARGIN_MS));
 	pga_wait_until(at);
+
+	/* the pass after the commit claims; its tick comes a little later */
+	pga_last_tick = GetCurrentTimestamp();
+	pga_tick_gap_ms = PGA_PREFIRE_TICK_GAP_MS;
+	pga_next_tick = TimestampTzPlusMilliseconds(pga_last_tick, pga_tick_gap_ms);
 	return true;
 }
 

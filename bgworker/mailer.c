@@ -48,6 +48,7 @@ pga_mailer_call(void *arg)
 {
 	PgaMailPass *pass = (PgaMailPass *) arg;
 	bool		isnull;
+	bool		queued = false;
 	int			rc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -58,7 +59,22 @@ pga_mailer_call(void *arg)
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "looking up pgautomator._send_mail failed");
 	pass->ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	/*
+	 * Every NOTIFY in this database wakes the mailer, the launcher's too (a
+	 * listener learns the channel only by reading the queue): an index probe
+	 * first, so that a burst of fires does not pay for a call of the
+	 * sending function each time.
+	 */
 	if (pass->ready)
+	{
+		rc = SPI_execute("SELECT EXISTS (SELECT FROM pgautomator.mail m WHERE m.state OPERATOR(pg_catalog.=) 'queued'"
+						 " AND m.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())", true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "looking for queued e-mails failed");
+		queued = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	if (queued)
 	{
 		rc = SPI_execute("SELECT pgautomator._send_mail(" CppAsString2(PGA_MAIL_BATCH) ")", false, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)

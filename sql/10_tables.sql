@@ -83,6 +83,8 @@ CREATE TABLE pgautomator.job (
 COMMENT ON TABLE pgautomator.job IS 'Jobs: what runs (steps), as whom, and how runs may overlap.';
 CREATE INDEX job_category_idx ON pgautomator.job (category_id);
 CREATE INDEX job_owner_idx ON pgautomator.job (owner);
+-- The dispatcher's job timeouts start from the jobs that have one.
+CREATE INDEX job_timeout_idx ON pgautomator.job (id) WHERE timeout IS NOT NULL;
 
 CREATE TABLE pgautomator.step (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

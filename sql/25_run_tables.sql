@@ -8,12 +8,11 @@ CREATE TABLE pgautomator.run (
     owner             name NOT NULL,            -- the job's owner, for row-level security
     schedule_id       bigint,                   -- the schedule that fired it (see step_run.agent_id)
     scheduled_at      timestamptz,              -- the fire instant (NULL when started by hand)
-    trigger           text NOT NULL CHECK (trigger IN ('schedule', 'manual', 'crash_retry')),
+    trigger           pgautomator.run_trigger NOT NULL,
     started_by        name,                     -- who started it by hand
     retry_of          bigint REFERENCES pgautomator.run ON DELETE SET NULL,
     start_step_id     bigint,
-    state             text NOT NULL DEFAULT 'queued'
-                      CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'stopped', 'crashed', 'skipped')),
+    state             pgautomator.run_state NOT NULL DEFAULT 'queued',
     queued_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at        timestamptz,
     finished_at       timestamptz,
@@ -35,10 +34,9 @@ CREATE TABLE pgautomator.step_run (
     run_id        bigint NOT NULL REFERENCES pgautomator.run ON DELETE CASCADE,
     step_id       bigint,        -- (see agent_id; step_name keeps its name)
     step_name     text NOT NULL,
-    kind          text NOT NULL CHECK (kind IN ('sql', 'shell', 'remote_sql')),
+    kind          pgautomator.step_kind NOT NULL,
     attempt       integer NOT NULL DEFAULT 1 CHECK (attempt >= 1),
-    state         text NOT NULL DEFAULT 'queued'
-                  CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'stopped', 'crashed', 'skipped')),
+    state         pgautomator.run_state NOT NULL DEFAULT 'queued',
     not_before    timestamptz NOT NULL DEFAULT pg_catalog.now(),   -- retry delay
     -- The agent that claimed it.  History names its step, agent and
     -- schedule by id without foreign keys: ids are never reused, so a

@@ -10,7 +10,7 @@
 -- when its in-database worker has been seen gone.
 ALTER TABLE pgautomator.step_run
     ADD COLUMN cancel_requested_at timestamptz,
-    ADD COLUMN cancel_reason text CHECK (cancel_reason IN ('stop', 'timeout', 'job_timeout')),
+    ADD COLUMN cancel_reason pgautomator.cancel_reason,
     ADD COLUMN lost_since timestamptz;
 
 -- Claims look for ready step runs of the kinds an executor runs.
@@ -407,12 +407,14 @@ BEGIN
         PERFORM pgautomator._admit((SELECT j FROM pgautomator.job j WHERE j.id = v.job_id));
     END LOOP;
 
-    -- Runs with no step running whose job timeout has passed.
+    -- Runs with no step running whose job timeout has passed: from the
+    -- jobs with a timeout (job_timeout_idx), most jobs have none, while a
+    -- burst of fires has hundreds of runs running.
     FOR v IN
-        SELECT r.id, r.job_id, j.timeout, r.started_at + j.timeout AS deadline
-          FROM pgautomator.run r
-          JOIN pgautomator.job j ON j.id = r.job_id
-         WHERE r.state = 'running' AND j.timeout IS NOT NULL
+        SELECT r.id, j.id AS job_id, j.timeout, r.started_at + j.timeout AS deadline
+          FROM pgautomator.job j
+          JOIN pgautomator.run r ON r.job_id = j.id AND r.state = 'running'
+         WHERE j.timeout IS NOT NULL
     LOOP
         IF v.deadline > p_now THEN
             v_next := least(v_next, v.deadline);
