@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -353,7 +354,9 @@ pga_launcher_pass(bool notified)
 /*
  * pga_wait_until waits, inside the preparing transaction, until the
  * instant at.  Latch events meanwhile are not lost: the pass that follows
- * looks at the workers and notifications again.
+ * looks at the workers and notifications again.  The last millisecond is
+ * slept to the microsecond: a latch wait counts whole milliseconds, and
+ * rounding up would start every step of the instant up to 1 ms late.
  */
 static void
 pga_wait_until(TimestampTz at)
@@ -361,13 +364,16 @@ pga_wait_until(TimestampTz at)
 	for (;;)
 	{
 		TimestampTz now = GetCurrentTimestamp();
-		long		ms;
 
 		if (now >= at)
 			return;
-		ms = (long) ((at - now + 999) / 1000);
+		if (at - now < 1000)
+		{
+			pg_usleep((long) (at - now));
+			continue;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ms, PG_WAIT_EXTENSION);
+						 (long) ((at - now) / 1000), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -417,6 +423,12 @@ pga_prefire_work(void *arg)
 		pga_pass_reserve();
 		pga_prefire_start_workers();
 	}
+
+	/*
+	 * The preparation's WAL is made durable before the instant, so that the
+	 * commit at the instant flushes little more than its own record.
+	 */
+	XLogFlush(GetXLogInsertRecPtr());
 	took_ms = (long) ((GetCurrentTimestamp() - start) / 1000);
 	pga_prefire_lead_ms = Max(PGA_PREFIRE_MIN_LEAD_MS,
 							  Min(PGA_PREFIRE_MAX_LEAD_MS, took_ms * 3 / 2 + PGA_PREFIRE_MARGIN_MS));

@@ -27,6 +27,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_type_d.h"
 #include "commands/async.h"
 #include "commands/prepare.h"
@@ -138,6 +139,15 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	}
 	else
 		claim = false;
+	/* (_claim_local relies on both checks for the steps it gives this worker) */
+	if (claim)
+	{
+		HeapTuple	db = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+
+		claim = HeapTupleIsValid(db) && ((Form_pg_database) GETSTRUCT(db))->datallowconn;
+		if (HeapTupleIsValid(db))
+			ReleaseSysCache(db);
+	}
 	values[0] = Int64GetDatum(outcome->step_run_id);
 	values[1] = BoolGetDatum(outcome->succeeded);
 	values[2] = pga_text_datum(outcome->sqlstate[0] ? outcome->sqlstate : NULL, PG_SQL_ASCII, &nulls[2]);

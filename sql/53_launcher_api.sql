@@ -175,8 +175,9 @@ COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator
 -- or lost LOGIN since the job was created, and a worker can only connect as
 -- a LOGIN role.  Such a step fails with a clear message instead of running.
 -- p_database and p_run_as (both or neither) narrow the claim to the steps a
--- connected worker of that database and role can run (_worker_settle);
--- p_pid is that worker.  p_now is the instant the claim counts as made
+-- connected worker of that database and role can run (_worker_settle),
+-- whose caller has checked that the role may log in and the database
+-- allows connections; p_pid is that worker.  p_now is the instant the claim counts as made
 -- (default now()): the launcher prepares the claims of a fire instant just
 -- before it and commits them at the instant.
 CREATE FUNCTION pgautomator._claim_local(p_max integer, p_now timestamptz, p_database name,
@@ -240,44 +241,49 @@ BEGIN
             -- being stopped or ended
             CONTINUE WHEN NOT FOUND OR v_run.state <> 'running' OR v_run.stop_requested_at IS NOT NULL;
             DECLARE
-                v_job    pgautomator.job;
-                v_step   pgautomator.step;
                 v_c      record;
             BEGIN
-                -- Everything the checks need, in one statement.
-                SELECT j AS job, st AS step, coalesce(st.database, pg_catalog.current_database()) AS db,
-                       rl.rolcanlogin AS login,        -- (pg_authid: the callers are superusers)
-                       EXISTS (SELECT FROM pg_catalog.pg_database d
-                                WHERE d.datname = coalesce(st.database, pg_catalog.current_database()) AND d.datallowconn)
-                       AS dbok
+                -- Everything the checks need, in one statement, as scalars
+                -- (whole rows would be built and taken apart at every claim).
+                SELECT j.run_as, j.name AS job_name, j.timeout AS job_timeout,
+                       st.id AS step_id, st.code, st.transaction, st.timeout AS step_timeout,
+                       coalesce(st.database, pg_catalog.current_database()) AS db,
+                       -- (a connected worker's own role may log in and its
+                       -- database allows connections: its caller checked)
+                       CASE WHEN p_run_as IS NULL
+                            THEN (SELECT rl.rolcanlogin FROM pg_catalog.pg_authid rl   -- (the callers are superusers)
+                                   WHERE rl.rolname = j.run_as)
+                            ELSE true END AS login,
+                       CASE WHEN p_run_as IS NULL
+                            THEN EXISTS (SELECT FROM pg_catalog.pg_database d
+                                          WHERE d.datname = coalesce(st.database, pg_catalog.current_database())
+                                            AND d.datallowconn)
+                            ELSE true END AS dbok
                   INTO v_c
                   FROM pgautomator.job j
                   LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
-                  LEFT JOIN pg_catalog.pg_authid rl ON rl.rolname = j.run_as
                  WHERE j.id = v_run.job_id;
-                v_job := v_c.job;
-                v_step := v_c.step;
                 -- A worker claims only the oldest ready step run, and only if it
                 -- can run it: it never keeps its role ahead of another one.
                 -- (Checked once locked: a check before the locks costs a join
                 -- per candidate; the other role's step stays locked only until
                 -- this worker's transaction ends, a few milliseconds.)
-                IF p_run_as IS NOT NULL AND (v_job.run_as <> p_run_as OR v_c.db <> p_database) THEN
+                IF p_run_as IS NOT NULL AND (v_c.run_as <> p_run_as OR v_c.db <> p_database) THEN
                     RETURN;
                 END IF;
-                IF v_step.id IS NULL THEN
+                IF v_c.step_id IS NULL THEN
                     PERFORM pgautomator._fail_unstarted(v_sr, '42704',
                         pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
                     CONTINUE;
                 END IF;
                 IF v_c.login IS NULL THEN
                     PERFORM pgautomator._fail_unstarted(v_sr, '42704',
-                        pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_job.run_as, v_job.name));
+                        pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_c.run_as, v_c.job_name));
                     CONTINUE;
                 ELSIF NOT v_c.login THEN
                     PERFORM pgautomator._fail_unstarted(v_sr, '28000',
                         pg_catalog.format('run_as role "%s" of job "%s" cannot log in (steps connect as it)',
-                                          v_job.run_as, v_job.name));
+                                          v_c.run_as, v_c.job_name));
                     CONTINUE;
                 END IF;
                 IF NOT v_c.dbok THEN
@@ -288,9 +294,9 @@ BEGIN
                 END IF;
                 -- The worker's time limit: the step's timeout or what is left of
                 -- the job's, whichever is smaller.
-                v_left := least(v_step.timeout, v_run.started_at + v_job.timeout - v_now);
+                v_left := least(v_c.step_timeout, v_run.started_at + v_c.job_timeout - v_now);
                 IF v_left IS NOT NULL AND v_left <= interval '0' THEN
-                    PERFORM pgautomator._job_timed_out(v_sr, v_job);
+                    PERFORM pgautomator._job_timed_out(v_sr, (SELECT j FROM pgautomator.job j WHERE j.id = v_run.job_id));
                     CONTINUE;
                 END IF;
                 v_ms := CASE WHEN v_left IS NULL THEN 0
@@ -299,7 +305,7 @@ BEGIN
                    SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
                  WHERE id = v_sr.id;
                 v_claimed := v_claimed + 1;
-                RETURN NEXT ROW(v_sr.id, v_c.db, v_job.run_as, v_step.code, v_step.transaction, v_ms)::pgautomator.local_step;
+                RETURN NEXT ROW(v_sr.id, v_c.db, v_c.run_as, v_c.code, v_c.transaction, v_ms)::pgautomator.local_step;
             END;
         END LOOP;
         -- done, or the queue has no more (candidates passed over: again)
