@@ -96,10 +96,17 @@ CREATE FUNCTION pgautomator._finish_run(p_run_id bigint, p_state text, p_message
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_mail boolean;
 BEGIN
-    UPDATE pgautomator.run
+    -- (whether the job sends e-mail, read by the update: a statement less
+    -- on the path of every run's end)
+    UPDATE pgautomator.run r
        SET state = p_state, finished_at = pg_catalog.statement_timestamp(), message = p_message
-     WHERE id = p_run_id;
+     WHERE r.id = p_run_id
+    RETURNING EXISTS (SELECT FROM pgautomator.job j
+                       WHERE j.id = r.job_id AND j.notify_on <> 'never' AND cardinality(j.notify_to) > 0)
+      INTO v_mail;
     -- (p_sweep false: the caller knows no step run of the run is queued)
     IF p_sweep THEN
         UPDATE pgautomator.step_run
@@ -108,8 +115,7 @@ BEGIN
                messages = 'not started: the run ended ' || p_state
          WHERE run_id = p_run_id AND state = 'queued';
     END IF;
-    IF EXISTS (SELECT FROM pgautomator.run r JOIN pgautomator.job j ON j.id = r.job_id
-                WHERE r.id = p_run_id AND j.notify_on <> 'never' AND cardinality(j.notify_to) > 0) THEN
+    IF v_mail THEN
         PERFORM pgautomator._queue_run_mail(p_run_id);
     END IF;
 END
@@ -259,13 +265,17 @@ BEGIN
     IF p_ok THEN
         v_action := v_step.on_success;
         v_target := v_step.on_success_step;
-        v_what := pg_catalog.format('step "%s" succeeded', v_step.name);
     ELSE
         v_action := v_step.on_failure;
         v_target := v_step.on_failure_step;
-        v_what := pg_catalog.format('step "%s" failed%s: %s', v_step.name,
-            CASE WHEN p_step_run.attempt > 1 THEN pg_catalog.format(' after %s attempts', p_step_run.attempt) END,
-            coalesce(pgautomator._first_line(p_step_run.error), 'no error message'));
+    END IF;
+    -- (what the run's message says when this action ends it; only then)
+    IF v_action IN ('succeed', 'fail') THEN
+        v_what := CASE WHEN p_ok THEN pg_catalog.format('step "%s" succeeded', v_step.name)
+                       ELSE pg_catalog.format('step "%s" failed%s: %s', v_step.name,
+                                CASE WHEN p_step_run.attempt > 1
+                                     THEN pg_catalog.format(' after %s attempts', p_step_run.attempt) END,
+                                coalesce(pgautomator._first_line(p_step_run.error), 'no error message')) END;
     END IF;
 
     IF v_action = 'succeed' THEN

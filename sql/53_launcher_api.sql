@@ -181,7 +181,7 @@ COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator
 -- (default now()): the launcher prepares the claims of a fire instant just
 -- before it and commits them at the instant.
 CREATE FUNCTION pgautomator._claim_local(p_max integer, p_now timestamptz, p_database name,
-                                         p_run_as name, p_pid integer)
+                                         p_run_as name, p_pid integer, p_agent bigint DEFAULT NULL)
 RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 -- Queue order is step_run_claim_idx's order.  Planned when the queue looks
@@ -192,7 +192,7 @@ SET enable_incremental_sort = off
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_agent   bigint := pgautomator._database_agent();
+    v_agent   bigint := coalesce(p_agent, pgautomator._database_agent());
     v_now     timestamptz := coalesce(p_now, pg_catalog.statement_timestamp());
     v_run     record;
     v_sr      pgautomator.step_run;
@@ -313,7 +313,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._claim_local(integer, timestamptz, name, name, integer) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED), optionally only those a worker of one database and role can run, and marks them running; steps whose run-as role or database is unusable fail instead.';
+COMMENT ON FUNCTION pgautomator._claim_local(integer, timestamptz, name, name, integer, bigint) IS 'Claims up to p_max ready sql step runs (FOR UPDATE SKIP LOCKED), optionally only those a worker of one database and role can run, and marks them running for the database agent (p_agent: its id when the caller knows it); steps whose run-as role or database is unusable fail instead.';
 
 -- The launcher's claim: any database and role, for the workers it starts
 -- or hands work to.
@@ -410,12 +410,15 @@ RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_agent bigint := pgautomator._database_agent();
 BEGIN
     -- (as _launcher_report, without a call in between)
-    PERFORM pgautomator._step_report(p_step_run_id, pgautomator._database_agent(), p_succeeded, NULL,
+    PERFORM pgautomator._step_report(p_step_run_id, v_agent, p_succeeded, NULL,
                                      nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
     IF p_claim THEN
-        RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid);
+        RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid,
+                                                            v_agent);
     END IF;
 END
 $$;
