@@ -40,6 +40,7 @@
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/portal.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -120,14 +121,18 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	NameData	run_as;
 	bool		claimed = false;
 	int			rc;
-	HeapTuple	role = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetAuthenticatedUserId()));
+	HeapTuple	role;
 
 	/*
 	 * Claims go by role name: only while the role this session connected as
 	 * still exists (not dropped and made again) and may log in.  (The role
 	 * it connected as: a superuser's step may have changed the session
-	 * user.)
+	 * user.)  The catalog caches first take in what was committed since
+	 * the step's transaction began (an ALTER ROLE ... NOLOGIN while the
+	 * step ran), as a claim's own lookup would see it.
 	 */
+	AcceptInvalidationMessages();
+	role = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetAuthenticatedUserId()));
 	memset(&run_as, 0, sizeof(run_as));
 	if (HeapTupleIsValid(role))
 	{

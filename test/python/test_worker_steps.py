@@ -220,6 +220,30 @@ def test_role_that_cannot_log_in_fails_clearly(
         admin.execute(f'ALTER ROLE "{role}" LOGIN')
 
 
+def test_connected_worker_of_a_role_that_lost_login_claims_nothing_more(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    """A worker connected as the run-as role would claim the run's next step
+    itself; once the role has lost LOGIN it must not (the worker checks it,
+    the claim trusts that check), and the step fails as it would for a new
+    worker."""
+    role = make_role("pgautomator_user")
+    job_id = job({"code": "SELECT pg_sleep(1)"}, {"code": "SELECT 1"}, run_as=role)
+    try:
+        run_id = start(admin, job_id)
+        wait_until(
+            "the first step to run", lambda: [s["state"] for s in step_runs(admin, run_id)] == ["running"]
+        )
+        admin.execute(f'ALTER ROLE "{role}" NOLOGIN')
+        assert wait_run(admin, run_id) == "failed"
+        first, second = step_runs(admin, run_id)
+        assert first["state"] == "succeeded"
+        assert (second["state"], second["sqlstate"]) == ("failed", "28000")
+        assert "log in" in second["error"]
+    finally:
+        admin.execute(f'ALTER ROLE "{role}" LOGIN')
+
+
 def test_steps_connect_as_the_role_without_a_client(
     admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
 ) -> None:
