@@ -11,6 +11,9 @@ creating the runs, the claim, the worker's start and connection).  The
 first burst finds no step worker connected (cold); the second finds the
 first burst's workers idle and connected (warm).
 
+Repeated bursts (--bursts N): the same jobs on a cron schedule every 3
+seconds, N bursts; the median of the bursts' median lags.
+
 Throughput: --parallel jobs that allow parallel runs get runs started in
 batches (start_job) so that ready steps never run out; trivial one-step
 runs (SELECT 1) finished per second over --seconds, after a warm-up.
@@ -221,6 +224,58 @@ def sustained(conn: psycopg.Connection[Any], jobs: int, seconds: float, warmup: 
     )
 
 
+def repeated_lag(conn: psycopg.Connection[Any], jobs: int, bursts: int) -> None:
+    """Warm bursts over and over: `jobs` jobs on a cron schedule firing every
+    3 seconds, `bursts` times; each burst's median lag, and the median of
+    those (the first burst, which may find no worker connected, is left out).
+    Steadier than one warm burst, whose median varies more from run to run."""
+    period = 3
+    conn.execute("CREATE TABLE IF NOT EXISTS public.bench_bursts (at timestamptz)")
+    conn.execute("TRUNCATE public.bench_bursts")
+    tag = f"{time.time_ns()}"
+    with conn.transaction():
+        schedule = one(
+            conn,
+            "SELECT pgautomator.create_schedule(%s, 'cron', cron => %s, timezone => 'UTC')",
+            (f"bursts-{tag}", f"*/{period} * * * * *"),
+        )
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT pgautomator.create_job(%s || g) FROM generate_series(1, %s) g", (f"bu-{tag}-", jobs)
+            ).fetchall()
+        ]
+        conn.execute(
+            "SELECT pgautomator.add_step(j, 'mark', %s) FROM unnest(%s::bigint[]) j",
+            ("INSERT INTO public.bench_bursts VALUES (clock_timestamp())", ids),
+        )
+        conn.execute(
+            "SELECT pgautomator.attach_schedule(j, %s::bigint) FROM unnest(%s::bigint[]) j", (schedule, ids)
+        )
+    time.sleep(period * (bursts + 1) + 1)
+    conn.execute(
+        "SELECT pgautomator.detach_schedule(j, %s::bigint) FROM unnest(%s::bigint[]) j", (schedule, ids)
+    )
+    time.sleep(period)
+    rows = conn.execute(
+        "SELECT floor(extract(epoch FROM at) / %s) AS burst,"
+        " (extract(epoch FROM at) - floor(extract(epoch FROM at) / %s) * %s) * 1000 AS lag"
+        " FROM public.bench_bursts ORDER BY 1, 2",
+        (period, period, period),
+    ).fetchall()
+    by_burst: dict[float, list[float]] = {}
+    for burst, lag in rows:
+        by_burst.setdefault(float(burst), []).append(float(lag))
+    medians = [statistics.median(v) for _, v in sorted(by_burst.items())[1:] if len(v) == jobs]
+    if not medians:
+        raise SystemExit("no complete burst was recorded")
+    print(
+        f"repeated warm bursts: {jobs} jobs every {period} s, {len(medians)} complete bursts:"
+        f" median of the bursts' median lags {statistics.median(medians):.1f} ms"
+        f" (each burst's: {min(medians):.1f}-{max(medians):.1f} ms)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,6 +291,12 @@ def main() -> None:
         type=int,
         default=1500,
         help="jobs firing every second in the sustained test (1500)",
+    )
+    parser.add_argument(
+        "--bursts",
+        type=int,
+        default=0,
+        help="repeated warm bursts of --jobs every 3 s, after the rest (0: none)",
     )
     parser.add_argument("--skip-lag", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -254,6 +315,8 @@ def main() -> None:
             throughput(conn, args.parallel, args.seconds, args.warmup)
         if not args.skip_sustained:
             sustained(conn, args.sustained_jobs, args.seconds, args.warmup)
+        if args.bursts > 0:
+            repeated_lag(conn, args.jobs, args.bursts)
 
 
 if __name__ == "__main__":

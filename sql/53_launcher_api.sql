@@ -177,9 +177,9 @@ COMMENT ON FUNCTION pgautomator._job_timed_out(pgautomator.step_run, pgautomator
 -- p_database and p_run_as (both or neither) narrow the claim to the steps a
 -- connected worker of that database and role can run (_worker_settle),
 -- whose caller has checked that the role may log in and the database
--- allows connections; p_pid is that worker.  p_now is the instant the claim counts as made
--- (default now()): the launcher prepares the claims of a fire instant just
--- before it and commits them at the instant.
+-- allows connections; p_pid is that worker.  p_now is the instant the
+-- claim counts as made (default now()): the launcher prepares the claims
+-- of a fire instant just before it and commits them at the instant.
 CREATE FUNCTION pgautomator._claim_local(p_max integer, p_now timestamptz, p_database name,
                                          p_run_as name, p_pid integer, p_agent bigint DEFAULT NULL)
 RETURNS SETOF pgautomator.local_step LANGUAGE plpgsql
