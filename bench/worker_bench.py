@@ -172,6 +172,24 @@ def throughput(conn: psycopg.Connection[Any], parallel: int, seconds: float, war
         time.sleep(0.5)
 
 
+def one_step_jobs(
+    conn: psycopg.Connection[Any], schedule: int, prefix: str, count: int, code: str
+) -> list[int]:
+    """Creates `count` jobs named prefix1, prefix2, ... with one step running
+    `code`, on `schedule`; returns their ids."""
+    ids = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT pgautomator.create_job(%s || g) FROM generate_series(1, %s) g", (prefix, count)
+        ).fetchall()
+    ]
+    conn.execute("SELECT pgautomator.add_step(j, 'step', %s) FROM unnest(%s::bigint[]) j", (code, ids))
+    conn.execute(
+        "SELECT pgautomator.attach_schedule(j, %s::bigint) FROM unnest(%s::bigint[]) j", (schedule, ids)
+    )
+    return ids
+
+
 def sustained(conn: psycopg.Connection[Any], jobs: int, seconds: float, warmup: float) -> None:
     """`jobs` one-step jobs (SELECT 1) share one schedule firing every
     second, for `seconds` after a warm-up: the scheduler's own load, fired by
@@ -186,18 +204,7 @@ def sustained(conn: psycopg.Connection[Any], jobs: int, seconds: float, warmup: 
             " timezone => 'UTC')",
             (f"sustained-{tag}",),
         )
-        ids = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT pgautomator.create_job(%s || g) FROM generate_series(1, %s) g", (f"st-{tag}-", jobs)
-            ).fetchall()
-        ]
-        conn.execute(
-            "SELECT pgautomator.add_step(j, 'trivial', 'SELECT 1') FROM unnest(%s::bigint[]) j", (ids,)
-        )
-        conn.execute(
-            "SELECT pgautomator.attach_schedule(j, %s::bigint) FROM unnest(%s::bigint[]) j", (schedule, ids)
-        )
+        ids = one_step_jobs(conn, schedule, f"st-{tag}-", jobs, "SELECT 1")
     time.sleep(warmup)
     t0 = one(conn, "SELECT date_trunc('second', clock_timestamp()) + interval '1 second'")
     time.sleep(seconds + 1)
@@ -239,18 +246,8 @@ def repeated_lag(conn: psycopg.Connection[Any], jobs: int, bursts: int) -> None:
             "SELECT pgautomator.create_schedule(%s, 'cron', cron => %s, timezone => 'UTC')",
             (f"bursts-{tag}", f"*/{period} * * * * *"),
         )
-        ids = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT pgautomator.create_job(%s || g) FROM generate_series(1, %s) g", (f"bu-{tag}-", jobs)
-            ).fetchall()
-        ]
-        conn.execute(
-            "SELECT pgautomator.add_step(j, 'mark', %s) FROM unnest(%s::bigint[]) j",
-            ("INSERT INTO public.bench_bursts VALUES (clock_timestamp())", ids),
-        )
-        conn.execute(
-            "SELECT pgautomator.attach_schedule(j, %s::bigint) FROM unnest(%s::bigint[]) j", (schedule, ids)
+        ids = one_step_jobs(
+            conn, schedule, f"bu-{tag}-", jobs, "INSERT INTO public.bench_bursts VALUES (clock_timestamp())"
         )
     time.sleep(period * (bursts + 1) + 1)
     conn.execute(
