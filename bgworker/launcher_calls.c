@@ -116,10 +116,12 @@ pga_call_tick(void)
 
 /*
  * pga_call_prefire fires ahead what is due by the instant at; returns how
- * many (job, schedule) pairs were due.
+ * many (job, schedule) pairs were due, and in *all_fired whether none due
+ * by then is left (the preparation may run out of time, or skip a pair
+ * someone holds).
  */
 int
-pga_call_prefire(TimestampTz at)
+pga_call_prefire(TimestampTz at, bool *all_fired)
 {
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1] = {TimestampTzGetDatum(at)};
@@ -129,7 +131,14 @@ pga_call_prefire(TimestampTz at)
 	pga_spi_run("SELECT pgautomator._launcher_prefire($1)", 1, types, values, NULL);
 	due = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	pga_spi_done();
-	return isnull ? 0 : due;
+	if (isnull)
+		due = 0;
+	/* (a statement of its own: it must see what the preparation fired) */
+	pga_spi_run("SELECT NOT EXISTS (SELECT FROM pgautomator.job_schedule js"
+				" WHERE js.next_fire_at OPERATOR(pg_catalog.<=) $1)", 1, types, values, NULL);
+	*all_fired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	pga_spi_done();
+	return due;
 }
 
 /*

@@ -32,9 +32,10 @@
 #define PGA_TICK_GAP_MS			10	/* between ticks a NOTIFY or a report asks for */
 
 /*
- * After a prepared instant has fired, the next tick waits this long: the
- * preparation did the tick's fires, and the steps it started need the CPU
- * more than deadlines and retention do.
+ * After a prepared instant that fired everything due by it, the next tick
+ * waits this long: the steps it started need the CPU more than the tick's
+ * other work (stops, timeouts, crashes, retries, admissions, retention),
+ * which this delays by as much.
  */
 #define PGA_PREFIRE_TICK_GAP_MS	50
 
@@ -54,7 +55,7 @@ static bool pga_started = false;	/* _launcher_start done since ready */
 static bool pga_waiting_logged = false;
 static TimestampTz pga_next_tick = 0;
 static TimestampTz pga_last_tick = 0;
-static int	pga_tick_gap_ms = PGA_TICK_GAP_MS;
+static TimestampTz pga_tick_not_before = 0;	/* see PGA_PREFIRE_TICK_GAP_MS */
 static TimestampTz pga_ready_at = 0;	/* when the extension was last seen */
 static Oid	pga_extension_oid = InvalidOid; /* the installation started with */
 static long pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
@@ -62,6 +63,7 @@ static MemoryContext pga_pass_context = NULL;
 static PgaClaimed pga_claimed;
 static TimestampTz pga_claim_at = 0;	/* instant of the claim; 0: now */
 static int	pga_prefire_due = 0;
+static bool pga_prefire_all_fired = false;
 static TimestampTz pga_prefire_tried = 0;	/* the last instant prepared */
 static bool pga_pass_ready = true;	/* the extension was there */
 static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
@@ -103,7 +105,7 @@ pga_pass_claim(void *arg)
 static void
 pga_pass_prefire(void *arg)
 {
-	pga_prefire_due = pga_call_prefire(*(TimestampTz *) arg);
+	pga_prefire_due = pga_call_prefire(*(TimestampTz *) arg, &pga_prefire_all_fired);
 }
 
 /*
@@ -212,18 +214,17 @@ pga_pass_work(bool notified)
 	 * for those (fires are timed by the instant the tick returned, and
 	 * claims need no tick), so the launcher's time goes to claims.
 	 */
-	if (must_tick && now < TimestampTzPlusMilliseconds(pga_last_tick, pga_tick_gap_ms))
+	if (must_tick && now < TimestampTzPlusMilliseconds(pga_last_tick, PGA_TICK_GAP_MS))
 	{
-		pga_next_tick = Min(pga_next_tick, TimestampTzPlusMilliseconds(pga_last_tick, pga_tick_gap_ms));
+		pga_next_tick = Min(pga_next_tick, TimestampTzPlusMilliseconds(pga_last_tick, PGA_TICK_GAP_MS));
 		must_tick = false;
 	}
 
-	if (must_tick || now >= pga_next_tick)
+	if (now >= pga_tick_not_before && (must_tick || now >= pga_next_tick))
 	{
 		TimestampTz next = 0;
 
 		pga_last_tick = now;
-		pga_tick_gap_ms = PGA_TICK_GAP_MS;
 
 		if (pga_subxact(pga_pass_tick, &next, "_launcher_tick"))
 		{
@@ -257,6 +258,7 @@ pga_pass_sleep_ms(bool ready)
 	long		max_ms = (long) pga_max_sleep * 1000L;
 	long		until_tick;
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz tick_at;
 
 	if (!ready)
 		return PGA_NOT_READY_POLL_MS;
@@ -264,9 +266,10 @@ pga_pass_sleep_ms(bool ready)
 		max_ms = Min(max_ms, 1000L);
 	if (!pga_enabled)
 		return max_ms;
-	if (pga_next_tick <= now)
+	tick_at = Max(pga_next_tick, pga_tick_not_before);
+	if (tick_at <= now)
 		return 0;
-	until_tick = (long) ((pga_next_tick - now + 999) / 1000);
+	until_tick = (long) ((tick_at - now + 999) / 1000);
 	return Min(until_tick, max_ms);
 }
 
@@ -354,9 +357,10 @@ pga_launcher_pass(bool notified)
 /*
  * pga_wait_until waits, inside the preparing transaction, until the
  * instant at.  Latch events meanwhile are not lost: the pass that follows
- * looks at the workers and notifications again.  The last millisecond is
- * slept to the microsecond: a latch wait counts whole milliseconds, and
- * rounding up would start every step of the instant up to 1 ms late.
+ * looks at the workers and notifications again.  The last one or two
+ * milliseconds are slept (pg_usleep): a latch wait counts whole
+ * milliseconds, and rounding up would start every step of the instant up
+ * to 1 ms late.
  */
 static void
 pga_wait_until(TimestampTz at)
@@ -367,13 +371,13 @@ pga_wait_until(TimestampTz at)
 
 		if (now >= at)
 			return;
-		if (at - now < 1000)
+		if (at - now < 2000)
 		{
 			pg_usleep((long) (at - now));
 			continue;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 (long) ((at - now) / 1000), PG_WAIT_EXTENSION);
+						 (long) ((at - now) / 1000) - 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -410,6 +414,7 @@ pga_prefire_work(void *arg)
 	long		took_ms;
 
 	pga_prefire_due = 0;
+	pga_prefire_all_fired = false;
 	if (!pga_subxact(pga_pass_prefire, &at, "_launcher_prefire") || pga_prefire_due == 0)
 		return false;
 	free_slots = pga_slots_free();
@@ -428,16 +433,12 @@ pga_prefire_work(void *arg)
 	 * The preparation's WAL is made durable before the instant, so that the
 	 * commit at the instant flushes little more than its own record.
 	 */
-	XLogFlush(GetXLogInsertRecPtr());
+	if (!XLogRecPtrIsInvalid(XactLastRecEnd))
+		XLogFlush(XactLastRecEnd);
 	took_ms = (long) ((GetCurrentTimestamp() - start) / 1000);
 	pga_prefire_lead_ms = Max(PGA_PREFIRE_MIN_LEAD_MS,
 							  Min(PGA_PREFIRE_MAX_LEAD_MS, took_ms * 3 / 2 + PGA_PREFIRE_MARGIN_MS));
 	pga_wait_until(at);
-
-	/* the pass after the commit claims; its tick comes a little later */
-	pga_last_tick = GetCurrentTimestamp();
-	pga_tick_gap_ms = PGA_PREFIRE_TICK_GAP_MS;
-	pga_next_tick = TimestampTzPlusMilliseconds(pga_last_tick, pga_tick_gap_ms);
 	return true;
 }
 
@@ -466,5 +467,10 @@ pga_launcher_prefire(long *sleep_ms)
 		return false;
 	}
 	pga_prefire_tried = at;
-	return pga_pass_run(pga_prefire_work, &at, "preparing a due instant");
+	if (!pga_pass_run(pga_prefire_work, &at, "preparing a due instant"))
+		return false;
+	/* committed: the pass that follows claims; its tick may come later */
+	if (pga_prefire_all_fired)
+		pga_tick_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PGA_PREFIRE_TICK_GAP_MS);
+	return true;
 }

@@ -159,7 +159,7 @@ typedef struct PgaClaimed
 extern bool pga_extension_ready(bool *has_release, Oid *extension_oid);
 extern int64 pga_call_start(void);
 extern TimestampTz pga_call_tick(void);
-extern int	pga_call_prefire(TimestampTz at);
+extern int	pga_call_prefire(TimestampTz at, bool *all_fired);
 extern PgaClaimed pga_call_claim(int max_steps, TimestampTz at);
 extern void pga_call_started(int64 step_run_id, int pid);
 extern void pga_call_report(int64 step_run_id, const PgaStepOutcome *outcome);

@@ -228,7 +228,7 @@ def test_connected_worker_of_a_role_that_lost_login_claims_nothing_more(
     the claim trusts that check), and the step fails as it would for a new
     worker."""
     role = make_role("pgautomator_user")
-    job_id = job({"code": "SELECT pg_sleep(2)"}, {"code": "SELECT 1"}, run_as=role)
+    job_id = job({"code": "SELECT pg_sleep(5)"}, {"code": "SELECT 1"}, run_as=role)
     try:
         run_id = start(admin, job_id)
         # (running as the role: its worker has connected, not only been claimed)
@@ -236,7 +236,7 @@ def test_connected_worker_of_a_role_that_lost_login_claims_nothing_more(
             "the first step to run in a session of the role",
             lambda: scalar(
                 admin,
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND query = 'SELECT pg_sleep(2)'"
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND query = 'SELECT pg_sleep(5)'"
                 " AND state = 'active'",
                 (role,),
             ),
