@@ -90,23 +90,27 @@ $$;
 COMMENT ON FUNCTION pgautomator._next_enabled(bigint, bigint, integer) IS 'Returns the first enabled step of a job at or after a position (NULL: none), recording disabled ones as skipped.';
 
 -- Ends a run and queues its notification.  Step runs not yet started end
--- with it; running ones (a worker being cancelled) report later.
+-- with it; running ones (a worker being cancelled) report later.  Returns
+-- whether a run of the same job is queued, waiting for its overlap policy
+-- (the caller may admit it: _try_admit).
 CREATE FUNCTION pgautomator._finish_run(p_run_id bigint, p_state text, p_message text,
                                         p_sweep boolean DEFAULT true)
-RETURNS void LANGUAGE plpgsql
+RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_mail boolean;
+    v_mail   boolean;
+    v_queued boolean;
 BEGIN
-    -- (whether the job sends e-mail, read by the update: a statement less
-    -- on the path of every run's end)
+    -- (whether the job sends e-mail and whether another of its runs waits,
+    -- read by the update: statements less on the path of every run's end)
     UPDATE pgautomator.run r
        SET state = p_state, finished_at = pg_catalog.statement_timestamp(), message = p_message
      WHERE r.id = p_run_id
     RETURNING EXISTS (SELECT FROM pgautomator.job j
-                       WHERE j.id = r.job_id AND j.notify_on <> 'never' AND cardinality(j.notify_to) > 0)
-      INTO v_mail;
+                       WHERE j.id = r.job_id AND j.notify_on <> 'never' AND cardinality(j.notify_to) > 0),
+              EXISTS (SELECT FROM pgautomator.run q WHERE q.job_id = r.job_id AND q.state = 'queued')
+      INTO v_mail, v_queued;
     -- (p_sweep false: the caller knows no step run of the run is queued)
     IF p_sweep THEN
         UPDATE pgautomator.step_run
@@ -118,9 +122,10 @@ BEGIN
     IF v_mail THEN
         PERFORM pgautomator._queue_run_mail(p_run_id);
     END IF;
+    RETURN coalesce(v_queued, false);
 END
 $$;
-COMMENT ON FUNCTION pgautomator._finish_run(bigint, text, text, boolean) IS 'Ends a run in a final state with a message; its queued step runs end too (unless p_sweep is false).';
+COMMENT ON FUNCTION pgautomator._finish_run(bigint, text, text, boolean) IS 'Ends a run in a final state with a message; its queued step runs end too (unless p_sweep is false). True when another run of its job is queued.';
 
 -- Starts a queued run: its first enabled step (from start_step_id when
 -- given) is queued.  A job without enabled steps ends skipped, not failed.
@@ -235,91 +240,107 @@ COMMENT ON FUNCTION pgautomator._try_admit(bigint) IS 'Admits queued runs of a j
 -- What follows a finished step run (its outcome already recorded): a retry
 -- after its delay while retries remain, else the step's on_success or
 -- on_failure action.  The caller holds the run's lock; the run is running.
+-- A run that ends here lets a queued run of its job in (_try_admit).
 CREATE FUNCTION pgautomator._advance(p_run pgautomator.run, p_step_run pgautomator.step_run, p_ok boolean,
                                      p_step pgautomator.step)
 RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_step   pgautomator.step := p_step;
-    v_action text;
-    v_target bigint;
-    v_next   pgautomator.step;
-    v_failed integer;
-    v_what   text;
+    v_step    pgautomator.step := p_step;
+    v_action  text;
+    v_target  bigint;
+    v_next    pgautomator.step;
+    v_failed  integer;
+    v_what    text;
+    v_state   text;             -- how the run ends (NULL: it goes on)
+    v_message text;
 BEGIN
     IF v_step.id IS NULL THEN
-        PERFORM pgautomator._finish_run(p_run.id, 'failed',
-            pg_catalog.format('step "%s" was dropped while the run was going', p_step_run.step_name), false);
-        RETURN true;
-    END IF;
-    IF NOT p_ok AND p_step_run.attempt <= v_step.retries THEN
+        v_state := 'failed';
+        v_message := pg_catalog.format('step "%s" was dropped while the run was going', p_step_run.step_name);
+    ELSIF NOT p_ok AND p_step_run.attempt <= v_step.retries THEN
         PERFORM pgautomator._queue_step(p_run.id, v_step, p_step_run.attempt + 1,
                                         pg_catalog.statement_timestamp() + v_step.retry_interval);
         RETURN false;
-    END IF;
-    IF v_step.notify_on <> 'never' AND cardinality(v_step.notify_to) > 0 THEN
-        PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
-    END IF;
-
-    IF p_ok THEN
-        v_action := v_step.on_success;
-        v_target := v_step.on_success_step;
     ELSE
-        v_action := v_step.on_failure;
-        v_target := v_step.on_failure_step;
-    END IF;
-    -- (what the run's message says when this action ends it; only then)
-    IF v_action IN ('succeed', 'fail') THEN
-        v_what := CASE WHEN p_ok THEN pg_catalog.format('step "%s" succeeded', v_step.name)
-                       ELSE pg_catalog.format('step "%s" failed%s: %s', v_step.name,
-                                CASE WHEN p_step_run.attempt > 1
-                                     THEN pg_catalog.format(' after %s attempts', p_step_run.attempt) END,
-                                coalesce(pgautomator._first_line(p_step_run.error), 'no error message')) END;
-    END IF;
-
-    IF v_action = 'succeed' THEN
-        PERFORM pgautomator._finish_run(p_run.id, 'succeeded',
-            v_what || CASE WHEN p_ok THEN '' ELSE '; its on_failure action is succeed' END, false);
-        RETURN true;
-    ELSIF v_action = 'fail' THEN
-        PERFORM pgautomator._finish_run(p_run.id, 'failed',
-            v_what || CASE WHEN p_ok THEN '; its on_success action is fail' ELSE '' END, false);
-        RETURN true;
-    ELSIF v_action = 'goto' THEN
-        v_next := pgautomator._next_enabled(p_run.id, p_run.job_id,
-                                            (SELECT s.position FROM pgautomator.step s WHERE s.id = v_target));
-    ELSIF EXISTS (SELECT FROM pgautomator.step s WHERE s.job_id = p_run.job_id AND s.position > v_step.position) THEN
-        -- (checked here first: a run's last step, the most common, needs no call)
-        v_next := pgautomator._next_enabled(p_run.id, p_run.job_id, v_step.position + 1);
-    END IF;
-
-    IF v_next.id IS NOT NULL THEN
-        -- A go-to loop is allowed (polling jobs use one) but not endless.
-        IF (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.run_id = p_run.id) >= 10000 THEN
-            PERFORM pgautomator._finish_run(p_run.id, 'failed',
-                'the run reached 10000 step runs; a go-to loop does not end', false);
-            RETURN true;
+        IF v_step.notify_on <> 'never' AND cardinality(v_step.notify_to) > 0 THEN
+            PERFORM pgautomator._queue_step_mail(p_step_run.id);    -- its final outcome
         END IF;
-        PERFORM pgautomator._queue_step(p_run.id, v_next, 1, pg_catalog.statement_timestamp());
-        RETURN false;
+        IF p_ok THEN
+            v_action := v_step.on_success;
+            v_target := v_step.on_success_step;
+        ELSE
+            v_action := v_step.on_failure;
+            v_target := v_step.on_failure_step;
+        END IF;
+        -- (what the run's message says when this action ends it; only then)
+        IF v_action IN ('succeed', 'fail') THEN
+            v_what := CASE WHEN p_ok THEN pg_catalog.format('step "%s" succeeded', v_step.name)
+                           ELSE pg_catalog.format('step "%s" failed%s: %s', v_step.name,
+                                    CASE WHEN p_step_run.attempt > 1
+                                         THEN pg_catalog.format(' after %s attempts', p_step_run.attempt) END,
+                                    coalesce(pgautomator._first_line(p_step_run.error), 'no error message')) END;
+        END IF;
+
+        IF v_action = 'succeed' THEN
+            v_state := 'succeeded';
+            v_message := v_what || CASE WHEN p_ok THEN '' ELSE '; its on_failure action is succeed' END;
+        ELSIF v_action = 'fail' THEN
+            v_state := 'failed';
+            v_message := v_what || CASE WHEN p_ok THEN '; its on_success action is fail' ELSE '' END;
+        ELSE
+            -- A failure the run goes on from is marked in the run's message
+            -- (which says so while it runs): a run whose message is still
+            -- empty at its end has none to count.
+            IF NOT p_ok THEN
+                UPDATE pgautomator.run
+                   SET message = pg_catalog.format('step "%s" failed; its on_failure action is %s',
+                                                   v_step.name, v_action)
+                 WHERE id = p_run.id;
+                p_run.message := 'marked';
+            END IF;
+            IF v_action = 'goto' THEN
+                v_next := pgautomator._next_enabled(p_run.id, p_run.job_id,
+                                                    (SELECT s.position FROM pgautomator.step s WHERE s.id = v_target));
+            ELSIF EXISTS (SELECT FROM pgautomator.step s WHERE s.job_id = p_run.job_id AND s.position > v_step.position) THEN
+                -- (checked here first: a run's last step, the most common, needs no call)
+                v_next := pgautomator._next_enabled(p_run.id, p_run.job_id, v_step.position + 1);
+            END IF;
+
+            IF v_next.id IS NOT NULL THEN
+                -- A go-to loop is allowed (polling jobs use one) but not endless.
+                IF (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.run_id = p_run.id) < 10000 THEN
+                    PERFORM pgautomator._queue_step(p_run.id, v_next, 1, pg_catalog.statement_timestamp());
+                    RETURN false;
+                END IF;
+                v_state := 'failed';
+                v_message := 'the run reached 10000 step runs; a go-to loop does not end';
+            ELSE
+                -- Past the last step: the run succeeded; failures that
+                -- on_failure actions passed over are counted in the message.
+                IF p_run.message IS NOT NULL THEN
+                    SELECT count(*) INTO v_failed FROM pgautomator.step_run sr
+                     WHERE sr.run_id = p_run.id AND sr.state = 'failed'
+                       AND NOT EXISTS (SELECT FROM pgautomator.step_run later
+                                        WHERE later.run_id = sr.run_id AND later.step_id = sr.step_id
+                                          AND later.id > sr.id AND later.attempt = sr.attempt + 1);
+                END IF;
+                v_state := 'succeeded';
+                v_message := CASE WHEN coalesce(v_failed, 0) = 0 THEN 'all steps done'
+                                  ELSE pg_catalog.format('all steps done; %s failed step(s) were passed over by their on_failure action',
+                                                         v_failed) END;
+            END IF;
+        END IF;
     END IF;
 
-    -- Past the last step: the run succeeded; failures that on_failure
-    -- actions passed over are counted in the message.
-    SELECT count(*) INTO v_failed FROM pgautomator.step_run sr
-     WHERE sr.run_id = p_run.id AND sr.state = 'failed'
-       AND NOT EXISTS (SELECT FROM pgautomator.step_run later
-                        WHERE later.run_id = sr.run_id AND later.step_id = sr.step_id
-                          AND later.id > sr.id AND later.attempt = sr.attempt + 1);
-    PERFORM pgautomator._finish_run(p_run.id, 'succeeded',
-        CASE WHEN v_failed = 0 THEN 'all steps done'
-             ELSE pg_catalog.format('all steps done; %s failed step(s) were passed over by their on_failure action', v_failed)
-        END, false);
+    IF pgautomator._finish_run(p_run.id, v_state, v_message, false) THEN
+        PERFORM pgautomator._try_admit(p_run.job_id);
+    END IF;
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean, pgautomator.step) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run; true when the run ended. Caller holds the run lock.';
+COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean, pgautomator.step) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run (and lets a queued run of the job in); true when the run ended. Caller holds the run lock.';
 
 -- Records the outcome of a running step run and moves the run on.  Shared
 -- by _launcher_report (in-database workers) and agent_report_v1.  Returns
@@ -340,7 +361,6 @@ DECLARE
     v_state   text;
     v_error   text := p_error;
     v_end     text;
-    v_ended   boolean;
 BEGIN
     IF p_ok IS NULL THEN
         RAISE EXCEPTION 'succeeded must not be NULL' USING ERRCODE = '22004';
@@ -355,17 +375,22 @@ BEGIN
     -- (no lock of its own: every path that changes its state holds its
     -- run, at least key-shared, and this one now holds it exclusively; an
     -- agent's streamed output may still change it, which the update below
-    -- re-reads)
-    SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id;
-    IF v_sr.state IS DISTINCT FROM 'running'
-       OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
-        RETURN false;
-    END IF;
-    SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
-
-    v_state := CASE WHEN p_ok THEN 'succeeded' ELSE 'failed' END;
-    IF NOT p_ok THEN
+    -- re-reads.  A success needs nothing of it before the update, which
+    -- checks its state and agent itself.)
+    IF p_ok THEN
+        v_state := 'succeeded';
+        IF v_run.stop_requested_at IS NOT NULL THEN
+            v_end := 'stopped';             -- it finished first; later steps never start
+        END IF;
+    ELSE
+        SELECT * INTO v_sr FROM pgautomator.step_run WHERE id = p_step_run_id;
+        IF v_sr.state IS DISTINCT FROM 'running'
+           OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
+            RETURN false;
+        END IF;
+        SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
         SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
+        v_state := 'failed';
         -- Why it failed decides what follows: a stop ends the run stopped, a
         -- job timeout ends it failed, a step timeout is a failure like any.
         IF v_run.stop_requested_at IS NOT NULL OR v_sr.cancel_reason = 'stop' THEN
@@ -383,8 +408,6 @@ BEGIN
             v_error := pg_catalog.format('step timeout of %s exceeded: %s', v_step.timeout,
                                          coalesce(p_error, 'cancelled'));
         END IF;
-    ELSIF v_run.stop_requested_at IS NOT NULL THEN
-        v_end := 'stopped';                 -- it finished first; later steps never start
     END IF;
 
     -- (no setting is below 1024: most texts are shorter, and a read costs)
@@ -404,8 +427,14 @@ BEGIN
         output = CASE WHEN p_keep_output AND p_output IS NULL THEN output
                       WHEN length(p_output) > v_limit THEN pgautomator._tail(p_output, v_limit)
                       ELSE p_output END
-     WHERE id = p_step_run_id
+     WHERE id = p_step_run_id AND state = 'running' AND (p_agent_id IS NULL OR agent_id = p_agent_id)
     RETURNING * INTO v_sr;
+    IF NOT FOUND THEN
+        RETURN false;                       -- no longer running, or another agent's
+    END IF;
+    IF p_ok THEN
+        SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
+    END IF;
 
     IF v_run.state <> 'running' THEN
         RETURN true;                        -- the run already ended (forced)
@@ -414,23 +443,20 @@ BEGIN
         PERFORM pgautomator._queue_step_mail(v_sr.id);
     END IF;
     IF v_end = 'stopped' THEN
-        PERFORM pgautomator._finish_run(v_run.id, 'stopped',
-            pg_catalog.format('stopped by %s during step "%s"', coalesce(v_run.stop_requested_by, 'request'),
-                              v_sr.step_name));
-        v_ended := true;
-    ELSIF v_end = 'job_timeout' THEN
-        PERFORM pgautomator._finish_run(v_run.id, 'failed',
-            pg_catalog.format('job timeout of %s exceeded during step "%s"', v_job.timeout, v_sr.step_name));
-        v_ended := true;
-    ELSE
-        v_ended := pgautomator._advance(v_run, v_sr, p_ok, v_step);
-    END IF;
-    IF v_ended THEN
-        -- (the check _try_admit starts with, here: most jobs have no run waiting)
-        IF EXISTS (SELECT FROM pgautomator.run r WHERE r.job_id = v_run.job_id AND r.state = 'queued') THEN
+        IF pgautomator._finish_run(v_run.id, 'stopped',
+               pg_catalog.format('stopped by %s during step "%s"', coalesce(v_run.stop_requested_by, 'request'),
+                                 v_sr.step_name)) THEN
             PERFORM pgautomator._try_admit(v_run.job_id);
         END IF;
         RETURN true;
+    ELSIF v_end = 'job_timeout' THEN
+        IF pgautomator._finish_run(v_run.id, 'failed',
+               pg_catalog.format('job timeout of %s exceeded during step "%s"', v_job.timeout, v_sr.step_name)) THEN
+            PERFORM pgautomator._try_admit(v_run.job_id);
+        END IF;
+        RETURN true;
+    ELSIF pgautomator._advance(v_run, v_sr, p_ok, v_step) THEN
+        RETURN true;                        -- the run ended
     END IF;
     -- Wake whoever runs the step queued now: remote agents for shell and
     -- remote_sql steps, the launcher for a sql step after a remote one, and

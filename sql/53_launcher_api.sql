@@ -140,11 +140,9 @@ BEGIN
      WHERE id = p_sr.id
     RETURNING * INTO p_sr;
     SELECT * INTO v_run FROM pgautomator.run WHERE id = p_sr.run_id;
+    -- (a run this ends lets a queued run of its job in: _advance)
     PERFORM pgautomator._advance(v_run, p_sr, false,
                                  (SELECT st FROM pgautomator.step st WHERE st.id = p_sr.step_id));
-    IF (SELECT r.state FROM pgautomator.run r WHERE r.id = v_run.id) <> 'running' THEN
-        PERFORM pgautomator._try_admit(v_run.job_id);
-    END IF;
     PERFORM pgautomator._wake('step');
 END
 $$;
@@ -194,122 +192,110 @@ AS $$
 DECLARE
     v_agent   bigint := coalesce(p_agent, pgautomator._database_agent());
     v_now     timestamptz := coalesce(p_now, pg_catalog.statement_timestamp());
-    v_run     record;
-    v_sr      pgautomator.step_run;
+    v_sr      bigint;
+    v_c       record;
+    v_login   boolean;
+    v_dbok    boolean;
     v_left    interval;
     v_ms      bigint;
     v_claimed integer := 0;
-    v_want    integer;
-    v_round   integer;
     v_seen    bigint[] := '{}';
 BEGIN
     IF v_agent IS NULL THEN
         RAISE EXCEPTION 'the database agent is not registered' USING ERRCODE = '55000',
             HINT = 'The launcher registers it with _launcher_start.';
     END IF;
-    IF p_max IS NULL OR p_max < 1 THEN
-        RETURN;
-    END IF;
-    -- Candidates in queue order straight off step_run_claim_idx, locked
-    -- as read: one claimed or locked by another worker is passed over at
-    -- once (SKIP LOCKED; one claimed since this statement's snapshot fails
-    -- its condition when re-read).  Locking the step run before its run
-    -- breaks the lock order of every other path (run, then step run), but
-    -- never waits, so it cannot close a cycle.  A candidate passed over
-    -- below stays locked until this transaction ends: v_seen keeps a later
-    -- round from taking it again (a transaction's own lock does not skip).
-    LOOP
-        v_round := 0;
-        v_want := p_max - v_claimed;
-        FOR v_sr IN
-            SELECT sr.*
-              FROM pgautomator.step_run sr
-             WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= v_now
-               AND sr.id <> ALL (v_seen)
-             ORDER BY sr.not_before, sr.id
-             LIMIT v_want
-               FOR UPDATE SKIP LOCKED
-        LOOP
-            v_round := v_round + 1;
-            v_seen := v_seen || v_sr.id;
-            -- (by primary key alone, states checked here: a condition on
-            -- state would let a generic plan, cached for the life of a
-            -- worker, scan a partial index on state instead)
-            SELECT r.id, r.started_at, r.job_id, r.state, r.stop_requested_at INTO v_run
-              FROM pgautomator.run r WHERE r.id = v_sr.run_id
-               FOR UPDATE SKIP LOCKED;
-            -- being stopped or ended
-            CONTINUE WHEN NOT FOUND OR v_run.state <> 'running' OR v_run.stop_requested_at IS NOT NULL;
-            DECLARE
-                v_c      record;
-            BEGIN
-                -- Everything the checks need, in one statement, as scalars
-                -- (whole rows would be built and taken apart at every claim).
-                SELECT j.run_as, j.name AS job_name, j.timeout AS job_timeout,
-                       st.id AS step_id, st.code, st.transaction, st.timeout AS step_timeout,
-                       coalesce(st.database, pg_catalog.current_database()) AS db,
-                       -- (a connected worker's own role may log in and its
-                       -- database allows connections: its caller checked)
-                       CASE WHEN p_run_as IS NULL
-                            THEN (SELECT rl.rolcanlogin FROM pg_catalog.pg_authid rl   -- (the callers are superusers)
-                                   WHERE rl.rolname = j.run_as)
-                            ELSE true END AS login,
-                       CASE WHEN p_run_as IS NULL
-                            THEN EXISTS (SELECT FROM pg_catalog.pg_database d
-                                          WHERE d.datname = coalesce(st.database, pg_catalog.current_database())
-                                            AND d.datallowconn)
-                            ELSE true END AS dbok
-                  INTO v_c
-                  FROM pgautomator.job j
-                  LEFT JOIN pgautomator.step st ON st.id = v_sr.step_id
-                 WHERE j.id = v_run.job_id;
-                -- A worker claims only the oldest ready step run, and only if it
-                -- can run it: it never keeps its role ahead of another one.
-                -- (Checked once locked: a check before the locks costs a join
-                -- per candidate; the other role's step stays locked only until
-                -- this worker's transaction ends, a few milliseconds.)
-                IF p_run_as IS NOT NULL AND (v_c.run_as <> p_run_as OR v_c.db <> p_database) THEN
-                    RETURN;
-                END IF;
-                IF v_c.step_id IS NULL THEN
-                    PERFORM pgautomator._fail_unstarted(v_sr, '42704',
-                        pg_catalog.format('step "%s" was dropped before it could run', v_sr.step_name));
-                    CONTINUE;
-                END IF;
-                IF v_c.login IS NULL THEN
-                    PERFORM pgautomator._fail_unstarted(v_sr, '42704',
-                        pg_catalog.format('run_as role "%s" of job "%s" does not exist', v_c.run_as, v_c.job_name));
-                    CONTINUE;
-                ELSIF NOT v_c.login THEN
-                    PERFORM pgautomator._fail_unstarted(v_sr, '28000',
-                        pg_catalog.format('run_as role "%s" of job "%s" cannot log in (steps connect as it)',
-                                          v_c.run_as, v_c.job_name));
-                    CONTINUE;
-                END IF;
-                IF NOT v_c.dbok THEN
-                    PERFORM pgautomator._fail_unstarted(v_sr, '3D000',
-                        pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
-                                          v_c.db, v_sr.step_name));
-                    CONTINUE;
-                END IF;
-                -- The worker's time limit: the step's timeout or what is left of
-                -- the job's, whichever is smaller.
-                v_left := least(v_c.step_timeout, v_run.started_at + v_c.job_timeout - v_now);
-                IF v_left IS NOT NULL AND v_left <= interval '0' THEN
-                    PERFORM pgautomator._job_timed_out(v_sr, (SELECT j FROM pgautomator.job j WHERE j.id = v_run.job_id));
-                    CONTINUE;
-                END IF;
-                v_ms := CASE WHEN v_left IS NULL THEN 0
-                             ELSE greatest(1, ceil(extract(epoch FROM v_left) * 1000))::bigint END;
-                UPDATE pgautomator.step_run
-                   SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
-                 WHERE id = v_sr.id;
-                v_claimed := v_claimed + 1;
-                RETURN NEXT ROW(v_sr.id, v_c.db, v_c.run_as, v_c.code, v_c.transaction, v_ms)::pgautomator.local_step;
-            END;
-        END LOOP;
-        -- done, or the queue has no more (candidates passed over: again)
-        EXIT WHEN v_claimed >= p_max OR v_round < v_want;
+    -- One candidate per statement, in queue order straight off
+    -- step_run_claim_idx, locked as read: one claimed or locked by another
+    -- worker is passed over at once (SKIP LOCKED; one claimed since this
+    -- statement's snapshot fails its condition when re-read).  Locking the
+    -- step run before its run breaks the lock order of every other path
+    -- (run, then step run), but never waits, so it cannot close a cycle.  A
+    -- candidate passed over below stays locked until this transaction ends:
+    -- v_seen keeps the next statement from taking it again (a transaction's
+    -- own lock does not skip).  (A statement per candidate, not a cursor: a
+    -- worker claims one, and a cursor costs more to open than it saves.)
+    WHILE v_claimed < coalesce(p_max, 0) LOOP
+        SELECT sr.id INTO v_sr
+          FROM pgautomator.step_run sr
+         WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= v_now
+           AND sr.id <> ALL (v_seen)
+         ORDER BY sr.not_before, sr.id
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
+        v_seen := v_seen || v_sr;
+        -- Its run (locked; by primary key alone, states checked here: a
+        -- condition on state would let a generic plan, cached for the life
+        -- of a worker, scan a partial index on state instead) and all the
+        -- checks need, in one statement, as scalars (whole rows would be
+        -- built and taken apart at every claim).
+        SELECT r.started_at, r.state, r.stop_requested_at, r.job_id,
+               sr.run_id, sr.step_name,
+               j.run_as, j.name AS job_name, j.timeout AS job_timeout,
+               st.id AS step_id, st.code, st.transaction, st.timeout AS step_timeout,
+               coalesce(st.database, pg_catalog.current_database()) AS db
+          INTO v_c
+          FROM pgautomator.step_run sr
+          JOIN pgautomator.run r ON r.id = sr.run_id
+          JOIN pgautomator.job j ON j.id = r.job_id
+          LEFT JOIN pgautomator.step st ON st.id = sr.step_id
+         WHERE sr.id = v_sr
+           FOR UPDATE OF r SKIP LOCKED;
+        -- being stopped or ended
+        CONTINUE WHEN NOT FOUND OR v_c.state <> 'running' OR v_c.stop_requested_at IS NOT NULL;
+        -- A worker claims only the oldest ready step run, and only if it
+        -- can run it: it never keeps its role ahead of another one.
+        -- (Checked once locked: a check before the locks costs a join per
+        -- candidate; the other role's step stays locked only until this
+        -- worker's transaction ends, a few milliseconds.)
+        IF p_run_as IS NOT NULL AND (v_c.run_as <> p_run_as OR v_c.db <> p_database) THEN
+            RETURN;
+        END IF;
+        -- Whether the role may log in and the database allows connections:
+        -- a connected worker's caller checked both for its own role and
+        -- database (and the plan of a statement that needs neither is
+        -- smaller: every step's claim pays for what its plan holds).
+        IF p_run_as IS NULL THEN
+            v_login := (SELECT rl.rolcanlogin FROM pg_catalog.pg_authid rl   -- (the callers are superusers)
+                         WHERE rl.rolname = v_c.run_as);
+            v_dbok := EXISTS (SELECT FROM pg_catalog.pg_database d WHERE d.datname = v_c.db AND d.datallowconn);
+        ELSE
+            v_login := true;
+            v_dbok := true;
+        END IF;
+        IF v_c.step_id IS NULL OR v_login IS NOT TRUE OR NOT v_dbok THEN
+            PERFORM pgautomator._fail_unstarted(sr,
+                        CASE WHEN v_c.step_id IS NULL OR v_login IS NULL THEN '42704'
+                             WHEN NOT v_login THEN '28000' ELSE '3D000' END,
+                        CASE WHEN v_c.step_id IS NULL
+                             THEN pg_catalog.format('step "%s" was dropped before it could run', v_c.step_name)
+                             WHEN v_login IS NULL
+                             THEN pg_catalog.format('run_as role "%s" of job "%s" does not exist',
+                                                    v_c.run_as, v_c.job_name)
+                             WHEN NOT v_login
+                             THEN pg_catalog.format('run_as role "%s" of job "%s" cannot log in (steps connect as it)',
+                                                    v_c.run_as, v_c.job_name)
+                             ELSE pg_catalog.format('database "%s" of step "%s" does not exist or does not allow connections',
+                                                    v_c.db, v_c.step_name) END)
+              FROM pgautomator.step_run sr WHERE sr.id = v_sr;
+            CONTINUE;
+        END IF;
+        -- The worker's time limit: the step's timeout or what is left of
+        -- the job's, whichever is smaller.
+        v_left := least(v_c.step_timeout, v_c.started_at + v_c.job_timeout - v_now);
+        IF v_left IS NOT NULL AND v_left <= interval '0' THEN
+            PERFORM pgautomator._job_timed_out(sr, j)
+              FROM pgautomator.step_run sr, pgautomator.job j WHERE sr.id = v_sr AND j.id = v_c.job_id;
+            CONTINUE;
+        END IF;
+        v_ms := CASE WHEN v_left IS NULL THEN 0
+                     ELSE greatest(1, ceil(extract(epoch FROM v_left) * 1000))::bigint END;
+        UPDATE pgautomator.step_run
+           SET state = 'running', agent_id = v_agent, started_at = v_now, worker_pid = nullif(p_pid, 0)
+         WHERE id = v_sr;
+        v_claimed := v_claimed + 1;
+        RETURN NEXT ROW(v_sr, v_c.db, v_c.run_as, v_c.code, v_c.transaction, v_ms)::pgautomator.local_step;
     END LOOP;
 END
 $$;
@@ -411,11 +397,13 @@ SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_agent bigint := pgautomator._database_agent();
+    v_agent    bigint := pgautomator._database_agent();
+    v_reported boolean;
 BEGIN
-    -- (as _launcher_report, without a call in between)
-    PERFORM pgautomator._step_report(p_step_run_id, v_agent, p_succeeded, NULL,
-                                     nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
+    -- (as _launcher_report, without a call in between; an assignment, not
+    -- PERFORM: a simple expression needs no executor of its own)
+    v_reported := pgautomator._step_report(p_step_run_id, v_agent, p_succeeded, NULL,
+                                           nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output);
     IF p_claim THEN
         RETURN QUERY SELECT * FROM pgautomator._claim_local(1, NULL, pg_catalog.current_database(), p_run_as, p_pid,
                                                             v_agent);

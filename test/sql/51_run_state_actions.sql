@@ -2,7 +2,7 @@
 -- start_job, step runs claimed with _launcher_claim and reported with
 -- _launcher_report, all inside this transaction.
 BEGIN;
-SELECT plan(51);
+SELECT plan(56);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset
 
@@ -103,9 +103,20 @@ SELECT pgautomator.add_step(:j, 's1', 'SELECT 1', on_failure => 'next');
 SELECT pgautomator.add_step(:j, 's2', 'SELECT 2');
 SELECT pgautomator.start_job(:j) AS r \gset
 SELECT is(pg_temp.report(:r, false), 's1', 's1 failed');
+SELECT is(pg_temp.run_state(:r), 'running / step "s1" failed; its on_failure action is next',
+          'while it goes on, the run says which failure it passed over');
 SELECT is(pg_temp.report(:r, true), 's2', 'on_failure next runs s2');
 SELECT is(pg_temp.run_state(:r), 'succeeded / all steps done; 1 failed step(s) were passed over by their on_failure action',
           'a run that passed over a failure succeeds and says so');
+
+-- a failed attempt that was retried is not a failure passed over
+SELECT pgautomator.create_job('sm_retryok', run_as => 'postgres') AS j \gset
+SELECT pgautomator.add_step(:j, 's1', 'SELECT 1', retries => 1, retry_interval => '0 seconds');
+SELECT pgautomator.start_job(:j) AS r \gset
+SELECT is(pg_temp.report(:r, false), 's1', 's1 failed its first attempt');
+SELECT is(pg_temp.run_state(:r), 'running / ', 'a failure that will be retried is not marked');
+SELECT is(pg_temp.report(:r, true), 's1', 's1 succeeded on its retry');
+SELECT is(pg_temp.run_state(:r), 'succeeded / all steps done', 'a retried failure is not counted');
 
 -- go to a named step, on success and on failure
 SELECT pgautomator.create_job('sm_goto', run_as => 'postgres') AS j \gset
