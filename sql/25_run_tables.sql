@@ -15,8 +15,7 @@ CREATE TABLE pgautomator.run (
     state             pgautomator.run_state NOT NULL DEFAULT 'queued',
     queued_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at        timestamptz,
-    finished_at       timestamptz,
-    duration          interval GENERATED ALWAYS AS (finished_at - started_at) STORED,
+    finished_at       timestamptz,     -- (how long it took: the runs view; not stored, see step_run)
     message           text,
     stop_requested_at timestamptz,
     stop_requested_by name
@@ -49,8 +48,9 @@ CREATE TABLE pgautomator.step_run (
     worker_pid    integer,
     queued_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at    timestamptz,
-    finished_at   timestamptz,
-    duration      interval GENERATED ALWAYS AS (finished_at - started_at) STORED,
+    finished_at   timestamptz,   -- (how long it took: the step_runs view; a stored
+                                 -- generated column costs every update of a step
+                                 -- run an expression built and computed again)
     rows_affected bigint,
     sqlstate      text,
     exit_code     integer,

@@ -241,8 +241,9 @@ COMMENT ON FUNCTION pgautomator._try_admit(bigint) IS 'Admits queued runs of a j
 -- after its delay while retries remain, else the step's on_success or
 -- on_failure action.  The caller holds the run's lock; the run is running.
 -- A run that ends here lets a queued run of its job in (_try_admit).
+-- p_later: whether a step follows p_step (NULL: looked up here).
 CREATE FUNCTION pgautomator._advance(p_run pgautomator.run, p_step_run pgautomator.step_run, p_ok boolean,
-                                     p_step pgautomator.step)
+                                     p_step pgautomator.step, p_later boolean DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -303,9 +304,15 @@ BEGIN
             IF v_action = 'goto' THEN
                 v_next := pgautomator._next_enabled(p_run.id, p_run.job_id,
                                                     (SELECT s.position FROM pgautomator.step s WHERE s.id = v_target));
-            ELSIF EXISTS (SELECT FROM pgautomator.step s WHERE s.job_id = p_run.job_id AND s.position > v_step.position) THEN
-                -- (checked here first: a run's last step, the most common, needs no call)
-                v_next := pgautomator._next_enabled(p_run.id, p_run.job_id, v_step.position + 1);
+            ELSE
+                IF p_later IS NULL THEN
+                    p_later := EXISTS (SELECT FROM pgautomator.step s
+                                        WHERE s.job_id = p_run.job_id AND s.position > v_step.position);
+                END IF;
+                -- (checked first: a run's last step, the most common, needs no call)
+                IF p_later THEN
+                    v_next := pgautomator._next_enabled(p_run.id, p_run.job_id, v_step.position + 1);
+                END IF;
             END IF;
 
             IF v_next.id IS NOT NULL THEN
@@ -340,7 +347,7 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean, pgautomator.step) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run (and lets a queued run of the job in); true when the run ended. Caller holds the run lock.';
+COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, boolean, pgautomator.step, boolean) IS 'Decides what follows a finished step run: retry, next step, go-to, or the end of the run (and lets a queued run of the job in); true when the run ended. Caller holds the run lock.';
 
 -- Records the outcome of a running step run and moves the run on.  Shared
 -- by _launcher_report (in-database workers) and agent_report_v1.  Returns
@@ -361,6 +368,7 @@ DECLARE
     v_state   text;
     v_error   text := p_error;
     v_end     text;
+    v_upd     record;
 BEGIN
     IF p_ok IS NULL THEN
         RAISE EXCEPTION 'succeeded must not be NULL' USING ERRCODE = '22004';
@@ -388,7 +396,7 @@ BEGIN
            OR (p_agent_id IS NOT NULL AND v_sr.agent_id IS DISTINCT FROM p_agent_id) THEN
             RETURN false;
         END IF;
-        SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
+        SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;   -- (its timeout)
         SELECT * INTO v_job FROM pgautomator.job WHERE id = v_run.job_id;
         v_state := 'failed';
         -- Why it failed decides what follows: a stop ends the run stopped, a
@@ -414,7 +422,9 @@ BEGIN
     IF greatest(length(v_error), length(p_messages), length(p_output)) > 1024 THEN
         v_limit := pgautomator._setting_int('output_limit');
     END IF;
-    UPDATE pgautomator.step_run SET
+    -- (the step and whether a step follows it, read by the update: the
+    -- statements of every step's end)
+    UPDATE pgautomator.step_run u SET
         state = v_state,
         finished_at = pg_catalog.statement_timestamp(),
         exit_code = p_exit_code,
@@ -428,13 +438,15 @@ BEGIN
                       WHEN length(p_output) > v_limit THEN pgautomator._tail(p_output, v_limit)
                       ELSE p_output END
      WHERE id = p_step_run_id AND state = 'running' AND (p_agent_id IS NULL OR agent_id = p_agent_id)
-    RETURNING * INTO v_sr;
+    RETURNING u AS sr, (SELECT st FROM pgautomator.step st WHERE st.id = u.step_id) AS st,
+              EXISTS (SELECT FROM pgautomator.step st JOIN pgautomator.step later ON later.job_id = st.job_id
+                       WHERE st.id = u.step_id AND later.position > st.position) AS later
+      INTO v_upd;
     IF NOT FOUND THEN
         RETURN false;                       -- no longer running, or another agent's
     END IF;
-    IF p_ok THEN
-        SELECT * INTO v_step FROM pgautomator.step WHERE id = v_sr.step_id;
-    END IF;
+    v_sr := v_upd.sr;
+    v_step := v_upd.st;
 
     IF v_run.state <> 'running' THEN
         RETURN true;                        -- the run already ended (forced)
@@ -455,7 +467,7 @@ BEGIN
             PERFORM pgautomator._try_admit(v_run.job_id);
         END IF;
         RETURN true;
-    ELSIF pgautomator._advance(v_run, v_sr, p_ok, v_step) THEN
+    ELSIF pgautomator._advance(v_run, v_sr, p_ok, v_step, v_upd.later) THEN
         RETURN true;                        -- the run ended
     END IF;
     -- Wake whoever runs the step queued now: remote agents for shell and

@@ -85,7 +85,7 @@ BEGIN
         'job', v_job.name, 'state', v_run.state, 'run', v_run.id,
         'schedule', (SELECT name FROM pgautomator.schedule WHERE id = v_run.schedule_id),
         'started', v_run.started_at, 'finished', v_run.finished_at,
-        'duration', v_run.duration, 'message', v_run.message);
+        'duration', v_run.finished_at - v_run.started_at, 'message', v_run.message);
     INSERT INTO pgautomator.mail (run_id, recipients, sender, subject, body)
     VALUES (v_run.id, v_job.notify_to, v_job.notify_from,
             pgautomator._mail_header(pgautomator._mail_text(
@@ -119,7 +119,7 @@ BEGIN
     v_values := jsonb_build_object(
         'job', v_job.name, 'step', v_step.name, 'state', v_sr.state, 'run', v_sr.run_id,
         'attempt', v_sr.attempt, 'started', v_sr.started_at, 'finished', v_sr.finished_at,
-        'duration', v_sr.duration, 'sqlstate', v_sr.sqlstate, 'exit_code', v_sr.exit_code,
+        'duration', v_sr.finished_at - v_sr.started_at, 'sqlstate', v_sr.sqlstate, 'exit_code', v_sr.exit_code,
         'error', v_sr.error, 'output', right(coalesce(v_sr.output, ''), 4000));
     INSERT INTO pgautomator.mail (run_id, step_run_id, recipients, sender, subject, body)
     VALUES (v_sr.run_id, v_sr.id, v_step.notify_to, v_job.notify_from,

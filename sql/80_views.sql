@@ -34,7 +34,8 @@ COMMENT ON VIEW pgautomator.steps IS 'Steps in order, with go-to actions shown b
 
 CREATE VIEW pgautomator.runs WITH (security_invoker = true) AS
 SELECT r.id, r.job_id, j.name AS job, r.state, r.trigger, sc.name AS schedule, r.scheduled_at,
-       r.started_by, a.name AS agent, r.queued_at, r.started_at, r.finished_at, r.duration,
+       r.started_by, a.name AS agent, r.queued_at, r.started_at, r.finished_at,
+       r.finished_at - r.started_at AS duration,
        r.message, r.retry_of,
        (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.run_id = r.id) AS step_runs,
        (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.run_id = r.id AND sr.attempt > 1) AS retries
@@ -51,7 +52,7 @@ COMMENT ON VIEW pgautomator.runs IS 'Every run: which job, which schedule or who
 CREATE VIEW pgautomator.step_runs WITH (security_invoker = true) AS
 SELECT sr.id, sr.run_id, r.job_id, j.name AS job, sr.step_id, sr.step_name AS step, sr.kind, sr.attempt,
        sr.attempt - 1 AS retries, sr.state, a.name AS agent, sr.queued_at, sr.not_before, sr.started_at,
-       sr.finished_at, sr.duration, sr.rows_affected, sr.sqlstate, sr.exit_code, sr.error, sr.messages,
+       sr.finished_at, sr.finished_at - sr.started_at AS duration, sr.rows_affected, sr.sqlstate, sr.exit_code, sr.error, sr.messages,
        sr.output
   FROM pgautomator.step_run sr
   JOIN pgautomator.run r ON r.id = sr.run_id

@@ -132,13 +132,13 @@ def test_what_is_recorded_with_the_step_says_when_it_ended(
     assert wait_run(admin, run_id) == "succeeded"
     first, second = admin.execute(
         """SELECT started_at, finished_at, extract(epoch FROM duration)
-             FROM pgautomator.step_run WHERE run_id = %s ORDER BY id""",
+             FROM pgautomator.step_runs WHERE run_id = %s ORDER BY id""",
         (run_id,),
     ).fetchall()
     assert first[2] >= 0.3 and second[2] >= 0.2
     assert second[0] >= first[1]
     run = admin.execute(
-        "SELECT finished_at, extract(epoch FROM duration) FROM pgautomator.run WHERE id = %s", (run_id,)
+        "SELECT finished_at, extract(epoch FROM duration) FROM pgautomator.runs WHERE id = %s", (run_id,)
     ).fetchone()
     assert run is not None and run[0] >= second[1] and run[1] >= 0.5
 

@@ -56,7 +56,7 @@ SELECT is((SELECT messages || '|' || rows_affected || '|' || output FROM pgautom
 SELECT pgautomator._launcher_report((SELECT id FROM pgautomator.step_run WHERE run_id = :r AND state = 'running'),
                                     true, NULL, NULL, NULL, 1, NULL);
 SELECT is(pg_temp.run_state(:r), 'succeeded / all steps done', 'after the last step the run succeeded');
-SELECT ok((SELECT finished_at IS NOT NULL AND duration IS NOT NULL FROM pgautomator.run WHERE id = :r),
+SELECT ok((SELECT finished_at IS NOT NULL AND duration IS NOT NULL FROM pgautomator.runs WHERE id = :r),
           'a finished run has its end and duration');
 SELECT lives_ok(format('SELECT pgautomator._launcher_report(%s, false, %L, %L, NULL, NULL, NULL)',
                        (SELECT min(id) FROM pgautomator.step_run WHERE run_id = :r), '57014', 'late'),
