@@ -1,4 +1,4 @@
--- The enumerations of run history, as domains rather than CHECK
+-- The checks of run history, as domains rather than CHECK
 -- constraints on the tables: PostgreSQL re-reads and re-plans a table's
 -- CHECK constraints from their stored text in every statement that writes
 -- the table (about a tenth of a step's bookkeeping, four times per step),
@@ -19,3 +19,7 @@ COMMENT ON DOMAIN pgautomator.run_trigger IS 'What started a run: a schedule, a 
 CREATE DOMAIN pgautomator.cancel_reason AS text
     CHECK (VALUE IN ('stop', 'timeout', 'job_timeout'));
 COMMENT ON DOMAIN pgautomator.cancel_reason IS 'Why the dispatcher cancels a running step run: a stop request, its step timeout, or its job timeout.';
+
+CREATE DOMAIN pgautomator.attempt_number AS integer
+    CHECK (VALUE >= 1);
+COMMENT ON DOMAIN pgautomator.attempt_number IS 'Which attempt of a step a step run is: 1 for the first, 2 for its first retry, and so on.';

@@ -34,7 +34,7 @@ CREATE TABLE pgautomator.step_run (
     step_id       bigint,        -- (see agent_id; step_name keeps its name)
     step_name     text NOT NULL,
     kind          pgautomator.step_kind NOT NULL,
-    attempt       integer NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+    attempt       pgautomator.attempt_number NOT NULL DEFAULT 1,
     state         pgautomator.run_state NOT NULL DEFAULT 'queued',
     not_before    timestamptz NOT NULL DEFAULT pg_catalog.now(),   -- retry delay
     -- The agent that claimed it.  History names its step, agent and
