@@ -109,7 +109,8 @@ BEGIN
      WHERE r.id = p_run_id
     RETURNING EXISTS (SELECT FROM pgautomator.job j
                        WHERE j.id = r.job_id AND j.notify_on <> 'never' AND cardinality(j.notify_to) > 0),
-              EXISTS (SELECT FROM pgautomator.run q WHERE q.job_id = r.job_id AND q.state = 'queued')
+              EXISTS (SELECT FROM pgautomator.run q
+                       WHERE q.job_id = r.job_id AND q.state = 'queued' AND q.id <> r.id)
       INTO v_mail, v_queued;
     -- (p_sweep false: the caller knows no step run of the run is queued)
     IF p_sweep THEN
@@ -291,16 +292,6 @@ BEGIN
             v_state := 'failed';
             v_message := v_what || CASE WHEN p_ok THEN '; its on_success action is fail' ELSE '' END;
         ELSE
-            -- A failure the run goes on from is marked in the run's message
-            -- (which says so while it runs): a run whose message is still
-            -- empty at its end has none to count.
-            IF NOT p_ok THEN
-                UPDATE pgautomator.run
-                   SET message = pg_catalog.format('step "%s" failed; its on_failure action is %s',
-                                                   v_step.name, v_action)
-                 WHERE id = p_run.id;
-                p_run.message := 'marked';
-            END IF;
             IF v_action = 'goto' THEN
                 v_next := pgautomator._next_enabled(p_run.id, p_run.job_id,
                                                     (SELECT s.position FROM pgautomator.step s WHERE s.id = v_target));
@@ -318,6 +309,16 @@ BEGIN
             IF v_next.id IS NOT NULL THEN
                 -- A go-to loop is allowed (polling jobs use one) but not endless.
                 IF (SELECT count(*) FROM pgautomator.step_run sr WHERE sr.run_id = p_run.id) < 10000 THEN
+                    -- A failure the run goes on from is marked in the run's
+                    -- message, if it has none yet (it says so while the run
+                    -- goes on): a run whose message is still NULL at its end
+                    -- has no failure to count.
+                    IF NOT p_ok AND p_run.message IS NULL THEN
+                        UPDATE pgautomator.run
+                           SET message = pg_catalog.format('step "%s" failed; the run goes on with step "%s"',
+                                                           v_step.name, v_next.name)
+                         WHERE id = p_run.id;
+                    END IF;
                     PERFORM pgautomator._queue_step(p_run.id, v_next, 1, pg_catalog.statement_timestamp());
                     RETURN false;
                 END IF;
@@ -326,7 +327,7 @@ BEGIN
             ELSE
                 -- Past the last step: the run succeeded; failures that
                 -- on_failure actions passed over are counted in the message.
-                IF p_run.message IS NOT NULL THEN
+                IF p_run.message IS NOT NULL OR NOT p_ok THEN
                     SELECT count(*) INTO v_failed FROM pgautomator.step_run sr
                      WHERE sr.run_id = p_run.id AND sr.state = 'failed'
                        AND NOT EXISTS (SELECT FROM pgautomator.step_run later
@@ -437,7 +438,11 @@ BEGIN
         output = CASE WHEN p_keep_output AND p_output IS NULL THEN output
                       WHEN length(p_output) > v_limit THEN pgautomator._tail(p_output, v_limit)
                       ELSE p_output END
-     WHERE id = p_step_run_id AND state = 'running' AND (p_agent_id IS NULL OR agent_id = p_agent_id)
+    -- (IS NOT DISTINCT FROM, not =: "state = 'running'" would let the generic
+    -- plan, kept for the life of a worker, scan step_run_running_idx, every
+    -- running step run, instead of the primary key)
+     WHERE id = p_step_run_id AND state IS NOT DISTINCT FROM 'running'
+       AND (p_agent_id IS NULL OR agent_id = p_agent_id)
     RETURNING u AS sr, (SELECT st FROM pgautomator.step st WHERE st.id = u.step_id) AS st,
               EXISTS (SELECT FROM pgautomator.step st JOIN pgautomator.step later ON later.job_id = st.job_id
                        WHERE st.id = u.step_id AND later.position > st.position) AS later

@@ -192,14 +192,14 @@ AS $$
 DECLARE
     v_agent   bigint := coalesce(p_agent, pgautomator._database_agent());
     v_now     timestamptz := coalesce(p_now, pg_catalog.statement_timestamp());
-    v_sr      bigint;
+    v_sr      bigint := 0;               -- the last candidate and its place in the queue
+    v_after   timestamptz := '-infinity';
     v_c       record;
     v_login   boolean;
     v_dbok    boolean;
     v_left    interval;
     v_ms      bigint;
     v_claimed integer := 0;
-    v_seen    bigint[] := '{}';
 BEGIN
     IF v_agent IS NULL THEN
         RAISE EXCEPTION 'the database agent is not registered' USING ERRCODE = '55000',
@@ -210,21 +210,22 @@ BEGIN
     -- worker is passed over at once (SKIP LOCKED; one claimed since this
     -- statement's snapshot fails its condition when re-read).  Locking the
     -- step run before its run breaks the lock order of every other path
-    -- (run, then step run), but never waits, so it cannot close a cycle.  A
-    -- candidate passed over below stays locked until this transaction ends:
-    -- v_seen keeps the next statement from taking it again (a transaction's
-    -- own lock does not skip).  (A statement per candidate, not a cursor: a
-    -- worker claims one, and a cursor costs more to open than it saves.)
+    -- (run, then step run), but never waits, so it cannot close a cycle.
+    -- Each statement starts past the last candidate (an index condition):
+    -- one passed over below stays locked until this transaction ends, and
+    -- a transaction's own lock does not skip; the entries of those claimed
+    -- are not read again either, so claiming n costs one pass over the
+    -- queue.  (A statement per candidate, not a cursor: a worker claims
+    -- one, and a cursor costs more to open than it saves.)
     WHILE v_claimed < coalesce(p_max, 0) LOOP
-        SELECT sr.id INTO v_sr
+        SELECT sr.id, sr.not_before INTO v_sr, v_after
           FROM pgautomator.step_run sr
          WHERE sr.state = 'queued' AND sr.kind = 'sql' AND sr.not_before <= v_now
-           AND sr.id <> ALL (v_seen)
+           AND (sr.not_before, sr.id) > (v_after, v_sr)
          ORDER BY sr.not_before, sr.id
          LIMIT 1
            FOR UPDATE SKIP LOCKED;
         EXIT WHEN NOT FOUND;
-        v_seen := v_seen || v_sr;
         -- Its run (locked; by primary key alone, states checked here: a
         -- condition on state would let a generic plan, cached for the life
         -- of a worker, scan a partial index on state instead) and all the

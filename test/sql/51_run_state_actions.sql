@@ -2,7 +2,7 @@
 -- start_job, step runs claimed with _launcher_claim and reported with
 -- _launcher_report, all inside this transaction.
 BEGIN;
-SELECT plan(56);
+SELECT plan(59);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset
 
@@ -103,7 +103,7 @@ SELECT pgautomator.add_step(:j, 's1', 'SELECT 1', on_failure => 'next');
 SELECT pgautomator.add_step(:j, 's2', 'SELECT 2');
 SELECT pgautomator.start_job(:j) AS r \gset
 SELECT is(pg_temp.report(:r, false), 's1', 's1 failed');
-SELECT is(pg_temp.run_state(:r), 'running / step "s1" failed; its on_failure action is next',
+SELECT is(pg_temp.run_state(:r), 'running / step "s1" failed; the run goes on with step "s2"',
           'while it goes on, the run says which failure it passed over');
 SELECT is(pg_temp.report(:r, true), 's2', 'on_failure next runs s2');
 SELECT is(pg_temp.run_state(:r), 'succeeded / all steps done; 1 failed step(s) were passed over by their on_failure action',
@@ -131,9 +131,19 @@ SELECT is(pg_temp.report(:r, true), 'last', 'on_success goto jumps over "more" t
 SELECT is(pg_temp.trail(:r), 'work:succeeded last:succeeded', 'the skipped-over step never ran');
 SELECT pgautomator.start_job(:j, 'work') AS r \gset
 SELECT is(pg_temp.report(:r, false), 'work', 'work failed');
+SELECT is(pg_temp.run_state(:r), 'running / step "work" failed; the run goes on with step "cleanup"',
+          'a failure passed over by a go-to is marked too');
 SELECT is(pg_temp.report(:r, true), 'cleanup', 'on_failure goto jumps back to "cleanup"');
 SELECT is(pg_temp.run_state(:r), 'failed / step "cleanup" succeeded; its on_success action is fail',
           'the go-to target''s own action ends the run');
+
+-- a failure at the last step that its on_failure action passes over is counted
+SELECT pgautomator.create_job('sm_lastfail', run_as => 'postgres') AS j \gset
+SELECT pgautomator.add_step(:j, 's1', 'SELECT 1', on_failure => 'next');
+SELECT pgautomator.start_job(:j) AS r \gset
+SELECT is(pg_temp.report(:r, false), 's1', 's1 failed');
+SELECT is(pg_temp.run_state(:r), 'succeeded / all steps done; 1 failed step(s) were passed over by their on_failure action',
+          'a failure passed over at the last step is counted');
 
 -- retries with their delay
 SELECT pgautomator.create_job('sm_retry', run_as => 'postgres') AS j \gset
