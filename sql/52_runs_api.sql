@@ -2,45 +2,71 @@
 -- dispatcher's settings (history retention and friends), which admins
 -- change with set_setting and everyone reads in the settings view.
 
-CREATE TABLE pgautomator.setting (
+-- The settings and their defaults come with the extension (setting_default,
+-- made by this script and not dumped); what an admin changed is a row of
+-- its own (setting), which pg_dump keeps: after a restore the extension
+-- makes the defaults again and the dump brings back the changes.  (Were the
+-- changes kept in the defaults' rows, a restore would reset them, a
+-- history_retention of off included.)
+CREATE TABLE pgautomator.setting_default (
     name          text PRIMARY KEY,
-    value         text NOT NULL,
     default_value text NOT NULL,
-    description   text NOT NULL,
-    modified_at   timestamptz,
-    modified_by   name
+    description   text NOT NULL
 );
-COMMENT ON TABLE pgautomator.setting IS 'Dispatcher settings; change them with set_setting.';
-INSERT INTO pgautomator.setting (name, value, default_value, description) VALUES
-    ('history_retention', '30 days', '30 days',
+COMMENT ON TABLE pgautomator.setting_default IS 'The dispatcher settings and their defaults (made by the extension).';
+INSERT INTO pgautomator.setting_default (name, default_value, description) VALUES
+    ('history_retention', '30 days',
      'How long finished runs are kept; the dispatcher deletes older ones in small batches. off keeps them forever.'),
-    ('purge_batch', '500', '500', 'Runs deleted per batch when history is past retention (at most one batch a second).'),
-    ('misfire_grace', '1 minute', '1 minute',
+    ('purge_batch', '500', 'Runs deleted per batch when history is past retention (at most one batch a second).'),
+    ('misfire_grace', '1 minute',
      'How late a fire instant may be and still fire normally; later ones follow the job''s misfire policy.'),
-    ('fire_batch', '200', '200', 'Due (job, schedule) pairs fired per dispatcher pass.'),
-    ('output_limit', '65536', '65536',
+    ('fire_batch', '200', 'Due (job, schedule) pairs fired per dispatcher pass.'),
+    ('output_limit', '65536',
      'Characters kept of a step''s output, messages and error (the tail; the head is cut with a mark).'),
-    ('crash_retries', '3', '3',
+    ('crash_retries', '3',
      'How many crash retries one run may get in a row (jobs with retry_on_crash).'),
-    ('kill_grace', '10 seconds', '10 seconds',
+    ('kill_grace', '10 seconds',
      'How long a cancelled in-database step may take to stop before its worker is terminated.');
-GRANT SELECT ON pgautomator.setting TO pgautomator_user;
+
+CREATE TABLE pgautomator.setting (
+    name        text PRIMARY KEY REFERENCES pgautomator.setting_default ON DELETE CASCADE,
+    value       text NOT NULL,
+    modified_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    modified_by name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE pgautomator.setting IS 'Dispatcher settings an admin changed (set_setting); the others have their default.';
+GRANT SELECT ON pgautomator.setting, pgautomator.setting_default TO pgautomator_user;
 
 CREATE VIEW pgautomator.settings WITH (security_invoker = true) AS
-SELECT s.name, s.value, s.default_value, s.description, s.modified_at, s.modified_by
-  FROM pgautomator.setting s;
+SELECT d.name, coalesce(s.value, d.default_value) AS value, d.default_value, d.description,
+       s.modified_at, s.modified_by
+  FROM pgautomator.setting_default d
+  LEFT JOIN pgautomator.setting s ON s.name = d.name;
 COMMENT ON VIEW pgautomator.settings IS 'Dispatcher settings with their defaults; change them with set_setting.';
+
+CREATE FUNCTION pgautomator._setting(p_name text)
+RETURNS text LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT coalesce(s.value, d.default_value)
+              FROM pgautomator.setting_default d
+              LEFT JOIN pgautomator.setting s ON s.name = d.name
+             WHERE d.name = p_name);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._setting(text) IS 'The value of a setting: what an admin set, else its default.';
 
 CREATE FUNCTION pgautomator._setting_int(p_name text)
 RETURNS integer LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN (SELECT s.value::integer FROM pgautomator.setting s WHERE s.name = p_name); END $$;
+AS $$ BEGIN RETURN pgautomator._setting(p_name)::integer; END $$;
 COMMENT ON FUNCTION pgautomator._setting_int(text) IS 'Reads an integer setting.';
 
 CREATE FUNCTION pgautomator._setting_interval(p_name text)
 RETURNS interval LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN RETURN (SELECT nullif(s.value, 'off')::interval FROM pgautomator.setting s WHERE s.name = p_name); END $$;
+AS $$ BEGIN RETURN nullif(pgautomator._setting(p_name), 'off')::interval; END $$;
 COMMENT ON FUNCTION pgautomator._setting_interval(text) IS 'Reads an interval setting (NULL for off).';
 
 -- Validates a setting's new value and returns it in canonical form.
@@ -107,16 +133,21 @@ BEGIN
     IF set_setting.name IS NULL THEN
         RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
     END IF;
-    SELECT s.default_value INTO v_default FROM pgautomator.setting s WHERE s.name = set_setting.name FOR UPDATE;
+    SELECT d.default_value INTO v_default FROM pgautomator.setting_default d WHERE d.name = set_setting.name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'setting "%" does not exist', set_setting.name
             USING ERRCODE = '42704',
-                  HINT = (SELECT 'Settings: ' || string_agg(s.name, ', ' ORDER BY s.name) || '.'
-                            FROM pgautomator.setting s);
+                  HINT = (SELECT 'Settings: ' || string_agg(d.name, ', ' ORDER BY d.name) || '.'
+                            FROM pgautomator.setting_default d);
     END IF;
     v_value := pgautomator._check_setting(set_setting.name, coalesce(set_setting.value, v_default));
-    UPDATE pgautomator.setting s SET value = v_value, modified_at = pg_catalog.now(), modified_by = session_user
-     WHERE s.name = set_setting.name;
+    IF set_setting.value IS NULL THEN
+        DELETE FROM pgautomator.setting s WHERE s.name = set_setting.name;   -- the default again
+    ELSE
+        INSERT INTO pgautomator.setting AS s (name, value) VALUES (set_setting.name, v_value)
+        ON CONFLICT ON CONSTRAINT setting_pkey DO UPDATE
+           SET value = excluded.value, modified_at = pg_catalog.now(), modified_by = session_user;
+    END IF;
     PERFORM pgautomator._wake('setting');
     RETURN v_value;
 END

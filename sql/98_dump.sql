@@ -3,8 +3,8 @@
 -- restored after CREATE EXTENSION. pg_dump orders the tables by their
 -- foreign keys; self-references (go-to steps, crash retries) are checked at
 -- the end of each COPY, so rows restore in any order.
--- Not dumped: the setting table, whose rows the install script creates
--- (re-apply changed settings with set_setting after a restore).
+-- The settings an admin changed (setting) are dumped; their defaults
+-- (setting_default) are made again by the install script.
 DO $dump$
 DECLARE
     v_table regclass;
@@ -13,7 +13,7 @@ BEGIN
     FOREACH v_table IN ARRAY ARRAY['pgautomator.category', 'pgautomator.agent', 'pgautomator.job',
                                    'pgautomator.step', 'pgautomator.schedule', 'pgautomator.exclusion',
                                    'pgautomator.job_schedule', 'pgautomator.run', 'pgautomator.step_run',
-                                   'pgautomator.mail']::regclass[]
+                                   'pgautomator.mail', 'pgautomator.setting']::regclass[]
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(v_table, '');
         v_seq := NULL;

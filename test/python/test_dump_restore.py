@@ -1,5 +1,6 @@
 """pg_dump of a database with the extension keeps its jobs, steps (with
-go-to actions), schedules, links and history, and pg_restore brings them back."""
+go-to actions), schedules, links, history and changed settings, and
+pg_restore brings them back."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ SNAPSHOT = {
     " JOIN pgautomator.job j ON j.id = js.job_id"
     " JOIN pgautomator.schedule s ON s.id = js.schedule_id ORDER BY 1, 2",
     "runs": "SELECT id, job, state, retry_of FROM pgautomator.runs ORDER BY id",
+    "settings": "SELECT name, value, default_value, modified_by FROM pgautomator.settings ORDER BY name",
 }
 
 
@@ -61,7 +63,17 @@ def test_dump_and_restore_keep_everything(admin: psycopg.Connection, dsn: str, t
                 "SELECT job_id, owner, 'crash_retry', 'succeeded', id FROM pgautomator.run"
             )
             conn.execute("UPDATE pgautomator.run SET message = 'crashed' WHERE retry_of IS NULL")
+            # A changed setting survives; one changed and restored stays at its default.
+            conn.execute("SELECT pgautomator.set_setting('history_retention', 'off')")
+            conn.execute("SELECT pgautomator.set_setting('fire_batch', '50')")
+            conn.execute("SELECT pgautomator.set_setting('fire_batch', NULL)")
             before = _snapshot(conn)
+            assert [
+                row[:3] for row in before["settings"] if row[0] in ("fire_batch", "history_retention")
+            ] == [
+                ("fire_batch", "200", "200"),
+                ("history_retention", "off", "30 days"),
+            ]
         dump = tmp_path / "db.dump"
         env = {**os.environ, "PGDATABASE": source}
         subprocess.run([f"{BINDIR}/pg_dump", "-Fc", "-f", str(dump)], check=True, env=env)

@@ -70,7 +70,7 @@ class Pgautomator(Adapter):
             )
         }
         try:
-            rows = self.q("SELECT name, value FROM pgautomator.setting ORDER BY 1")
+            rows = self.q("SELECT name, value FROM pgautomator.settings ORDER BY 1")
         except Exception:
             rows = []
         gucs.update({f"setting {n}": str(v) for n, v in rows})
@@ -230,7 +230,7 @@ class Pgautomator(Adapter):
         self.q("TRUNCATE pgautomator.step_run, pgautomator.run CASCADE")
 
     def probes(self) -> list[Probe]:
-        batch = self.one("SELECT value FROM pgautomator.setting WHERE name = 'fire_batch'") or "200"
+        batch = self.one("SELECT value FROM pgautomator.settings WHERE name = 'fire_batch'") or "200"
         return [
             Probe(
                 "_launcher_tick()",
