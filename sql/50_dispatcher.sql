@@ -511,7 +511,8 @@ COMMENT ON FUNCTION pgautomator._crash_locked(bigint, bigint, bigint, text) IS '
 -- sending.  So they are all locked first without waiting, and a run with
 -- any of them busy is left for a later batch: the launcher's pass, which
 -- purges, never waits here behind a transaction that may be waiting for it.
-CREATE FUNCTION pgautomator._purge_runs(p_before timestamptz, p_limit integer)
+CREATE FUNCTION pgautomator._purge_runs(p_before timestamptz, p_limit integer,
+                                        p_managed_only boolean DEFAULT false)
 RETURNS integer LANGUAGE plpgsql
 -- A generic plan guesses many rows; JIT would cost more than the purge.
 SET jit = off
@@ -523,6 +524,7 @@ DECLARE
 BEGIN
     v_runs := ARRAY(SELECT d.id FROM pgautomator.run d
                      WHERE d.finished_at < p_before
+                       AND (NOT p_managed_only OR pgautomator._may_manage(d.owner))
                      ORDER BY d.finished_at
                      LIMIT p_limit
                        FOR UPDATE SKIP LOCKED);
@@ -556,7 +558,7 @@ BEGIN
     RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._purge_runs(timestamptz, integer) IS 'Deletes up to p_limit finished runs (with their step runs) that finished before p_before, skipping those whose rows someone holds; returns how many.';
+COMMENT ON FUNCTION pgautomator._purge_runs(timestamptz, integer, boolean) IS 'Deletes up to p_limit finished runs (with their step runs) that finished before p_before (p_managed_only: only runs of jobs the session user manages), skipping those whose rows someone holds; returns how many.';
 
 -- Retention: one small batch at most once a second (the session remembers
 -- when), so that catching up on a long history never slows a busy launcher.

@@ -274,9 +274,10 @@ RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_before timestamptz;
-    v_n      integer;
-    v_total  bigint := 0;
+    v_before       timestamptz;
+    v_managed_only boolean;
+    v_n            integer;
+    v_total        bigint := 0;
 BEGIN
     PERFORM pgautomator._require_user();
     IF purge_history.older_than IS NULL THEN
@@ -284,20 +285,16 @@ BEGIN
     END IF;
     PERFORM pgautomator._check_interval('older_than', purge_history.older_than, true);
     v_before := pg_catalog.now() - purge_history.older_than;
-    IF pgautomator._is_admin() THEN
-        LOOP
-            v_n := pgautomator._purge_runs(v_before, 10000);
-            v_total := v_total + v_n;
-            EXIT WHEN v_n < 10000;
-        END LOOP;
-    ELSE
-        WITH gone AS (
-            DELETE FROM pgautomator.run r
-             WHERE r.finished_at < v_before AND pgautomator._may_manage(r.owner)
-            RETURNING 1)
-        SELECT count(*) INTO v_total FROM gone;
-    END IF;
+    v_managed_only := NOT pgautomator._is_admin();
+    -- In batches, as the dispatcher's retention: runs whose rows someone
+    -- holds (a running mail, a stop in an open transaction) are left for a
+    -- later purge instead of waited for.
+    LOOP
+        v_n := pgautomator._purge_runs(v_before, 10000, v_managed_only);
+        v_total := v_total + v_n;
+        EXIT WHEN v_n < 10000;
+    END LOOP;
     RETURN v_total;
 END
 $$;
-COMMENT ON FUNCTION pgautomator.purge_history(interval) IS 'Deletes finished runs (with their step runs) that ended more than older_than ago and returns how many runs were deleted; non-admins purge only runs of jobs they manage.';
+COMMENT ON FUNCTION pgautomator.purge_history(interval) IS 'Deletes finished runs (with their step runs) that ended more than older_than ago and returns how many runs were deleted; non-admins purge only runs of jobs they manage; runs whose rows someone holds are left for a later purge.';

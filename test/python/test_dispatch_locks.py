@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import scalar, wait_until
+from conftest import _dsn, scalar, wait_until
 
 # Older than any history the other tests write, newer than history_retention.
 OLD = "now() - interval '10 days'"
@@ -327,4 +327,23 @@ def test_purge_skips_runs_whose_retry_is_held(
         user.rollback()
     assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 2
     assert purge(dsn).join() == 2
+    assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_users_purge_skips_held_runs_instead_of_waiting(
+    admin: psycopg.Connection, dsn: str, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_user")
+    job_id = job({"name": "one", "code": "true"})
+    first, retry = old_runs(admin, job_id, 2)
+    admin.execute("UPDATE pgautomator.run SET owner = %s WHERE id IN (%s, %s)", (role, first, retry))
+    with psycopg.connect(dsn) as holder:
+        holder.execute("SELECT FROM pgautomator.step_run WHERE run_id = %s FOR UPDATE", (retry,))
+        purge_as_user = Call(_dsn(user=role), "SELECT pgautomator.purge_history('1 day')")
+        assert purge_as_user.done_or_waiting(admin) == "done", "a user's purge waited behind a held row"
+        assert purge_as_user.join() == 1  # the first run; its retry, whose step run is held, stays
+        holder.rollback()
+    assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 1
+    assert Call(_dsn(user=role), "SELECT pgautomator.purge_history('1 day')").join() == 1
     assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 0
