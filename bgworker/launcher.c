@@ -122,6 +122,9 @@ pga_launcher_main(Datum main_arg)
 		if (notifyInterruptPending || sleep_ms <= 0)
 			continue;
 
+		/* a due instant nearer: workers for its steps connect meanwhile */
+		pga_launcher_spares(&sleep_ms);
+
 		/* a due instant near: prepare it, commit it at the instant */
 		if (pga_launcher_prefire(&sleep_ms))
 		{

@@ -51,12 +51,13 @@ pga_spi_done(void)
 
 /*
  * pga_extension_ready tells whether the extension and the launcher's
- * functions exist in this database; has_release tells whether the optional
- * _launcher_release exists, extension_oid which installation it is (a
- * dropped and re-created extension needs _launcher_start again).
+ * functions exist in this database; has_release and has_spares whether the
+ * optional _launcher_release and _launcher_sessions_due exist,
+ * extension_oid which installation it is (a dropped and re-created
+ * extension needs _launcher_start again).
  */
 bool
-pga_extension_ready(bool *has_release, Oid *extension_oid)
+pga_extension_ready(bool *has_release, bool *has_spares, Oid *extension_oid)
 {
 	bool		ready;
 	bool		isnull;
@@ -64,17 +65,20 @@ pga_extension_ready(bool *has_release, Oid *extension_oid)
 
 	/* by name: the dispatcher may add parameters with defaults */
 	pga_spi_run("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pgautomator')"
-				"   AND pg_catalog.count(DISTINCT p.proname) FILTER (WHERE p.proname <> '_launcher_release') = 6,"
+				"   AND pg_catalog.count(DISTINCT p.proname) FILTER (WHERE p.proname NOT IN"
+				" ('_launcher_release', '_launcher_sessions_due')) = 6,"
 				" pg_catalog.count(*) FILTER (WHERE p.proname = '_launcher_release') > 0,"
+				" pg_catalog.count(*) FILTER (WHERE p.proname = '_launcher_sessions_due') > 0,"
 				" (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'pgautomator')"
 				" FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
 				" WHERE n.nspname = 'pgautomator' AND p.proname IN ('_launcher_start', '_launcher_tick',"
 				" '_launcher_claim', '_launcher_started', '_launcher_report', '_launcher_release',"
-				" '_launcher_prefire')",
+				" '_launcher_prefire', '_launcher_sessions_due')",
 				0, NULL, NULL, NULL);
 	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*has_release = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	oid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	*has_spares = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	oid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
 	*extension_oid = isnull ? InvalidOid : DatumGetObjectId(oid);
 	pga_spi_done();
 	return ready;
@@ -189,6 +193,43 @@ pga_call_claim(int max_steps, TimestampTz at)
 		pga_read_local_step(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &claimed.steps[i], caller);
 	pga_spi_done();
 	return claimed;
+}
+
+/*
+ * pga_call_sessions_due returns, for the steps due by the instant at, how
+ * many each database and run-as role will run (most first); allocated in
+ * the memory context current at the call.
+ */
+PgaSessions
+pga_call_sessions_due(TimestampTz at)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(at)};
+	PgaSessions sessions = {0, NULL};
+	uint64		i;
+
+	pga_spi_run("SELECT database, run_as, steps FROM pgautomator._launcher_sessions_due($1)",
+				1, types, values, NULL);
+	sessions.count = (int) SPI_processed;
+	sessions.items = MemoryContextAllocZero(caller, sizeof(PgaSession) * Max(sessions.count, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		PgaSession *session = &sessions.items[i];
+		bool		isnull;
+		Datum		d;
+
+		d = SPI_getbinval(tuple, desc, 1, &isnull);
+		strlcpy(session->database, isnull ? "" : NameStr(*DatumGetName(d)), NAMEDATALEN);
+		d = SPI_getbinval(tuple, desc, 2, &isnull);
+		strlcpy(session->run_as, isnull ? "" : NameStr(*DatumGetName(d)), NAMEDATALEN);
+		d = SPI_getbinval(tuple, desc, 3, &isnull);
+		session->steps = isnull ? 0 : DatumGetInt32(d);
+	}
+	pga_spi_done();
+	return sessions;
 }
 
 /*

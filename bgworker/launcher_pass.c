@@ -50,6 +50,7 @@
 #define PGA_PREFIRE_MARGIN_MS		5
 
 bool		pga_have_release = false;
+bool		pga_have_spares = false;
 
 static bool pga_started = false;	/* _launcher_start done since ready */
 static bool pga_waiting_logged = false;
@@ -65,6 +66,7 @@ static TimestampTz pga_claim_at = 0;	/* instant of the claim; 0: now */
 static int	pga_prefire_due = 0;
 static bool pga_prefire_all_fired = false;
 static TimestampTz pga_prefire_tried = 0;	/* the last instant prepared */
+static TimestampTz pga_spares_tried = 0;	/* the last instant spares were started for */
 static bool pga_pass_ready = true;	/* the extension was there */
 static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
 static int *pga_claimed_slots = NULL;	/* idle worker reserved, or: */
@@ -166,7 +168,7 @@ pga_pass_work(bool notified)
 	{
 		Oid			extension_oid;
 
-		if (!pga_extension_ready(&pga_have_release, &extension_oid))
+		if (!pga_extension_ready(&pga_have_release, &pga_have_spares, &extension_oid))
 		{
 			if (!pga_waiting_logged)
 				ereport(LOG,
@@ -473,4 +475,31 @@ pga_launcher_prefire(long *sleep_ms)
 	if (pga_prefire_all_fired)
 		pga_tick_not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PGA_PREFIRE_TICK_GAP_MS);
 	return true;
+}
+
+/*
+ * pga_launcher_spares is called, like pga_launcher_prefire, instead of
+ * sleeping sleep_ms.  When the next due instant is within the spares' lead
+ * it starts, once per instant, idle workers of the sessions its steps need
+ * (launcher_spares.c); otherwise it shortens *sleep_ms to wake then.
+ */
+void
+pga_launcher_spares(long *sleep_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz at = pga_next_tick;
+	long		lead_ms = pga_spares_lead_ms();
+	TimestampTz lead_start;
+
+	if (!pga_started || !pga_enabled || !pga_have_spares || lead_ms <= 0 ||
+		at <= now || at == pga_spares_tried || pga_slots_capped())
+		return;
+	lead_start = TimestampTzPlusMilliseconds(at, -lead_ms);
+	if (now < lead_start)
+	{
+		*sleep_ms = Min(*sleep_ms, (long) ((lead_start - now + 999) / 1000));
+		return;
+	}
+	pga_spares_tried = at;
+	pga_spares_start(at);
 }

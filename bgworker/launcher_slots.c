@@ -226,7 +226,8 @@ pga_slot_assign(PgaSlot *slot, const PgaStepInput *input)
 
 /*
  * pga_slot_register starts a new worker for a claimed step run (held: not
- * to run it before pga_slots_release_held).
+ * to run it before pga_slots_release_held), or a spare for none
+ * (step_run_id 0).
  */
 static bool
 pga_slot_register(const PgaStepInput *input, bool held)
@@ -279,7 +280,9 @@ pga_slot_register(const PgaStepInput *input, bool held)
 		return false;
 	}
 	MemoryContextSwitchTo(old);
-	slot->state = PGA_SLOT_RUNNING;
+	/* a spare (no step run) waits, idle, for its first one */
+	slot->state = input->step_run_id == 0 ? PGA_SLOT_IDLE : PGA_SLOT_RUNNING;
+	slot->idle_since = GetCurrentTimestamp();
 	slot->step_run_id = input->step_run_id;
 	strlcpy(slot->database, input->database, NAMEDATALEN);
 	strlcpy(slot->run_as, input->run_as, NAMEDATALEN);
@@ -312,6 +315,58 @@ bool
 pga_slots_start_held(const PgaStepInput *input)
 {
 	return pga_slot_register(input, true);
+}
+
+/*
+ * pga_slots_room returns how many more workers may be started without
+ * asking an idle one to exit.
+ */
+int
+pga_slots_room(void)
+{
+	int			limit = Min(Min(pga_max_workers, pga_cap), PGA_MAX_SLOTS);
+
+	return Max(limit - pga_slots_count(PGA_SLOT_FREE) - pga_unstarted_count, 0);
+}
+
+/*
+ * pga_slots_idle returns how many idle workers of a role and database are
+ * free to take a step run (connected or still connecting).
+ */
+int
+pga_slots_idle(const char *database, const char *run_as)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state == PGA_SLOT_IDLE && !slot->reserved && !slot->quitting &&
+			!slot->exited && strcmp(slot->database, database) == 0 &&
+			strcmp(slot->run_as, run_as) == 0)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * pga_slots_start_spare starts an idle worker of a role and database with
+ * no step run yet: it connects and rehearses its bookkeeping while the
+ * launcher prepares the instant whose steps will need it.  False when no
+ * worker could be started now.
+ */
+bool
+pga_slots_start_spare(const char *database, const char *run_as)
+{
+	PgaStepInput input;
+
+	memset(&input, 0, sizeof(input));
+	strlcpy(input.database, database, NAMEDATALEN);
+	strlcpy(input.run_as, run_as, NAMEDATALEN);
+	input.code = "";
+	return pga_slot_register(&input, false);
 }
 
 /*

@@ -83,6 +83,7 @@ extern char *pga_clip_text(const char *text, Size limit);
 /* the shared segment of one step worker (step_shm.c) */
 extern dsm_segment *pga_shm_create(const PgaStepInput *input);
 extern bool pga_shm_assign(dsm_segment *seg, const PgaStepInput *input);
+extern void pga_shm_read_session(dsm_segment *seg, char *database, char *run_as);
 extern void pga_shm_worker_attached(dsm_segment *seg);
 extern void pga_shm_quit(dsm_segment *seg);
 extern void pga_shm_hold(dsm_segment *seg);
@@ -135,6 +136,7 @@ typedef struct PgaInStepSettle
 } PgaInStepSettle;
 
 extern bool pga_session_reset(bool keep_cancel);
+extern void pga_settle_rehearse(void);
 extern PgaSettleResult pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next);
 extern bool pga_settle_in_step(const PgaStepOutcome *outcome, void *arg);
 
@@ -156,11 +158,26 @@ typedef struct PgaClaimed
 	PgaStepInput *steps;
 } PgaClaimed;
 
-extern bool pga_extension_ready(bool *has_release, Oid *extension_oid);
+/* the sessions (database, run-as role) the steps of a due instant need */
+typedef struct PgaSession
+{
+	char		database[NAMEDATALEN];
+	char		run_as[NAMEDATALEN];
+	int			steps;
+} PgaSession;
+
+typedef struct PgaSessions
+{
+	int			count;
+	PgaSession *items;
+} PgaSessions;
+
+extern bool pga_extension_ready(bool *has_release, bool *has_spares, Oid *extension_oid);
 extern int64 pga_call_start(void);
 extern TimestampTz pga_call_tick(void);
 extern int	pga_call_prefire(TimestampTz at, bool *all_fired);
 extern PgaClaimed pga_call_claim(int max_steps, TimestampTz at);
+extern PgaSessions pga_call_sessions_due(TimestampTz at);
 extern void pga_call_started(int64 step_run_id, int pid);
 extern void pga_call_report(int64 step_run_id, const PgaStepOutcome *outcome);
 extern void pga_call_release(int64 step_run_id);
@@ -178,6 +195,9 @@ extern int	pga_slots_reserved_pid(int slotno);
 extern void pga_slots_unreserve(void);
 extern bool pga_slots_start(const PgaStepInput *input, int slotno);
 extern bool pga_slots_start_held(const PgaStepInput *input);
+extern int	pga_slots_room(void);
+extern int	pga_slots_idle(const char *database, const char *run_as);
+extern bool pga_slots_start_spare(const char *database, const char *run_as);
 extern void pga_slots_release_held(bool committed);
 extern bool pga_slots_collect(void);
 extern int	pga_slots_sync(void);
@@ -189,7 +209,13 @@ extern bool pga_subxact(void (*fn) (void *), void *arg, const char *what);
 
 /* one dispatcher pass (launcher_pass.c) */
 extern bool pga_have_release;
+extern bool pga_have_spares;
 extern long pga_launcher_pass(bool notified);
 extern bool pga_launcher_prefire(long *sleep_ms);
+extern void pga_launcher_spares(long *sleep_ms);
+
+/* idle workers started ahead of a due instant (launcher_spares.c) */
+extern long pga_spares_lead_ms(void);
+extern void pga_spares_start(TimestampTz at);
 
 #endif							/* PGAUTOMATOR_H */

@@ -108,14 +108,33 @@ pga_session_reset(bool keep_cancel)
 static SPIPlanPtr pga_settle_plan = NULL;
 
 /*
+ * pga_settle_prepare plans the call of _worker_settle, once per worker:
+ * parsing and planning it would cost every step.  Inside SPI.
+ */
+static void
+pga_settle_prepare(void)
+{
+	Oid			types[10] = {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+	BOOLOID, NAMEOID, INT4OID};
+	SPIPlanPtr	plan;
+
+	if (pga_settle_plan != NULL)
+		return;
+	plan = SPI_prepare("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
+					   " FROM pgautomator._worker_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+					   10, types);
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare _worker_settle: %s", SPI_result_code_string(SPI_result));
+	pga_settle_plan = plan;
+}
+
+/*
  * pga_settle_call runs _worker_settle; with a row back, fills next (its
  * code allocated in TopMemoryContext) and returns true.
  */
 static bool
 pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 {
-	Oid			types[10] = {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
-	BOOLOID, NAMEOID, INT4OID};
 	Datum		values[10];
 	char		nulls[11] = "          ";
 	NameData	run_as;
@@ -167,17 +186,7 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	/* planned once per worker: parsing and planning it cost every step */
-	if (pga_settle_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
-									   " FROM pgautomator._worker_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-									   10, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare _worker_settle: %s", SPI_result_code_string(SPI_result));
-		pga_settle_plan = plan;
-	}
+	pga_settle_prepare();
 	rc = SPI_execute_plan(pga_settle_plan, values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "_worker_settle returned SPI code %d", rc);
@@ -305,6 +314,66 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 	}
 	PG_END_TRY();
 	return recorded;
+}
+
+/*
+ * pga_settle_rehearse rehearses the bookkeeping of a step (see
+ * _worker_rehearse) in a worker started ahead of its first step, as
+ * pga_settle_step would run it, so that the first step finds it compiled
+ * and planned.  Called outside a transaction before the first step; a
+ * rehearsal that fails changes nothing and is only logged at DEBUG1.
+ */
+void
+pga_settle_rehearse(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	PG_TRY();
+	{
+		Oid			types[2] = {NAMEOID, INT4OID};
+		Datum		values[2];
+		NameData	run_as;
+		char	   *role = GetUserNameFromId(GetAuthenticatedUserId(), false);
+
+		namestrcpy(&run_as, role);
+		values[0] = NameGetDatum(&run_as);
+		values[1] = Int32GetDatum(MyProcPid);
+		pga_settle_pin_settings(GUC_ACTION_LOCAL);
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pga_settle_prepare();
+		if (SPI_execute_with_args("SELECT pgautomator._worker_rehearse($1, $2)", 2, types, values,
+								  NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "_worker_rehearse failed");
+		PopActiveSnapshot();
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		ereport(DEBUG1,
+				(errmsg("pgautomator step worker: could not rehearse its bookkeeping: %s", edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
 }
 
 /*

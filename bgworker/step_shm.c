@@ -133,7 +133,7 @@ pga_shm_set_latch(int procno)
 
 /*
  * pga_shm_create makes the segment of a new worker, holding its first
- * assignment.  The mapping stays until the caller detaches it, whatever
+ * assignment (none for a spare: step_run_id 0).  The mapping stays until the caller detaches it, whatever
  * resource owner is current.  NULL when no segment can be made now.
  */
 dsm_segment *
@@ -172,8 +172,29 @@ pga_shm_create(const PgaStepInput *input)
 	pga_shm_text_area(toc, PGA_KEY_MESSAGES, PGA_MESSAGES_MAX + PGA_TEXT_SLACK);
 	pga_shm_text_area(toc, PGA_KEY_OUTPUT, PGA_OUTPUT_MAX + PGA_TEXT_SLACK);
 
-	(void) pga_shm_assign(seg, input);
+	if (input->step_run_id != 0)
+		(void) pga_shm_assign(seg, input);
+	else
+	{
+		/* a spare: only whom to connect as, until its first assignment */
+		strlcpy(header->database, input->database, NAMEDATALEN);
+		strlcpy(header->run_as, input->run_as, NAMEDATALEN);
+	}
 	return seg;
+}
+
+/*
+ * pga_shm_read_session copies, in a new worker, the database and role to
+ * connect as: its first assignment's, or a spare's.
+ */
+void
+pga_shm_read_session(dsm_segment *seg, char *database, char *run_as)
+{
+	PgaShmHeader *header = pga_shm_header(seg);
+
+	pg_read_barrier();
+	strlcpy(database, header->database, NAMEDATALEN);
+	strlcpy(run_as, header->run_as, NAMEDATALEN);
 }
 
 /*

@@ -297,6 +297,31 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaInStepSettl
 }
 
 /*
+ * pga_step_worker_next waits for the next assignment and takes it up into
+ * input; false when the worker should exit instead (asked to, idle too
+ * long, or its session may no longer run it: the launcher gets it back).
+ */
+static bool
+pga_step_worker_next(dsm_segment *seg, PgaStepInput *input)
+{
+	if (pga_reset_failed || !pga_step_worker_wait(seg))
+		return false;
+	pga_shm_read_input(seg, input);
+	if (!pga_step_worker_same_session(input))
+	{
+		PgaStepOutcome outcome;
+
+		memset(&outcome, 0, sizeof(outcome));
+		outcome.step_run_id = input->step_run_id;
+		outcome.not_run = true;
+		pga_shm_write_outcome(seg, &outcome);
+		return false;
+	}
+	pga_messages_reset();
+	return true;
+}
+
+/*
  * pga_step_worker_main is the entry point of a step worker; main_arg is
  * the handle of its segment.
  */
@@ -306,6 +331,9 @@ pga_step_worker_main(Datum main_arg)
 	dsm_segment *seg;
 	PgaStepInput input;
 	MemoryContext step_context;
+	char		database[NAMEDATALEN];
+	char		run_as[NAMEDATALEN];
+	bool		have_input;
 
 	/* SIGINT (pg_cancel_backend) cancels the statement, SIGTERM ends */
 	pqsignal(SIGTERM, die);
@@ -322,13 +350,30 @@ pga_step_worker_main(Datum main_arg)
 		proc_exit(0);
 	}
 	pga_shm_worker_attached(seg);
-	pga_shm_read_input(seg, &input);
+	pga_shm_read_session(seg, database, run_as);
 	pga_step_segment = seg;
 	before_shmem_exit(pga_step_worker_exit, (Datum) 0);
 	pga_messages_start();
 
-	BackgroundWorkerInitializeConnection(input.database, input.run_as, 0);
+	/*
+	 * A first step run, when it has one, is taken up before connecting: a
+	 * FATAL error there is its outcome.  A spare has none yet.
+	 */
+	MemoryContextSwitchTo(TopMemoryContext);
+	have_input = pga_shm_pending(seg);
+	if (have_input)
+		pga_shm_read_input(seg, &input);
+
+	BackgroundWorkerInitializeConnection(database, run_as, 0);
 	pga_messages_raise_level();
+	pga_self_settle = strcmp(database, pga_database) == 0;
+
+	/*
+	 * Started ahead of its first step (a spare, or held until its claim
+	 * commits at a due instant): it has the time to rehearse.
+	 */
+	if (pga_self_settle && (!have_input || pga_shm_held(seg)))
+		pga_settle_rehearse();
 	if (!pga_step_worker_wait_release(seg))
 	{
 		/* its claim was rolled back: nothing ran, nothing to report */
@@ -338,13 +383,6 @@ pga_step_worker_main(Datum main_arg)
 
 	step_context = AllocSetContextCreate(TopMemoryContext, "pgautomator step worker",
 										 ALLOCSET_DEFAULT_SIZES);
-	pga_self_settle = strcmp(input.database, pga_database) == 0;
-	{
-		char	   *code = input.code;
-
-		input.code = MemoryContextStrdup(TopMemoryContext, code);
-		pfree(code);
-	}
 	for (;;)
 	{
 		PgaStepOutcome outcome;
@@ -352,6 +390,11 @@ pga_step_worker_main(Datum main_arg)
 		PgaInStepSettle in_step;
 		bool		claimed;
 
+		/* (the code of an input is in TopMemoryContext) */
+		MemoryContextSwitchTo(TopMemoryContext);
+		if (!have_input && !pga_step_worker_next(seg, &input))
+			break;
+		have_input = false;
 		MemoryContextSwitchTo(step_context);
 		/* a busy worker sees pgautomator.enabled = off before it claims */
 		if (ConfigReloadPending)
@@ -371,22 +414,9 @@ pga_step_worker_main(Datum main_arg)
 		if (claimed)
 		{
 			input = next;
+			have_input = true;
 			pga_messages_reset();
-			continue;
 		}
-
-		if (pga_reset_failed || !pga_step_worker_wait(seg))
-			break;
-		pga_shm_read_input(seg, &input);
-		if (!pga_step_worker_same_session(&input))
-		{
-			memset(&outcome, 0, sizeof(outcome));
-			outcome.step_run_id = input.step_run_id;
-			outcome.not_run = true;
-			pga_shm_write_outcome(seg, &outcome);
-			break;
-		}
-		pga_messages_reset();
 	}
 	proc_exit(0);
 }

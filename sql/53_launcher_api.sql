@@ -413,6 +413,90 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._worker_settle(bigint, boolean, text, text, text, bigint, text, boolean, name, integer) IS 'Called by an in-database step worker in the extension''s database: records its step run''s outcome and, when p_claim, claims its next step run of the same role if that is the oldest ready one.';
 
+-- A step worker started ahead of a fire instant rehearses its bookkeeping
+-- before its first step, so that the first step of each new worker does
+-- not pay for compiling and planning it (several milliseconds of CPU each,
+-- when a burst needs every core).  In a block that always rolls back, it
+-- makes a one-step job of the worker's role with two running runs, one
+-- whose step run the worker "ran" and one whose step run is ready before
+-- any other (not_before -infinity), and settles the first as a success
+-- with a claim, as _worker_settle does after a real step: the claim takes
+-- the rehearsal's own step run, never a real one.  Nothing of it stays
+-- (sequence numbers aside) and nobody else sees it.  True when the
+-- rehearsal went through to its claim.
+CREATE FUNCTION pgautomator._worker_rehearse(p_run_as name, p_pid integer)
+RETURNS boolean LANGUAGE plpgsql
+SET lock_timeout = '100ms'          -- never wait on someone's row for this
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_job     bigint;
+    v_step    bigint;
+    v_runs    bigint[];
+    v_done    bigint;
+    v_ready   bigint;
+    v_claimed boolean := false;
+BEGIN
+    IF pgautomator._database_agent() IS NULL THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        INSERT INTO pgautomator.job (name, owner, run_as)
+        VALUES (pg_catalog.format('pgautomator rehearsal %s %s', p_pid, pg_catalog.gen_random_uuid()),
+                p_run_as, p_run_as)
+        RETURNING id INTO v_job;
+        INSERT INTO pgautomator.step (job_id, position, name, code)
+        VALUES (v_job, 1, 'rehearsal', 'SELECT 1')
+        RETURNING id INTO v_step;
+        WITH r AS (
+            INSERT INTO pgautomator.run (job_id, owner, trigger, state, started_at)
+            SELECT v_job, p_run_as, 'manual', 'running', pg_catalog.now() FROM pg_catalog.generate_series(1, 2)
+            RETURNING id)
+        SELECT pg_catalog.array_agg(id ORDER BY id) INTO v_runs FROM r;
+        INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, agent_id, worker_pid, started_at)
+        VALUES (v_runs[1], v_step, 'rehearsal', 'sql', 'running', pgautomator._database_agent(), p_pid,
+                pg_catalog.now())
+        RETURNING id INTO v_done;
+        INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, not_before)
+        VALUES (v_runs[2], v_step, 'rehearsal', 'sql', 'queued', '-infinity')
+        RETURNING id INTO v_ready;
+        v_claimed := EXISTS (SELECT FROM pgautomator._worker_settle(v_done, true, NULL, NULL, NULL, 1, NULL,
+                                                                    true, p_run_as, p_pid) c
+                              WHERE c.step_run_id = v_ready);
+        RAISE EXCEPTION USING ERRCODE = 'PA001';    -- undoes all of the above
+    EXCEPTION WHEN SQLSTATE 'PA001' THEN
+        NULL;
+    END;
+    RETURN v_claimed;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._worker_rehearse(name, integer) IS 'Called by an in-database step worker started ahead of a fire instant: settles a made-up step run of its role and claims another, in a block that always rolls back, so that its first real step finds the bookkeeping compiled and planned; true when the rehearsal reached its claim.';
+
+-- Which sessions the steps due by p_at will need: for each database and
+-- run-as role of the first steps of the (job, schedule) pairs due by then,
+-- how many.  The launcher starts idle workers of those ahead of the
+-- instant (spares), when it has room, so that a burst of steps finds them
+-- connected.  A reading only: it locks nothing and fires nothing.
+CREATE FUNCTION pgautomator._launcher_sessions_due(p_at timestamptz)
+RETURNS TABLE (database name, run_as name, steps integer) LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.db, j.run_as, pg_catalog.count(*)::integer
+      FROM (SELECT js.job_id FROM pgautomator.job_schedule js
+             WHERE js.next_fire_at <= p_at LIMIT 10000) d
+      JOIN pgautomator.job j ON j.id = d.job_id AND j.enabled
+      CROSS JOIN LATERAL (SELECT coalesce(st.database, pg_catalog.current_database()) AS db, st.kind
+                            FROM pgautomator.step st
+                           WHERE st.job_id = j.id AND st.enabled
+                           ORDER BY st.position LIMIT 1) f
+     WHERE f.kind = 'sql'
+       AND EXISTS (SELECT FROM pg_catalog.pg_authid a WHERE a.rolname = j.run_as AND a.rolcanlogin)
+       AND EXISTS (SELECT FROM pg_catalog.pg_database db WHERE db.datname = f.db AND db.datallowconn)
+     GROUP BY f.db, j.run_as
+     ORDER BY 3 DESC, 1, 2
+$$;
+COMMENT ON FUNCTION pgautomator._launcher_sessions_due(timestamptz) IS 'For the launcher''s spare workers: how many first sql steps of the pairs due by p_at each database and run-as role will run (a reading; locks and fires nothing).';
+
 -- The launcher prepares a fire instant just before it comes: in a
 -- transaction that it commits only at the instant, it fires the (job,
 -- schedule) pairs due by p_at as if it were p_at, then claims their first

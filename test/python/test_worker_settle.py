@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 
 from conftest import scalar, start, step_runs, wait_launcher_disabled, wait_run, wait_until
 
@@ -73,11 +74,21 @@ def test_steps_of_another_database_are_reported_by_the_launcher(
         admin.execute(f"DROP DATABASE {other} WITH (FORCE)")
 
 
+@pytest.mark.parametrize("ahead", ["spares", "held"])
 def test_a_prepared_instant_never_starts_a_step_before_it(
-    admin: psycopg.Connection, job: Callable[..., int], table: str, make_role: Callable[..., str]
+    admin: psycopg.Connection,
+    job: Callable[..., int],
+    table: str,
+    make_role: Callable[..., str],
+    setting: Callable[[str, str], None],
+    ahead: str,
 ) -> None:
     """A new role: no idle worker of it exists, so the launcher starts its
-    workers ahead of the instant, held until the claims commit."""
+    workers ahead of the instant: idle spares a second before it or, with
+    worker_idle_time 0 (no spares), workers held until the claims of the
+    prepared instant commit."""
+    if ahead == "held":
+        setting("pgautomator.worker_idle_time", "0")
     role = make_role("pgautomator_user")
     at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     schedule = scalar(
@@ -102,6 +113,40 @@ def test_a_prepared_instant_never_starts_a_step_before_it(
             scheduled == at and run_start >= at and step_start >= run_start
             for scheduled, run_start, step_start in rows
         )
+    finally:
+        admin.execute("SELECT pgautomator.drop_schedule(%s::bigint, force => true)", (schedule,))
+
+
+def test_spare_workers_connect_before_the_instant_and_run_its_steps(
+    admin: psycopg.Connection, job: Callable[..., int], table: str, make_role: Callable[..., str]
+) -> None:
+    """The steps due at an instant of a role with no idle worker run in
+    workers the launcher started before the instant; their rehearsal of the
+    bookkeeping leaves nothing behind."""
+    role = make_role("pgautomator_user")
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    schedule = scalar(
+        admin,
+        "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
+        (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
+    )
+    code = f"INSERT INTO {table} (x) VALUES (pg_backend_pid())"
+    jobs = [job({"code": code}, run_as=role) for _ in range(3)]
+    try:
+        for job_id in jobs:
+            admin.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job_id, schedule))
+        # (a worker held for a prepared claim starts at most 0.2 s before)
+        spares = (
+            "SELECT pid FROM pg_stat_activity WHERE usename = %s AND backend_type = 'pgautomator step'"
+            " AND backend_start < %s - interval '0.5 seconds'"
+        )
+        wait_until("the three steps", lambda: scalar(admin, f"SELECT count(*) FROM {table}") == 3)
+        ran_in = {pid for (pid,) in admin.execute(f"SELECT x FROM {table}").fetchall()}
+        # (idle workers stay connected for worker_idle_time: all are still there)
+        started_ahead = {pid for (pid,) in admin.execute(spares, (role, at)).fetchall()}
+        assert ran_in <= started_ahead, "a step of the instant waited for a worker to start"
+        rehearsals = "SELECT count(*) FROM pgautomator.job WHERE name LIKE 'pgautomator rehearsal%%'"
+        assert scalar(admin, rehearsals) == 0
     finally:
         admin.execute("SELECT pgautomator.drop_schedule(%s::bigint, force => true)", (schedule,))
 

@@ -2,7 +2,7 @@
 -- preparing a fire instant ahead (_launcher_prefire, _launcher_claim with
 -- an instant), at fixed instants.
 BEGIN;
-SELECT plan(16);
+SELECT plan(23);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -65,6 +65,50 @@ SELECT is((SELECT code FROM pgautomator._launcher_claim(10, '2099-06-01 12:00:00
           'a claim as of the instant takes it');
 SELECT is((SELECT sr.started_at FROM pgautomator.step_run sr JOIN pgautomator.run r ON r.id = sr.run_id
             WHERE r.job_id = :jf), '2099-06-01 12:00:00+00'::timestamptz, '... starting it at the instant');
+
+-- _launcher_sessions_due: the sessions the first steps due by an instant need
+SELECT pgautomator.create_job('sp_due_b', run_as => 'sp_b') AS jdb \gset
+SELECT pgautomator.add_step(:jdb, 'only', 'SELECT 5');
+SELECT pgautomator.attach_schedule(:jdb, :s);
+SELECT pgautomator.create_job('sp_due_b2', run_as => 'sp_b') AS jdb2 \gset
+SELECT pgautomator.add_step(:jdb2, 'off', 'SELECT 6', enabled => false);
+SELECT pgautomator.add_step(:jdb2, 'on', 'SELECT 7', database => 'postgres');
+SELECT pgautomator.attach_schedule(:jdb2, :s);
+SELECT pgautomator.create_job('sp_due_shell', run_as => 'sp_b') AS jds \gset
+SELECT pgautomator.add_step(:jds, 'sh', 'true', kind => 'shell');
+SELECT pgautomator.attach_schedule(:jds, :s);
+SELECT pgautomator.create_job('sp_due_off', run_as => 'sp_b', enabled => false) AS jdo \gset
+SELECT pgautomator.add_step(:jdo, 'only', 'SELECT 8');
+SELECT pgautomator.attach_schedule(:jdo, :s);
+CREATE ROLE sp_nologin LOGIN IN ROLE pgautomator_user;
+SELECT pgautomator.create_job('sp_due_nologin', run_as => 'sp_nologin') AS jdn \gset
+SELECT pgautomator.add_step(:jdn, 'only', 'SELECT 9');
+SELECT pgautomator.attach_schedule(:jdn, :s);
+ALTER ROLE sp_nologin NOLOGIN;
+SELECT is((SELECT array_agg(concat_ws('|', database, run_as, steps) ORDER BY 1)
+             FROM pgautomator._launcher_sessions_due('2099-06-01 12:00:00+00')),
+          (SELECT array_agg(x ORDER BY x) FROM (VALUES ('postgres|sp_b|1'), (current_database() || '|sp_b|1')) v(x)),
+          'the sessions of the first enabled sql steps due (not shell steps, disabled jobs or roles that cannot log in)');
+SELECT is_empty($$SELECT * FROM pgautomator._launcher_sessions_due('2099-06-01 11:59:59+00')$$,
+                'none before the instant');
+SELECT is((SELECT count(*)::integer FROM pgautomator.run WHERE job_id IN (:jdb, :jdb2, :jds)), 0,
+          'a reading: nothing is fired');
+
+-- _worker_rehearse: the whole bookkeeping of a step, undone
+SELECT pgautomator.start_job(:jdb) AS rreal \gset
+SELECT count(*) AS jobs_before FROM pgautomator.job \gset
+SELECT count(*) AS runs_before FROM pgautomator.run \gset
+SELECT count(*) AS srs_before FROM pgautomator.step_run \gset
+SELECT ok(pgautomator._worker_rehearse('sp_b', 4545), 'the rehearsal records a step and claims the next one');
+SELECT is((SELECT state FROM pgautomator.step_run WHERE run_id = :rreal), 'queued',
+          'a real step run of the same role, ready before it, is not claimed');
+SELECT is((SELECT array[count(*) FILTER (WHERE t = 'job'), count(*) FILTER (WHERE t = 'run'),
+                        count(*) FILTER (WHERE t = 'step_run')]
+             FROM (SELECT 'job' AS t FROM pgautomator.job UNION ALL SELECT 'run' FROM pgautomator.run
+                   UNION ALL SELECT 'step_run' FROM pgautomator.step_run) x),
+          array[:jobs_before, :runs_before, :srs_before]::bigint[], 'nothing of the rehearsal stays');
+SELECT is((SELECT count(*)::integer FROM pgautomator.job WHERE name LIKE 'pgautomator rehearsal%'), 0,
+          '... not even its job');
 
 SET SESSION AUTHORIZATION sp_a;
 SELECT throws_ok('SELECT * FROM pgautomator._worker_settle(1, true, NULL, NULL, NULL, 0, NULL, true, ''sp_a'', 1)',
