@@ -501,5 +501,8 @@ pga_launcher_spares(long *sleep_ms)
 		return;
 	}
 	pga_spares_tried = at;
+	/* too late: the preparation starts the workers it needs itself */
+	if (at - now <= (TimestampTz) pga_prefire_lead_ms * 1000)
+		return;
 	pga_spares_start(at);
 }

@@ -6,9 +6,10 @@
  *	  exits, and reporting to the dispatcher.
  *
  * A slot's life: RUNNING (a step run assigned) -> DONE (outcome read, to
- * be reported, unless the worker recorded it itself) -> IDLE (the worker waits, connected, for another step run
- * of its role and database) -> RUNNING ... until the worker exits, when
- * the slot is freed.  An idle worker counts against
+ * be reported, unless the worker recorded it itself) -> IDLE (the worker
+ * waits, connected, for another step run of its role and database) ->
+ * RUNNING ... until the worker exits, when the slot is freed.  A spare
+ * (launcher_spares.c) starts IDLE, with no step run.  An idle worker counts against
  * pgautomator.max_workers; when a step needs a new worker and the table is
  * full of idle ones, the longest idle is asked to exit.
  *
@@ -145,8 +146,8 @@ pga_slot_unstarted(int64 step_run_id)
 }
 
 /*
- * pga_slots_reserve picks an idle worker of the step's role and database
- * for a claimed step run, so that its pid can be recorded in the claiming
+ * pga_slots_reserve picks an idle worker of the step's role and database,
+ * whose segment holds the step's code, for a claimed step run, so that its pid can be recorded in the claiming
  * transaction; returns the slot number or -1.
  */
 int
@@ -161,7 +162,8 @@ pga_slots_reserve(const PgaStepInput *input)
 		if (slot->state == PGA_SLOT_IDLE && !slot->reserved && !slot->quitting &&
 			!slot->exited && slot->pid != 0 &&
 			strcmp(slot->database, input->database) == 0 &&
-			strcmp(slot->run_as, input->run_as) == 0)
+			strcmp(slot->run_as, input->run_as) == 0 &&
+			pga_shm_fits(slot->seg, input))
 		{
 			slot->reserved = true;
 			return i;
@@ -269,6 +271,9 @@ pga_slot_register(const PgaStepInput *input, bool held)
 		MemoryContextSwitchTo(old);
 		dsm_detach(slot->seg);
 		memset(slot, 0, sizeof(PgaSlot));
+		/* a spare is only a head start: no step waits for it */
+		if (input->step_run_id == 0)
+			return false;
 		if (pga_cap == INT_MAX)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -330,11 +335,11 @@ pga_slots_room(void)
 }
 
 /*
- * pga_slots_idle returns how many idle workers of a role and database are
- * free to take a step run (connected or still connecting).
+ * pga_slots_of returns how many workers of a role and database there are,
+ * idle or busy (a busy one is usually free again by the next instant).
  */
 int
-pga_slots_idle(const char *database, const char *run_as)
+pga_slots_of(const char *database, const char *run_as)
 {
 	int			n = 0;
 	int			i;
@@ -343,8 +348,8 @@ pga_slots_idle(const char *database, const char *run_as)
 	{
 		PgaSlot    *slot = &pga_slots[i];
 
-		if (slot->state == PGA_SLOT_IDLE && !slot->reserved && !slot->quitting &&
-			!slot->exited && strcmp(slot->database, database) == 0 &&
+		if (slot->state != PGA_SLOT_FREE && !slot->quitting && !slot->exited &&
+			!slot->abandoned && strcmp(slot->database, database) == 0 &&
 			strcmp(slot->run_as, run_as) == 0)
 			n++;
 	}
@@ -557,6 +562,8 @@ pga_slot_release(void *arg)
 
 	if (pga_have_release)
 	{
+		/* the pid of an idle worker reserved for it may have been recorded */
+		pga_call_started(step_run_id, 0);
 		pga_call_release(step_run_id);
 		return;
 	}

@@ -10,8 +10,9 @@
  * start.  So a while before each due instant (the lead, well within
  * pgautomator.worker_idle_time, after which an idle worker exits), the
  * launcher asks which sessions the instant's first steps need and starts
- * idle workers of those, as many as the steps and its free room allow.
- * They connect and rehearse their bookkeeping (_worker_rehearse) meanwhile,
+ * idle workers of those, as many as the steps and its free room allow,
+ * less the workers each session already has.  They connect meanwhile and,
+ * in the extension's database, rehearse their bookkeeping (_worker_rehearse),
  * and the preparation of the instant hands them its steps as it does to
  * any idle worker.  A spare nobody needs after all ends after the idle
  * time.  Spares only fill free room: they never make an idle worker exit.
@@ -54,8 +55,8 @@ pga_spares_call(void *arg)
 
 /*
  * pga_spares_start starts the spares the steps due by the instant at need:
- * for each session, its steps (at most pgautomator.max_workers) less its
- * idle workers, while there is room.
+ * for each session, its steps (at most pgautomator.max_workers) less the
+ * workers it has, while there is room.
  */
 void
 pga_spares_start(TimestampTz at)
@@ -86,7 +87,7 @@ pga_spares_start(TimestampTz at)
 	{
 		PgaSession *session = &pga_spares_due.items[i];
 		int			wanted = Min(session->steps, pga_max_workers) -
-			pga_slots_idle(session->database, session->run_as);
+			pga_slots_of(session->database, session->run_as);
 
 		for (; wanted > 0 && room > 0; wanted--, room--)
 			if (!pga_slots_start_spare(session->database, session->run_as))

@@ -82,6 +82,7 @@ extern char *pga_clip_text(const char *text, Size limit);
 
 /* the shared segment of one step worker (step_shm.c) */
 extern dsm_segment *pga_shm_create(const PgaStepInput *input);
+extern bool pga_shm_fits(dsm_segment *seg, const PgaStepInput *input);
 extern bool pga_shm_assign(dsm_segment *seg, const PgaStepInput *input);
 extern void pga_shm_read_session(dsm_segment *seg, char *database, char *run_as);
 extern void pga_shm_worker_attached(dsm_segment *seg);
@@ -196,7 +197,7 @@ extern void pga_slots_unreserve(void);
 extern bool pga_slots_start(const PgaStepInput *input, int slotno);
 extern bool pga_slots_start_held(const PgaStepInput *input);
 extern int	pga_slots_room(void);
-extern int	pga_slots_idle(const char *database, const char *run_as);
+extern int	pga_slots_of(const char *database, const char *run_as);
 extern bool pga_slots_start_spare(const char *database, const char *run_as);
 extern void pga_slots_release_held(bool committed);
 extern bool pga_slots_collect(void);

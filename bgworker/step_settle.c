@@ -320,8 +320,10 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
  * pga_settle_rehearse rehearses the bookkeeping of a step (see
  * _worker_rehearse) in a worker started ahead of its first step, as
  * pga_settle_step would run it, so that the first step finds it compiled
- * and planned.  Called outside a transaction before the first step; a
- * rehearsal that fails changes nothing and is only logged at DEBUG1.
+ * and planned.  Called outside a transaction.  Its transaction is rolled
+ * back, not committed: nothing of it is kept but the compiled functions
+ * and plans, and a rollback needs no WAL flush.  A rehearsal that fails
+ * changes nothing either; it is logged.
  */
 void
 pga_settle_rehearse(void)
@@ -357,7 +359,7 @@ pga_settle_rehearse(void)
 		PopActiveSnapshot();
 		SPI_finish();
 		SetUserIdAndSecContext(save_userid, save_sec_context);
-		CommitTransactionCommand();
+		AbortCurrentTransaction();
 	}
 	PG_CATCH();
 	{
@@ -368,8 +370,10 @@ pga_settle_rehearse(void)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		SetUserIdAndSecContext(save_userid, save_sec_context);
-		ereport(DEBUG1,
-				(errmsg("pgautomator step worker: could not rehearse its bookkeeping: %s", edata->message)));
+		/* (its first step plans the bookkeeping itself, as without it) */
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgautomator step worker: could not rehearse its bookkeeping: %s", edata->message)));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();

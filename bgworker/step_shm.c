@@ -3,8 +3,8 @@
  * step_shm.c
  *	  The dynamic shared memory segment of one step worker.
  *
- * The launcher creates it with the first step run's inputs and passes its
- * handle to the worker.  Each assignment is numbered: the launcher writes
+ * The launcher creates it with the first step run's inputs (a spare's with
+ * only its database and role) and passes its handle to the worker.  Each assignment is numbered: the launcher writes
  * the inputs and then raises assigned_seq; the worker writes the outcome
  * and then raises done_seq to match, and each sets the other's latch.  A
  * worker that stays connected for more steps of the same role and database
@@ -176,7 +176,7 @@ pga_shm_create(const PgaStepInput *input)
 		(void) pga_shm_assign(seg, input);
 	else
 	{
-		/* a spare: only whom to connect as, until its first assignment */
+		/* a spare: whom to connect as, until its first assignment */
 		strlcpy(header->database, input->database, NAMEDATALEN);
 		strlcpy(header->run_as, input->run_as, NAMEDATALEN);
 	}
@@ -198,6 +198,15 @@ pga_shm_read_session(dsm_segment *seg, char *database, char *run_as)
 }
 
 /*
+ * pga_shm_fits tells whether a step run's code fits the segment.
+ */
+bool
+pga_shm_fits(dsm_segment *seg, const PgaStepInput *input)
+{
+	return strlen(input->code) + 1 <= pga_shm_header(seg)->code_capacity;
+}
+
+/*
  * pga_shm_assign gives the worker its next step run and wakes it; false if
  * the code does not fit the segment.
  */
@@ -208,7 +217,7 @@ pga_shm_assign(dsm_segment *seg, const PgaStepInput *input)
 	PgaShmHeader *header = shm_toc_lookup(toc, PGA_KEY_HEADER, false);
 	Size		code_len = strlen(input->code);
 
-	if (code_len + 1 > header->code_capacity)
+	if (!pga_shm_fits(seg, input))
 		return false;
 	header->step_run_id = input->step_run_id;
 	header->timeout_ms = input->timeout_ms;

@@ -4,10 +4,11 @@
  *	  The dynamic background worker that runs step runs.
  *
  * It reads its first step run from the segment whose handle the launcher
- * passed, connects to the step's database AS the job's run-as role (the
- * session user from connection time: the code cannot switch back to
- * anything more privileged), runs the code and writes the outcome into the
- * segment.  It then stays connected up to pgautomator.worker_idle_time for
+ * passed (a spare has none yet: it waits, idle, for its first one; see
+ * launcher_spares.c), connects to the step's database AS the job's run-as
+ * role (the session user from connection time: the code cannot switch
+ * back to anything more privileged), runs the code and writes the outcome
+ * into the segment.  It then stays connected up to pgautomator.worker_idle_time for
  * further step runs of the same role and database, resetting the session
  * (DISCARD ALL) before each, so it saves the next step the cost of a new
  * process and connection.  If it ends any other way (a FATAL error: the
@@ -369,10 +370,12 @@ pga_step_worker_main(Datum main_arg)
 	pga_self_settle = strcmp(database, pga_database) == 0;
 
 	/*
-	 * Started ahead of its first step (a spare, or held until its claim
-	 * commits at a due instant): it has the time to rehearse.
+	 * A spare (started ahead of a due instant) has the time to rehearse,
+	 * unless its first step came while it connected.  (One held for a
+	 * prepared claim is released within milliseconds: it would only make
+	 * its first step wait for the rehearsal.)
 	 */
-	if (pga_self_settle && (!have_input || pga_shm_held(seg)))
+	if (pga_self_settle && !have_input && !pga_shm_pending(seg))
 		pga_settle_rehearse();
 	if (!pga_step_worker_wait_release(seg))
 	{

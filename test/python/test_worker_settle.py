@@ -132,6 +132,8 @@ def test_spare_workers_connect_before_the_instant_and_run_its_steps(
     )
     code = f"INSERT INTO {table} (x) VALUES (pg_backend_pid())"
     jobs = [job({"code": code}, run_as=role) for _ in range(3)]
+    job_ids_used = "SELECT last_value FROM pgautomator.job_id_seq"
+    before = scalar(admin, job_ids_used)
     try:
         for job_id in jobs:
             admin.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job_id, schedule))
@@ -145,6 +147,8 @@ def test_spare_workers_connect_before_the_instant_and_run_its_steps(
         # (idle workers stay connected for worker_idle_time: all are still there)
         started_ahead = {pid for (pid,) in admin.execute(spares, (role, at)).fetchall()}
         assert ran_in <= started_ahead, "a step of the instant waited for a worker to start"
+        # each spare rehearsed with a job of its own, rolled back: only its id is used up
+        assert scalar(admin, job_ids_used) > before
         rehearsals = "SELECT count(*) FROM pgautomator.job WHERE name LIKE 'pgautomator rehearsal%%'"
         assert scalar(admin, rehearsals) == 0
     finally:
