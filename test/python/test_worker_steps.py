@@ -298,6 +298,22 @@ def test_a_reused_worker_starts_each_step_with_a_fresh_session(
     assert b["output"] == f"{fresh_work_mem}||t|0|0\n"
 
 
+def test_a_step_larger_than_an_idle_workers_segment_gets_a_new_worker(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
+) -> None:
+    """An idle worker's segment holds at least 16 kB of code, or its first
+    step's: a larger step needs a new worker, not the idle one."""
+    role = make_role("pgautomator_user")
+    run_a = start(admin, job({"code": "SELECT 1"}, run_as=role))
+    assert wait_run(admin, run_a) == "succeeded"
+    large = "SELECT length('" + "x" * 40_000 + "')"
+    run_b = start(admin, job({"code": large}, run_as=role))
+    assert wait_run(admin, run_b) == "succeeded"
+    a, b = step_runs(admin, run_a)[0], step_runs(admin, run_b)[0]
+    assert b["output"] == "40000\n"
+    assert a["worker_pid"] != b["worker_pid"]
+
+
 def test_a_role_made_again_gets_a_new_worker(
     admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str]
 ) -> None:
