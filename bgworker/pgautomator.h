@@ -132,8 +132,6 @@ typedef struct PgaInStepSettle
 	dsm_segment *seg;			/* the worker's: no claim when asked to quit */
 	bool		claimed;		/* it did: next is valid once committed */
 	PgaStepInput next;
-	int			failure_code;	/* the bookkeeping failed (0: it did not) */
-	char		failure[256];	/* its message, for a WARNING */
 } PgaInStepSettle;
 
 extern bool pga_session_reset(bool keep_cancel);

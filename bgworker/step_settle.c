@@ -234,26 +234,34 @@ pga_settle_pin_settings(GucAction action)
  * two.  Only when that transaction reads and waits as the bookkeeping must
  * (read committed, not read-only, synchronous_commit as the session's
  * default) and the session user is still the role the worker connected as
- * (a superuser's step may change it); otherwise, or when the bookkeeping fails (in a subtransaction:
- * the step's work stays), false, and the outcome is recorded after the
- * commit as before.  A cancel (a stop, the step's timeout) is re-thrown:
- * the step has not ended yet, and fails with it.
+ * (a superuser's step may change it); otherwise false, and the outcome is
+ * recorded after the commit.
+ *
+ * No subtransaction: a failing bookkeeping (a deadlock with a session that
+ * holds the run, say) fails the step's transaction, as a failing commit
+ * would, and the step ends failed with that error, its work rolled back; a
+ * cancel (a stop, the step's timeout) fails the step as well, which has not
+ * ended yet.  A subtransaction would keep the step's work then, but every
+ * step would pay for it: a subtransaction id, and for the other workers'
+ * visibility checks of its rows a lookup in pg_subtrans (10-15 % of a
+ * worker's CPU per step in a burst).
  *
  * The bookkeeping runs after the step's statements, before the session is
  * reset: as the bootstrap superuser, a security-restricted operation, in
  * functions that set their own search_path.  What the step's session set
  * and still holds can only change how the bookkeeping plans and formats:
- * the settings it reads or waits by are checked above or pinned.
+ * the settings it reads or waits by are checked above or pinned.  (On an
+ * error the transaction's abort restores the user, the security context
+ * and the settings.)
  */
 bool
 pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 {
 	PgaInStepSettle *in_step = arg;
 	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec_context;
-	volatile bool recorded = false;
+	int			guc_level;
 
 	in_step->claimed = false;
 	if (XactIsoLevel != XACT_READ_COMMITTED || XactReadOnly ||
@@ -265,17 +273,14 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 	/* now() is when the step's transaction began: the record says its end */
 	SetCurrentStatementStartTimestamp();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
+	/* pinned for the bookkeeping only, not for the rest of the step */
+	guc_level = NewGUCNestLevel();
+	pga_settle_pin_settings(GUC_ACTION_SAVE);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
-		/* pinned for the bookkeeping only, not for the rest of the step */
-		int			guc_level = NewGUCNestLevel();
-
-		pga_settle_pin_settings(GUC_ACTION_SAVE);
-		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
 		/*
 		 * No claim while asked to quit, or with settings to reload (they may
 		 * say pgautomator.enabled = off; reloading waits for the commit).
@@ -284,12 +289,6 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 										   pga_enabled && !ConfigReloadPending &&
 										   !pga_shm_quitting(in_step->seg),
 										   &in_step->next);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		AtEOXact_GUC(true, guc_level);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-		recorded = true;
 	}
 	PG_CATCH();
 	{
@@ -298,22 +297,18 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 		MemoryContextSwitchTo(caller);
 		edata = CopyErrorData();
 		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		if (in_step->claimed && in_step->next.code != NULL)
-			pfree(in_step->next.code);
-		in_step->claimed = false;
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
-		/* said once the step's messages are taken: they are the user's */
-		in_step->failure_code = edata->sqlerrcode;
-		strlcpy(in_step->failure, edata->message, sizeof(in_step->failure));
-		FreeErrorData(edata);
+		ereport(ERROR,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not record the step's outcome in its transaction, which is rolled back: %s",
+						edata->message)));
 	}
 	PG_END_TRY();
-	return recorded;
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	AtEOXact_GUC(true, guc_level);
+	MemoryContextSwitchTo(caller);
+	return true;
 }
 
 /*

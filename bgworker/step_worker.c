@@ -188,12 +188,6 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome, PgaInSte
 	pga_exec_step(input, outcome, in_step ? pga_settle_in_step : NULL, in_step);
 	outcome->messages = pga_messages_finish();
 	outcome->encoding = GetDatabaseEncoding();
-	if (in_step && in_step->failure_code != 0)
-		ereport(WARNING,
-				(errcode(in_step->failure_code),
-				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT
-						" in its own transaction: %s", input->step_run_id, in_step->failure),
-				 errdetail("It is recorded after the step's commit.")));
 }
 
 /*

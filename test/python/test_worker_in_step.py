@@ -200,3 +200,49 @@ def test_a_stop_reaches_a_step_in_its_deferred_triggers(
     finally:
         admin.execute(f"DROP TRIGGER IF EXISTS slow ON {table}")
         admin.execute(f"DROP FUNCTION {table}_slow()")
+
+
+def test_a_record_that_fails_fails_the_step_and_rolls_back_its_work(
+    admin: psycopg.Connection, dsn: str, job: Callable[..., int], table: str
+) -> None:
+    """The record joins the step's transaction with no subtransaction: when
+    it fails (here a deadlock with a session that holds the run and waits
+    for the step's row), the step fails as at a failing commit, and its work
+    is rolled back with the record."""
+    admin.execute(f"INSERT INTO {table} (x) VALUES (0)")
+    job_id = job(
+        {
+            "code": f"SELECT pg_advisory_xact_lock_shared(4545); UPDATE {table} SET x = x + 1",
+            "transaction": "single",
+        }
+    )
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        admin.execute("SELECT pg_advisory_lock(4545)")
+        try:
+            run_id = start(admin, job_id)
+            waiting = (
+                "SELECT count(*) FROM pg_locks l JOIN pgautomator.step_run sr ON sr.worker_pid = l.pid"
+                " WHERE sr.run_id = %s AND NOT l.granted AND l.locktype = ANY(%s)"
+            )
+            wait_until(
+                "the step to wait at its advisory lock",
+                lambda: scalar(admin, waiting, (run_id, ["advisory"])) == 1,
+            )
+            # (the holder never detects the deadlock first: the step does, and fails)
+            holder.execute("SET deadlock_timeout = '60s'")
+            holder.execute("BEGIN")
+            holder.execute("SELECT FROM pgautomator.run WHERE id = %s FOR UPDATE", (run_id,))
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(4545)")
+        # the step updates its row, then its record waits for the run
+        wait_until(
+            "the record to wait for the run",
+            lambda: scalar(admin, waiting, (run_id, ["transactionid", "tuple"])) == 1,
+        )
+        holder.execute(f"UPDATE {table} SET x = x + 100")  # waits for the step: a deadlock
+        holder.execute("COMMIT")
+    assert wait_run(admin, run_id) == "failed"
+    result = step_runs(admin, run_id)[0]
+    assert result["sqlstate"] == "40P01"
+    assert result["error"].startswith("could not record the step's outcome in its transaction")
+    assert scalar(admin, f"SELECT x FROM {table}") == 100, "the step's update was kept"
