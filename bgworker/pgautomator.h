@@ -132,6 +132,7 @@ typedef struct PgaInStepSettle
 	dsm_segment *seg;			/* the worker's: no claim when asked to quit */
 	bool		claimed;		/* it did: next is valid once committed */
 	PgaStepInput next;
+	int			failed_code;	/* the bookkeeping failed, and the step (0: no) */
 } PgaInStepSettle;
 
 extern bool pga_session_reset(bool keep_cancel);

@@ -51,6 +51,7 @@ static PgaStepOutcome *pga_outcome = NULL;
 static PgaTailBuffer *pga_output = NULL;
 static PgaBeforeCommit pga_before_commit = NULL;
 static void *pga_before_commit_arg = NULL;
+static int64 pga_rows_committed = 0;	/* rows of the committed statements */
 
 /*
  * pga_start_xact starts a transaction command unless one is open, like
@@ -240,6 +241,8 @@ pga_run_code(const PgaStepInput *input, PgaTailBuffer *output, int64 *rows)
 			pga_finish_xact();
 		else
 			CommandCounterIncrement();
+		if (!single && !IsTransactionBlock())
+			pga_rows_committed = *rows;
 	}
 	pga_finish_xact();
 
@@ -295,6 +298,7 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome,
 	outcome->step_run_id = input->step_run_id;
 	outcome->recorded_with_step = false;
 	outcome->rows = 0;
+	pga_rows_committed = 0;
 	outcome->error = NULL;
 	outcome->sqlstate[0] = '\0';
 	debug_query_string = input->code;
@@ -323,9 +327,12 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome,
 		/* whatever was recorded with the step was rolled back with it */
 		outcome->recorded_with_step = false;
 		outcome->succeeded = false;
-		/* single: nothing the statements did was kept */
-		if (input->single_transaction)
-			outcome->rows = 0;
+		/*
+		 * Only the rows of the statements that committed count (single:
+		 * none; autocommit: those before the failing one, or before the
+		 * last one when its record failed).
+		 */
+		outcome->rows = input->single_transaction ? 0 : pga_rows_committed;
 		strlcpy(outcome->sqlstate, unpack_sql_state(edata->sqlerrcode), sizeof(outcome->sqlstate));
 		outcome->error = pga_error_text(edata);
 		RESUME_INTERRUPTS();

@@ -13,8 +13,9 @@
  * workers; the launcher then only starts workers and fires schedules.
  *
  * The bookkeeping runs as the bootstrap superuser through
- * SetUserIdAndSecContext, as a security-restricted operation, after the
- * session was reset and while no step code runs: the session user stays
+ * SetUserIdAndSecContext, as a security-restricted operation, while no
+ * step code runs (after the session was reset, or at the end of the step's
+ * last transaction, after its deferred triggers): the session user stays
  * the run-as role, so the step's SQL can never reach these rights (SET
  * ROLE and SET SESSION AUTHORIZATION give it only what its role has), and
  * _worker_settle is granted to no one.
@@ -204,8 +205,9 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
  * pga_settle_pin_settings sets, for the current transaction only, what the
  * run-as role's own settings (ALTER ROLE ... SET, which the reset brings
  * back) must not change in the bookkeeping: how it reads and waits.
- * (Settings that break it otherwise make it fail and hand the outcome to
- * the launcher.)  Isolation and read-only mode can only be set before the
+ * (Settings that break it otherwise make it fail: after the step's commit
+ * the outcome then goes to the launcher; within the step's transaction the
+ * step fails.)  Isolation and read-only mode can only be set before the
  * transaction's first query: pga_settle_in_step checks them instead.
  */
 static void
@@ -239,9 +241,10 @@ pga_settle_pin_settings(GucAction action)
  *
  * No subtransaction: a failing bookkeeping (a deadlock with a session that
  * holds the run, say) fails the step's transaction, as a failing commit
- * would, and the step ends failed with that error, its work rolled back; a
- * cancel (a stop, the step's timeout) fails the step as well, which has not
- * ended yet.  A subtransaction would keep the step's work then, but every
+ * would, and the step ends failed with that error, the work of that
+ * transaction rolled back (the worker then records its later steps after
+ * their commits, see step_worker.c); a cancel (a stop, the step's timeout)
+ * fails the step as well, which has not ended yet.  A subtransaction would keep the step's work then, but every
  * step would pay for it: a subtransaction id, and for the other workers'
  * visibility checks of its rows a lookup in pg_subtrans (10-15 % of a
  * worker's CPU per step in a burst).
@@ -264,6 +267,7 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 	int			guc_level;
 
 	in_step->claimed = false;
+	in_step->failed_code = 0;
 	if (XactIsoLevel != XACT_READ_COMMITTED || XactReadOnly ||
 		GetSessionUserId() != GetAuthenticatedUserId() ||
 		strcmp(GetConfigOption("synchronous_commit", false, false),
@@ -299,10 +303,18 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 		FlushErrorState();
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
+		in_step->failed_code = edata->sqlerrcode;
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT
+						" in its transaction, which fails: %s", outcome->step_run_id, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 		ereport(ERROR,
 				(errcode(edata->sqlerrcode),
 				 errmsg("could not record the step's outcome in its transaction, which is rolled back: %s",
-						edata->message)));
+						edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
 	}
 	PG_END_TRY();
 	SetUserIdAndSecContext(save_userid, save_sec_context);

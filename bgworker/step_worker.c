@@ -42,6 +42,7 @@
 
 static dsm_segment *pga_step_segment = NULL;
 static bool pga_self_settle = false;	/* records its own outcomes */
+static bool pga_in_step_settle = true;	/* ... in the step's transaction */
 static bool pga_reset_failed = false;	/* the session is not fresh: exit */
 
 /*
@@ -188,6 +189,18 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome, PgaInSte
 	pga_exec_step(input, outcome, in_step ? pga_settle_in_step : NULL, in_step);
 	outcome->messages = pga_messages_finish();
 	outcome->encoding = GetDatabaseEncoding();
+
+	/*
+	 * A record that failed within the step failed the step.  But for a
+	 * conflict that may not come again, this worker records its later
+	 * steps after their commits: an error that would come each time costs
+	 * at most this one step's work.
+	 */
+	if (in_step && in_step->failed_code != 0 &&
+		in_step->failed_code != ERRCODE_T_R_DEADLOCK_DETECTED &&
+		in_step->failed_code != ERRCODE_T_R_SERIALIZATION_FAILURE &&
+		in_step->failed_code != ERRCODE_LOCK_NOT_AVAILABLE)
+		pga_in_step_settle = false;
 }
 
 /*
@@ -401,7 +414,8 @@ pga_step_worker_main(Datum main_arg)
 		}
 		memset(&in_step, 0, sizeof(in_step));
 		in_step.seg = seg;
-		pga_step_worker_run(&input, &outcome, pga_self_settle ? &in_step : NULL);
+		pga_step_worker_run(&input, &outcome,
+							pga_self_settle && pga_in_step_settle ? &in_step : NULL);
 		claimed = pga_step_worker_settle(seg, &outcome, &in_step, &next);
 		/* a busy worker sends its statistics at most once a second */
 		pgstat_report_stat(false);

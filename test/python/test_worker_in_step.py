@@ -4,6 +4,7 @@ its record commit together."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -18,8 +19,7 @@ def xids(admin: psycopg.Connection) -> Iterator[str]:
     """A table where steps write (their step run, their transaction), and a
     trigger that writes the same for each step run recorded as succeeded:
     one transaction for both means the step and its record committed
-    together (txid_current() is the top transaction's, in a subtransaction
-    too)."""
+    together."""
     name = f"public.wx_{uuid.uuid4().hex[:10]}"
     admin.execute(f"CREATE TABLE {name} (step_run bigint, xid bigint, by text)")
     admin.execute(f"GRANT ALL ON {name} TO PUBLIC")
@@ -207,42 +207,48 @@ def test_a_record_that_fails_fails_the_step_and_rolls_back_its_work(
 ) -> None:
     """The record joins the step's transaction with no subtransaction: when
     it fails (here a deadlock with a session that holds the run and waits
-    for the step's row), the step fails as at a failing commit, and its work
-    is rolled back with the record."""
+    for the step's row), the step fails as at a failing commit, and the work
+    of that transaction is rolled back with the record."""
     admin.execute(f"INSERT INTO {table} (x) VALUES (0)")
     job_id = job(
         {
-            "code": f"SELECT pg_advisory_xact_lock_shared(4545); UPDATE {table} SET x = x + 1",
+            "code": f"UPDATE {table} SET x = x + 1; SELECT pg_advisory_xact_lock_shared(4545)",
             "transaction": "single",
         }
+    )
+    waiting = (
+        "SELECT count(*) FROM pg_locks l WHERE NOT l.granted AND l.locktype = ANY(%s)"
+        " AND l.pid = ANY(SELECT sr.worker_pid FROM pgautomator.step_run sr WHERE sr.run_id = %s)"
     )
     with psycopg.connect(dsn, autocommit=True) as holder:
         admin.execute("SELECT pg_advisory_lock(4545)")
         try:
             run_id = start(admin, job_id)
-            waiting = (
-                "SELECT count(*) FROM pg_locks l JOIN pgautomator.step_run sr ON sr.worker_pid = l.pid"
-                " WHERE sr.run_id = %s AND NOT l.granted AND l.locktype = ANY(%s)"
-            )
             wait_until(
-                "the step to wait at its advisory lock",
-                lambda: scalar(admin, waiting, (run_id, ["advisory"])) == 1,
+                "the step to hold its row", lambda: scalar(admin, waiting, (["advisory"], run_id)) == 1
             )
-            # (the holder never detects the deadlock first: the step does, and fails)
+            # The holder takes the run, then waits for the step's row.  The
+            # step's record closes the cycle when it waits for the run, so
+            # the step's backend is the one that finds the deadlock (the
+            # holder would look only after a minute).
             holder.execute("SET deadlock_timeout = '60s'")
             holder.execute("BEGIN")
             holder.execute("SELECT FROM pgautomator.run WHERE id = %s FOR UPDATE", (run_id,))
+            holder_pid = scalar(holder, "SELECT pg_backend_pid()")
+            update = threading.Thread(target=holder.execute, args=(f"UPDATE {table} SET x = x + 100",))
+            update.start()
+            holder_waits = "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted"
+            wait_until(
+                "the holder to wait for the step's row",
+                lambda: scalar(admin, holder_waits, (holder_pid,)) == 1,
+            )
         finally:
             admin.execute("SELECT pg_advisory_unlock(4545)")
-        # the step updates its row, then its record waits for the run
-        wait_until(
-            "the record to wait for the run",
-            lambda: scalar(admin, waiting, (run_id, ["transactionid", "tuple"])) == 1,
-        )
-        holder.execute(f"UPDATE {table} SET x = x + 100")  # waits for the step: a deadlock
+        update.join()
         holder.execute("COMMIT")
     assert wait_run(admin, run_id) == "failed"
     result = step_runs(admin, run_id)[0]
     assert result["sqlstate"] == "40P01"
     assert result["error"].startswith("could not record the step's outcome in its transaction")
+    assert result["rows_affected"] == 0
     assert scalar(admin, f"SELECT x FROM {table}") == 100, "the step's update was kept"
