@@ -324,67 +324,115 @@ pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)
 }
 
 /*
- * pga_settle_rehearse rehearses the bookkeeping of a step (see
- * _worker_rehearse) in a worker started ahead of its first step, as
- * pga_settle_step would run it, so that the first step finds it compiled
- * and planned.  Called outside a transaction.  Its transaction is rolled
- * back, not committed: nothing of it is kept but the compiled functions
- * and plans, and a rollback needs no WAL flush.  A rehearsal that fails
- * changes nothing either; it is logged.
+ * pga_settle_transaction runs fn(arg) in a transaction of its own, as the
+ * bootstrap superuser in a security-restricted operation with the pinned
+ * settings, then commits it (or, unless keep, rolls it back).  Called
+ * outside a transaction.  Returns NULL, or the error that rolled it back,
+ * copied into the caller's memory context.
  */
-void
-pga_settle_rehearse(void)
+static ErrorData *
+pga_settle_transaction(void (*fn) (void *), void *arg, bool keep)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Oid			save_userid;
 	int			save_sec_context;
+	ErrorData  *volatile error = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	PG_TRY();
 	{
-		Oid			types[2] = {NAMEOID, INT4OID};
-		Datum		values[2];
-		NameData	run_as;
-		char	   *role = GetUserNameFromId(GetAuthenticatedUserId(), false);
-
-		namestrcpy(&run_as, role);
-		values[0] = NameGetDatum(&run_as);
-		values[1] = Int32GetDatum(MyProcPid);
 		pga_settle_pin_settings(GUC_ACTION_LOCAL);
 		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pga_settle_prepare();
-		if (SPI_execute_with_args("SELECT pgautomator._worker_rehearse($1, $2)", 2, types, values,
-								  NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "_worker_rehearse failed");
-		PopActiveSnapshot();
-		SPI_finish();
+		fn(arg);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
-		AbortCurrentTransaction();
+		if (keep)
+			CommitTransactionCommand();
+		else
+			AbortCurrentTransaction();
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
+		error = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
 		SetUserIdAndSecContext(save_userid, save_sec_context);
-		/* (its first step plans the bookkeeping itself, as without it) */
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	return error;
+}
+
+/*
+ * pga_rehearse_call is _worker_rehearse for pga_settle_transaction.
+ */
+static void
+pga_rehearse_call(void *arg)
+{
+	Oid			types[2] = {NAMEOID, INT4OID};
+	Datum		values[2];
+	NameData	run_as;
+
+	namestrcpy(&run_as, GetUserNameFromId(GetAuthenticatedUserId(), false));
+	values[0] = NameGetDatum(&run_as);
+	values[1] = Int32GetDatum(MyProcPid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pga_settle_prepare();
+	if (SPI_execute_with_args("SELECT pgautomator._worker_rehearse($1, $2)", 2, types, values,
+							  NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "_worker_rehearse failed");
+	PopActiveSnapshot();
+	SPI_finish();
+}
+
+/*
+ * pga_settle_rehearse rehearses the bookkeeping of a step (see
+ * _worker_rehearse) in a worker started ahead of its first step, as
+ * pga_settle_step would run it, so that the first step finds it compiled
+ * and planned.  Called outside a transaction.  Its transaction is rolled
+ * back, not committed: nothing of it is kept but the compiled functions
+ * and plans, and a rollback needs no WAL flush.  A rehearsal that fails
+ * changes nothing either; it is logged (its first step then plans the
+ * bookkeeping itself, as without it).
+ */
+void
+pga_settle_rehearse(void)
+{
+	ErrorData  *edata = pga_settle_transaction(pga_rehearse_call, NULL, false);
+
+	if (edata != NULL)
+	{
 		ereport(LOG,
 				(errcode(edata->sqlerrcode),
 				 errmsg("pgautomator step worker: could not rehearse its bookkeeping: %s", edata->message)));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(caller);
+}
+
+/* what pga_settle_step asks of pga_settle_call and gets back */
+typedef struct PgaSettleArgs
+{
+	const PgaStepOutcome *outcome;
+	bool		claim;
+	PgaStepInput *next;
+	bool		claimed;
+} PgaSettleArgs;
+
+/*
+ * pga_settle_step_call is pga_settle_call for pga_settle_transaction.
+ */
+static void
+pga_settle_step_call(void *arg)
+{
+	PgaSettleArgs *args = arg;
+
+	args->claimed = pga_settle_call(args->outcome, args->claim, args->next);
 }
 
 /*
@@ -398,50 +446,25 @@ pga_settle_rehearse(void)
 PgaSettleResult
 pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	Oid			save_userid;
-	int			save_sec_context;
-	volatile PgaSettleResult result = PGA_SETTLE_DONE;
+	PgaSettleArgs args = {outcome, claim, next, false};
+	ErrorData  *edata = pga_settle_transaction(pga_settle_step_call, &args, true);
+	PgaSettleResult result;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	PG_TRY();
-	{
-		pga_settle_pin_settings(GUC_ACTION_LOCAL);
-		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-		if (pga_settle_call(outcome, claim, next))
-			result = PGA_SETTLE_NEXT;
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		if (result == PGA_SETTLE_NEXT && next->code != NULL)
-			pfree(next->code);	/* claimed, then rolled back */
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT " itself: %s",
-						outcome->step_run_id, edata->message),
-				 errdetail("The launcher records it instead.")));
-		/* a cancel, deadlock or serialization failure may not come again */
-		result = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-				  edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
-				  edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-				  edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
-			? PGA_SETTLE_RETRY_LATER : PGA_SETTLE_FAILED;
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(caller);
+	if (edata == NULL)
+		return args.claimed ? PGA_SETTLE_NEXT : PGA_SETTLE_DONE;
+	if (args.claimed && next->code != NULL)
+		pfree(next->code);		/* claimed, then rolled back */
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT " itself: %s",
+					outcome->step_run_id, edata->message),
+			 errdetail("The launcher records it instead.")));
+	/* a cancel, deadlock or serialization failure may not come again */
+	result = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			  edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+			  edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+			  edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		? PGA_SETTLE_RETRY_LATER : PGA_SETTLE_FAILED;
+	FreeErrorData(edata);
 	return result;
 }

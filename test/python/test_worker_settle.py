@@ -20,6 +20,17 @@ def wait_for_lock_waiter(admin: psycopg.Connection, key: int) -> None:
     wait_until("a step waiting for the lock", lambda: scalar(admin, sql, (key,)) == 1)
 
 
+def once_schedule(admin: psycopg.Connection, seconds: int) -> tuple[datetime, int]:
+    """A 'once' schedule at a whole second `seconds` or a little less from now."""
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+    schedule = scalar(
+        admin,
+        "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
+        (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
+    )
+    return at, int(schedule)
+
+
 SETTLE_ARGS = "1, true, NULL, NULL, NULL, 0, NULL, true, NULL, 0"
 
 
@@ -90,12 +101,7 @@ def test_a_prepared_instant_never_starts_a_step_before_it(
     if ahead == "held":
         setting("pgautomator.worker_idle_time", "0")
     role = make_role("pgautomator_user")
-    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
-    schedule = scalar(
-        admin,
-        "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
-        (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
-    )
+    at, schedule = once_schedule(admin, seconds=3)
     jobs = [job({"code": f"INSERT INTO {table} (x) VALUES ({i})"}, run_as=role) for i in range(5)]
     try:
         for job_id in jobs:
@@ -124,12 +130,7 @@ def test_spare_workers_connect_before_the_instant_and_run_its_steps(
     workers the launcher started before the instant; their rehearsal of the
     bookkeeping leaves nothing behind."""
     role = make_role("pgautomator_user")
-    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
-    schedule = scalar(
-        admin,
-        "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
-        (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
-    )
+    at, schedule = once_schedule(admin, seconds=4)
     code = f"INSERT INTO {table} (x) VALUES (pg_backend_pid())"
     jobs = [job({"code": code}, run_as=role) for _ in range(3)]
     job_ids_used = "SELECT last_value FROM pgautomator.job_id_seq"
