@@ -585,3 +585,87 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgautomator._dispatch_retention(timestamptz) IS 'Purges one batch of runs older than history_retention, at most once a second; returns when to purge again.';
+
+-- Time zone rules.  After an update of the time zone database (a new
+-- tzdata package), the next fire instants stored for a zone whose rules
+-- changed were computed with the old rules, and may be an hour off.  For
+-- each zone in use whose tzdata file changed since it was last seen, this
+-- drops the engine's cached zones and computes the next instant of that
+-- zone's links again, after now: those still to come (a due one fires as
+-- it is; one that the new rules put between its last fire and now is not
+-- fired).  A zone seen for the first time is only recorded.  Links that
+-- someone holds (an alter_schedule under way computes them itself) are
+-- passed over.  Returns how many links it computed again.
+CREATE FUNCTION pgautomator._check_time_zones(p_now timestamptz)
+RETURNS integer LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_from   timestamptz := greatest(p_now, pg_catalog.now());
+    v_zone   text;
+    v_new    text;
+    v_old    text;
+    v_reload boolean := true;
+    v_n      integer;
+    v_count  integer := 0;
+BEGIN
+    FOR v_zone IN SELECT DISTINCT s.timezone FROM pgautomator.schedule s ORDER BY 1 LOOP
+        v_new := pgautomator._tz_fingerprint(v_zone);
+        CONTINUE WHEN v_new IS NULL;
+        v_old := (SELECT t.fingerprint FROM pgautomator.tz_rules t WHERE t.zone = v_zone);
+        CONTINUE WHEN v_old = v_new;
+        IF v_old IS NOT NULL THEN
+            IF v_reload THEN
+                PERFORM pgautomator._tz_fingerprint(v_zone, true);
+                v_reload := false;
+            END IF;
+            WITH links AS (
+                SELECT js.job_id, js.schedule_id
+                  FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id
+                 WHERE s.timezone = v_zone AND js.next_fire_at > v_from AND js.next_fire_at <> 'infinity'
+                   FOR UPDATE OF js SKIP LOCKED),
+            nxt AS MATERIALIZED (   -- once per schedule, not per link
+                SELECT s.id, pgautomator._next_fire(s.id, v_from) AS at
+                  FROM pgautomator.schedule s
+                 WHERE s.id IN (SELECT l.schedule_id FROM links l))
+            UPDATE pgautomator.job_schedule js SET next_fire_at = nxt.at
+              FROM links l JOIN nxt ON nxt.id = l.schedule_id
+             WHERE js.job_id = l.job_id AND js.schedule_id = l.schedule_id;
+            GET DIAGNOSTICS v_n = ROW_COUNT;
+            v_count := v_count + v_n;
+        END IF;
+        INSERT INTO pgautomator.tz_rules AS t (zone, fingerprint, checked_at) VALUES (v_zone, v_new, p_now)
+            ON CONFLICT (zone) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, checked_at = EXCLUDED.checked_at;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_time_zones(timestamptz) IS 'Computes again the coming next fire instants of the links of each time zone whose tzdata file changed since it was last seen; returns how many links.';
+
+-- The dispatcher's look at the time zone rules: when its session starts
+-- (after a restart, which a tzdata update usually brings) and then once an
+-- hour.  A failure is a WARNING: it never holds up the tick.
+CREATE FUNCTION pgautomator._dispatch_time_zones(p_now timestamptz)
+RETURNS void LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_last timestamptz := nullif(pg_catalog.current_setting('pgautomator_dispatch.tz_checked', true), '');
+    v_n    integer;
+BEGIN
+    IF v_last > p_now - interval '1 hour' AND v_last <= p_now THEN
+        RETURN;
+    END IF;
+    PERFORM pg_catalog.set_config('pgautomator_dispatch.tz_checked', p_now::text, false);
+    BEGIN
+        v_n := pgautomator._check_time_zones(p_now);
+        IF v_n > 0 THEN
+            RAISE LOG 'pgautomator: the time zone rules changed; the next fire instants of % job-schedule links were computed again', v_n;
+            PERFORM pgautomator._wake('schedule');
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pgautomator: could not check the time zone rules: %', SQLERRM;
+    END;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._dispatch_time_zones(timestamptz) IS 'Checks the time zone rules (_check_time_zones) when the dispatcher''s session starts and then at most once an hour; a failure is a WARNING.';
