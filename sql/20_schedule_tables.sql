@@ -41,18 +41,6 @@ CREATE TABLE pgautomator.schedule (
 );
 COMMENT ON TABLE pgautomator.schedule IS 'When jobs run: a calendar rule, a time-of-day rule, a time zone.';
 
--- The time zone rules the stored next fire instants were computed with: a
--- digest of each zone's tzdata file (_tz_fingerprint), so that the
--- dispatcher sees when an update of the time zone database changed a
--- zone's rules (_check_time_zones).  Not dumped: it describes this
--- server's files.
-CREATE TABLE pgautomator.tz_rules (
-    zone        text PRIMARY KEY,
-    fingerprint text NOT NULL,
-    checked_at  timestamptz NOT NULL
-);
-COMMENT ON TABLE pgautomator.tz_rules IS 'A digest of the tzdata file of each time zone in use, as last seen by the dispatcher.';
-
 -- Dates, or date-and-time windows, on which a schedule does not fire.
 CREATE TABLE pgautomator.exclusion (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -512,38 +512,6 @@ return E['instants'](p_def, p_after_us, max(0, p_n or 0))
 $python$;
 COMMENT ON FUNCTION pgautomator._instants(text, bigint, integer) IS 'The engine: the next n fire instants (epoch microseconds) of a schedule definition strictly after an instant.';
 
--- A digest of a time zone's rules as the engine reads them (its tzdata
--- file, from the paths zoneinfo searches, else the tzdata package); NULL
--- for a zone zoneinfo does not know.  p_reload first drops the engine's
--- cached zones, so that what follows computes with the files as they are.
-CREATE FUNCTION pgautomator._tz_fingerprint(p_zone text, p_reload boolean DEFAULT false)
-RETURNS text LANGUAGE plpython3u VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $python$
-import hashlib
-import importlib.resources
-import os
-import zoneinfo
-
-if p_reload:
-    zoneinfo.ZoneInfo.clear_cache()
-try:
-    zoneinfo.ZoneInfo.no_cache(p_zone)      # also rejects names that are not zone keys
-except Exception:
-    return None
-for base in zoneinfo.TZPATH:
-    path = os.path.join(base, *p_zone.split('/'))
-    if os.path.isfile(path):
-        with open(path, 'rb') as f:
-            return hashlib.sha256(f.read()).hexdigest()
-try:
-    resource = importlib.resources.files('tzdata.zoneinfo').joinpath(*p_zone.split('/'))
-    return hashlib.sha256(resource.read_bytes()).hexdigest()
-except Exception:
-    return None
-$python$;
-COMMENT ON FUNCTION pgautomator._tz_fingerprint(text, boolean) IS 'A digest of the tzdata file the engine reads for a time zone (NULL: unknown zone); with p_reload, drops the engine''s cached zones first.';
-
 -- A cron expression in plain English when it has a common shape, else NULL.
 CREATE FUNCTION pgautomator._describe_cron(p_cron text)
 RETURNS text LANGUAGE plpython3u STABLE STRICT

@@ -99,9 +99,6 @@ BEGIN
                     WHERE d.name = 'database' AND d.kind = 'database'
                       AND (d.last_heartbeat IS NULL OR d.last_heartbeat <= v_now - interval '1 second')
                       FOR UPDATE SKIP LOCKED);
-    -- (first: the fires below then see instants computed with the rules
-    -- of the time zone database as it is)
-    PERFORM pgautomator._dispatch_time_zones(v_now);
     v_next := pgautomator._dispatch_deadlines(v_now);
     v_next := least(v_next, pgautomator._dispatch_crashes(v_now));
     v_next := least(v_next, pgautomator._dispatch_fires(v_now));
