@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import wait_until
+from conftest import scalar, wait_until
 
 
 class _Inbox:
@@ -182,3 +182,55 @@ def test_a_broken_message_never_holds_back_the_others(admin: psycopg.Connection,
     assert broken is not None and broken[0] == "failed" and "cannot build the message" in broken[1]
     admin.execute("DELETE FROM pgautomator.mail WHERE subject = 'broken'")
     admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
+
+
+def test_the_mailer_calls_the_sender_only_when_an_email_is_due(
+    admin: psycopg.Connection, inbox: _Inbox, setting: Callable[[str, str], None]
+) -> None:
+    """Every NOTIFY in the database wakes the mailer (the launcher's own
+    too): it first looks for a due e-mail in mail_queued_idx and calls the
+    PL/Python sender only when one is due."""
+    setting("track_functions", "pl")
+    admin.execute("DELETE FROM pgautomator.mail WHERE state = 'queued'")  # left by other tests
+
+    def calls() -> int:
+        sql = (
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions"
+            " WHERE schemaname = 'pgautomator' AND funcname = '_send_mail'"
+        )
+        return int(scalar(admin, sql))
+
+    def probes() -> int:
+        sql = (
+            "SELECT idx_scan FROM pg_stat_user_indexes"
+            " WHERE indexrelid = 'pgautomator.mail_queued_idx'::regclass"
+        )
+        return int(scalar(admin, sql))
+
+    def woken(check: Callable[[], bool]) -> Callable[[], bool]:
+        """check(), after waking the mailer once more (its statistics reach
+        the view at its next pass a second after the last)."""
+
+        def poll() -> bool:
+            admin.execute("NOTIFY pgautomator_mail")
+            return check()
+
+        return poll
+
+    # The sender runs for a due e-mail, and the mailer's calls are counted.
+    job = f"mail-{uuid.uuid4().hex[:8]}"
+    admin.execute(
+        "SELECT pgautomator.create_job(%s, notify_on => 'failure', notify_to => ARRAY['dba@example.com'])",
+        (job,),
+    )
+    admin.execute("SELECT pgautomator.add_step(%s, 'check', 'SELECT 1/0')", (job,))
+    try:
+        _run_to_end(admin, job)
+        wait_until("the failure e-mail", lambda: len(inbox.messages) >= 1)
+        wait_until("the sender's call counted", woken(lambda: calls() >= 1))
+        # With nothing due, the mailer wakes and looks, and calls nothing.
+        sent_calls, looked = calls(), probes()
+        wait_until("the mailer to look three more times", woken(lambda: probes() >= looked + 3))
+        assert calls() == sent_calls, "the mailer called the sender with no e-mail due"
+    finally:
+        admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
