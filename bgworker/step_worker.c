@@ -8,10 +8,10 @@
  * launcher_spares.c), connects to the step's database AS the job's run-as
  * role (the session user from connection time: the code cannot switch
  * back to anything more privileged), runs the code and writes the outcome
- * into the segment.  It then stays connected up to pgautomator.worker_idle_time for
- * further step runs of the same role and database, resetting the session
- * (DISCARD ALL) before each, so it saves the next step the cost of a new
- * process and connection.  If it ends any other way (a FATAL error: the
+ * into the segment.  It then stays connected up to
+ * pgautomator.worker_idle_time for further step runs of the same role and
+ * database, resetting the session (DISCARD ALL) before each, so it saves
+ * the next step the cost of a new process and connection.  If it ends any other way (a FATAL error: the
  * role may not log in, the worker was terminated) an exit callback writes
  * that as the outcome of the step run it was running.
  *
