@@ -11,9 +11,10 @@
  * into the segment.  It then stays connected up to
  * pgautomator.worker_idle_time for further step runs of the same role and
  * database, resetting the session (DISCARD ALL) before each, so it saves
- * the next step the cost of a new process and connection.  If it ends any other way (a FATAL error: the
- * role may not log in, the worker was terminated) an exit callback writes
- * that as the outcome of the step run it was running.
+ * the next step the cost of a new process and connection.  If it ends any
+ * other way (a FATAL error: the role may not log in, the worker was
+ * terminated) an exit callback writes that as the outcome of the step run
+ * it was running.
  *
  *-------------------------------------------------------------------------
  */
@@ -191,10 +192,11 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome, PgaInSte
 	outcome->encoding = GetDatabaseEncoding();
 
 	/*
-	 * A record that failed within the step failed the step.  But for a
-	 * conflict that may not come again, this worker records its later
-	 * steps after their commits: an error that would come each time costs
-	 * at most this one step's work.
+	 * A record that failed within the step failed the step.  Unless that
+	 * was a conflict that may not come again (a deadlock, a serialization
+	 * failure, a lock timeout), this worker records its later steps after
+	 * their commits: an error that would come each time costs at most this
+	 * one step's work.
 	 */
 	if (in_step && in_step->failed_code != 0 &&
 		in_step->failed_code != ERRCODE_T_R_DEADLOCK_DETECTED &&
