@@ -9,9 +9,9 @@
  * be reported, unless the worker recorded it itself) -> IDLE (the worker
  * waits, connected, for another step run of its role and database) ->
  * RUNNING ... until the worker exits, when the slot is freed.  A spare
- * (launcher_spares.c) starts IDLE, with no step run.  An idle worker counts against
- * pgautomator.max_workers; when a step needs a new worker and the table is
- * full of idle ones, the longest idle is asked to exit.
+ * (launcher_spares.c) starts IDLE, with no step run.  An idle worker
+ * counts against pgautomator.max_workers; when a step needs a new worker
+ * and the table is full of idle ones, the longest idle is asked to exit.
  *
  * When the postmaster has no free background worker slot (max_worker_
  * processes too low) the claim is given back (_launcher_release) and the
@@ -147,8 +147,9 @@ pga_slot_unstarted(int64 step_run_id)
 
 /*
  * pga_slots_reserve picks an idle worker of the step's role and database,
- * whose segment holds the step's code, for a claimed step run, so that its pid can be recorded in the claiming
- * transaction; returns the slot number or -1.
+ * whose segment holds the step's code, for a claimed step run, so that its
+ * pid can be recorded in the claiming transaction; returns the slot number
+ * or -1.
  */
 int
 pga_slots_reserve(const PgaStepInput *input)

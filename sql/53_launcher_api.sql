@@ -430,6 +430,7 @@ SET lock_timeout = '100ms'          -- never wait on someone's row for this
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_agent   bigint := pgautomator._database_agent();
     v_job     bigint;
     v_step    bigint;
     v_runs    bigint[];
@@ -437,7 +438,7 @@ DECLARE
     v_ready   bigint;
     v_claimed boolean := false;
 BEGIN
-    IF pgautomator._database_agent() IS NULL THEN
+    IF v_agent IS NULL THEN
         RETURN false;
     END IF;
     BEGIN
@@ -454,8 +455,7 @@ BEGIN
             RETURNING id)
         SELECT pg_catalog.array_agg(id ORDER BY id) INTO v_runs FROM r;
         INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, agent_id, worker_pid, started_at)
-        VALUES (v_runs[1], v_step, 'rehearsal', 'sql', 'running', pgautomator._database_agent(), p_pid,
-                pg_catalog.now())
+        VALUES (v_runs[1], v_step, 'rehearsal', 'sql', 'running', v_agent, p_pid, pg_catalog.now())
         RETURNING id INTO v_done;
         INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, not_before)
         VALUES (v_runs[2], v_step, 'rehearsal', 'sql', 'queued', '-infinity')
