@@ -49,10 +49,7 @@ RETURNS text LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT coalesce(s.value, d.default_value)
-              FROM pgautomator.setting_default d
-              LEFT JOIN pgautomator.setting s ON s.name = d.name
-             WHERE d.name = p_name);
+    RETURN (SELECT s.value FROM pgautomator.settings s WHERE s.name = p_name);
 END
 $$;
 COMMENT ON FUNCTION pgautomator._setting(text) IS 'The value of a setting: what an admin set, else its default.';
