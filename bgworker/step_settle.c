@@ -34,8 +34,11 @@
 #include "commands/prepare.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
+#include "jit/jit.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
 #include "postmaster/interrupt.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -202,9 +205,74 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 }
 
 /*
+ * The planner's method switches, all on unless someone turned them off.
+ * (Those off by default, partitionwise joins and aggregates, change
+ * nothing in the bookkeeping's plans.)
+ */
+static const struct
+{
+	const char *name;
+	const bool *value;
+}			pga_planner_switches[] =
+{
+	{"enable_seqscan", &enable_seqscan},
+	{"enable_indexscan", &enable_indexscan},
+	{"enable_indexonlyscan", &enable_indexonlyscan},
+	{"enable_bitmapscan", &enable_bitmapscan},
+	{"enable_tidscan", &enable_tidscan},
+	{"enable_sort", &enable_sort},
+	{"enable_incremental_sort", &enable_incremental_sort},
+	{"enable_hashagg", &enable_hashagg},
+	{"enable_nestloop", &enable_nestloop},
+	{"enable_material", &enable_material},
+	{"enable_memoize", &enable_memoize},
+	{"enable_mergejoin", &enable_mergejoin},
+	{"enable_hashjoin", &enable_hashjoin},
+	{"enable_gathermerge", &enable_gathermerge},
+	{"enable_parallel_append", &enable_parallel_append},
+	{"enable_parallel_hash", &enable_parallel_hash},
+	{"enable_partition_pruning", &enable_partition_pruning},
+	{"enable_async_append", &enable_async_append},
+};
+
+/* PostgreSQL's default jit_above_cost: below it, JIT may compile a plan */
+#define PGA_DEFAULT_JIT_ABOVE_COST	100000.0
+
+/*
+ * pga_settle_pin_planner undoes, for the bookkeeping, what the step or its
+ * role set that changes how plans are made.  A worker keeps the plans of
+ * its bookkeeping for its life, and plans them again whenever the tables'
+ * statistics change, inside the step's transaction (or, after the session
+ * reset, with the role's own ALTER ROLE ... SET values): a step that turns
+ * off index scans or nested loops (a reporting query's tuning, say) would
+ * otherwise leave every later settle and claim of that worker reading
+ * whole history tables, or compiling each statement with JIT, or starting
+ * parallel workers.  Only what differs from what the bookkeeping needs is
+ * set; costs are left as configured.
+ */
+static void
+pga_settle_pin_planner(GucAction action)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(pga_planner_switches); i++)
+		if (!*pga_planner_switches[i].value)
+			(void) set_config_option(pga_planner_switches[i].name, "on", PGC_SUSET,
+									 PGC_S_SESSION, action, true, 0, false);
+	if (jit_enabled && jit_above_cost >= 0 && jit_above_cost < PGA_DEFAULT_JIT_ABOVE_COST)
+		(void) set_config_option("jit", "off", PGC_SUSET, PGC_S_SESSION, action, true, 0, false);
+	if (max_parallel_workers_per_gather > 0 &&
+		(parallel_setup_cost < DEFAULT_PARALLEL_SETUP_COST ||
+		 parallel_tuple_cost < DEFAULT_PARALLEL_TUPLE_COST))
+		(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_SUSET,
+								 PGC_S_SESSION, action, true, 0, false);
+}
+
+/*
  * pga_settle_pin_settings sets, for the current transaction only, what the
  * run-as role's own settings (ALTER ROLE ... SET, which the reset brings
- * back) must not change in the bookkeeping: how it reads and waits.
+ * back) and, within the step's transaction, the step's settings must not
+ * change in the bookkeeping: how it reads and waits, and how it plans.
  * (Settings that break it otherwise make it fail: after the step's commit
  * the outcome then goes to the launcher; within the step's transaction the
  * step fails.)  Isolation and read-only mode can only be set before the
@@ -213,6 +281,7 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 static void
 pga_settle_pin_settings(GucAction action)
 {
+	pga_settle_pin_planner(action);
 	/* only what differs: setting a parameter costs, even to its value */
 	if (XactIsoLevel != XACT_READ_COMMITTED)
 		(void) set_config_option("transaction_isolation", "read committed", PGC_SUSET,

@@ -236,3 +236,45 @@ def test_a_cancel_reaches_only_the_step_run_it_is_meant_for(
     assert scalar(admin, sql, (ids[1], pid)) is True
     assert wait_run(admin, run_id) == "failed"
     assert step_runs(admin, run_id)[1]["sqlstate"] == "57014"
+
+
+PLANNER_POISON = "enable_indexscan = off, enable_bitmapscan = off, enable_nestloop = off"
+
+
+@pytest.mark.parametrize("where", ["step", "role"])
+def test_a_steps_planner_settings_never_reach_the_bookkeeping(
+    admin: psycopg.Connection, job: Callable[..., int], make_role: Callable[..., str], where: str
+) -> None:
+    # A worker plans its bookkeeping once and keeps the plans for its life.
+    # Planned with the step's or its role's planner settings (here: no
+    # index scans), every later settle and claim would read the whole of
+    # step_run, and history makes that slow for every job.
+    role = make_role("pgautomator_user")
+    sets = "; ".join(f"SET {s}" for s in PLANNER_POISON.split(", "))
+    if where == "role":
+        for s in PLANNER_POISON.split(", "):
+            admin.execute(f'ALTER ROLE "{role}" SET {s}')
+    steps = 20
+    job_id = job(
+        {"code": f"{sets}; SELECT 1" if where == "step" else "SELECT 1"},
+        *({"code": "SELECT 1"} for _ in range(steps)),
+        run_as=role,
+    )
+
+    def counters() -> tuple[int, int]:
+        row = admin.execute(
+            "SELECT seq_scan, n_tup_upd FROM pg_stat_user_tables"
+            " WHERE relid = 'pgautomator.step_run'::regclass"
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    seq_before, upd_before = counters()
+    run_id = start(admin, job_id)
+    assert wait_run(admin, run_id) == "succeeded"
+    results = step_runs(admin, run_id)
+    # one worker ran them all, planning its bookkeeping at the first step
+    assert len({r["worker_pid"] for r in results}) == 1, results
+    # its statistics arrive when it goes idle: a claim and a record per step
+    wait_until("the worker's statistics", lambda: counters()[1] - upd_before >= 2 * steps)
+    assert counters()[0] - seq_before < steps // 4
