@@ -25,7 +25,13 @@ COMMENT ON TABLE pgautomator.run IS 'One execution of a job: who or what started
 CREATE UNIQUE INDEX run_fire_once_idx ON pgautomator.run (job_id, schedule_id, scheduled_at)
     WHERE trigger = 'schedule';
 CREATE INDEX run_job_idx ON pgautomator.run (job_id, id);
-CREATE INDEX run_active_idx ON pgautomator.run (job_id) WHERE state IN ('queued', 'running');
+-- Active runs by job and state, oldest first: a job's running count and
+-- its oldest queued run are reads of their own entries, never of a long
+-- queue of the job's (or of every job's) other active runs.
+CREATE INDEX run_active_idx ON pgautomator.run (job_id, state, id) WHERE state IN ('queued', 'running');
+-- Runs asked to stop and still running: the dispatcher's pass looks for
+-- them at every tick, among however many runs are queued.
+CREATE INDEX run_stopping_idx ON pgautomator.run (id) WHERE state = 'running' AND stop_requested_at IS NOT NULL;
 CREATE INDEX run_finished_idx ON pgautomator.run (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE pgautomator.step_run (

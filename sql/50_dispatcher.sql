@@ -277,8 +277,21 @@ DECLARE
     v_job     pgautomator.job;
     v_blocked boolean := false;
 BEGIN
+    -- The jobs with queued runs, one index probe each however long their
+    -- queues (a loose scan of run_active_idx), and of those only the ones
+    -- with room: locking every job with a queue at every pass would write
+    -- a row lock each.  (_admit counts again under the lock.)
     FOR v_job_id IN
-        SELECT DISTINCT r.job_id FROM pgautomator.run r WHERE r.state = 'queued'
+        WITH RECURSIVE queued AS (
+            (SELECT r.job_id FROM pgautomator.run r WHERE r.state = 'queued' ORDER BY r.job_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT r.job_id FROM pgautomator.run r
+                     WHERE r.state = 'queued' AND r.job_id > q.job_id ORDER BY r.job_id LIMIT 1)
+              FROM queued q WHERE q.job_id IS NOT NULL)
+        SELECT j.id FROM queued q JOIN pgautomator.job j ON j.id = q.job_id
+         WHERE (SELECT count(*) FROM (SELECT FROM pgautomator.run r
+                                       WHERE r.job_id = j.id AND r.state = 'running'
+                                       LIMIT pgautomator._run_limit(j)) x) < pgautomator._run_limit(j)
     LOOP
         SELECT * INTO v_job FROM pgautomator.job WHERE id = v_job_id FOR NO KEY UPDATE SKIP LOCKED;
         IF FOUND THEN

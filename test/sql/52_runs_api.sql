@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(50);
+SELECT plan(54);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -122,6 +122,27 @@ SELECT pgautomator.stop_run(:p1);
 SELECT is((SELECT state FROM pgautomator.run WHERE id = :p3), 'running', 'when one ends, the waiting run starts');
 SELECT pgautomator.stop_run(:p2);
 SELECT pgautomator.stop_run(:p3);
+
+-- the dispatcher's admission pass: however long the queues, it locks and
+-- admits only the jobs with room
+SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE state = 'queued'), 0, 'no run is queued yet');
+SELECT pgautomator.create_job('rt_full', overlap => 'queue', run_as => 'rt_owner') AS qa \gset
+SELECT pgautomator.add_step(:qa, 's1', 'SELECT 1');
+SELECT pgautomator.create_job('rt_room', overlap => 'queue', run_as => 'rt_owner') AS qb \gset
+SELECT pgautomator.add_step(:qb, 's1', 'SELECT 1');
+SELECT count(*) FROM (SELECT pgautomator.start_job(:qa) FROM generate_series(1, 300)) x;
+-- (queued with room: as a crash retry or a run whose job was locked finds it)
+INSERT INTO pgautomator.run (job_id, owner, trigger, state)
+SELECT :qb, 'rt_owner', 'manual', 'queued' FROM generate_series(1, 2);
+SET LOCAL track_functions = 'pl';
+SELECT pgautomator._dispatch_queued(now());
+SELECT is((SELECT calls FROM pg_stat_xact_user_functions WHERE schemaname = 'pgautomator' AND funcname = '_admit'),
+          1::bigint, 'the admission pass locks and admits only the job with room');
+SELECT is((SELECT string_agg(state, ' ' ORDER BY id) FROM pgautomator.run WHERE job_id = :qb), 'running queued',
+          'the job with room starts its oldest queued run, as its limit allows');
+SELECT is((SELECT count(*) FILTER (WHERE state = 'queued') || ' ' || count(*) FILTER (WHERE state = 'running')
+             FROM pgautomator.run WHERE job_id = :qa), '299 1', 'the full job''s queue stays as it was');
+DELETE FROM pgautomator.job WHERE id IN (:qa, :qb);
 
 -- purge_history
 UPDATE pgautomator.run SET finished_at = '2020-01-01 00:00:00+00' WHERE id IN (:r1, :r2);
