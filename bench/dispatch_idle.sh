@@ -6,8 +6,10 @@
 # step runs each.  Prints, per configuration, the median and the range of
 # pgbench's average latency over REPEAT (3) runs of 10 s, after VACUUM
 # ANALYZE and CHECKPOINT of what was loaded: on a shared machine single
-# runs of the same pass vary by half.  About 6 minutes on the 2-core test
-# machine.
+# runs of the same pass vary by half.  Last, the same with QUEUED (100,000)
+# runs waiting: 1,000 of the jobs have a run running (its step waiting for a
+# worker) and QUEUED / 1,000 queued behind it each.  About 7 minutes on the
+# 2-core test machine.
 #   bench/dispatch_idle.sh                 # HISTORY=10000000 runs (20 M step runs)
 #   HISTORY=2000000 bench/dispatch_idle.sh # a quicker look, about 2 minutes
 set -uo pipefail
@@ -74,3 +76,19 @@ VACUUM ANALYZE;
 CHECKPOINT;
 SQL
 measure "100,000 jobs, $history runs + $((history * 2)) step runs"
+psql -qX -v ON_ERROR_STOP=1 -v n="${QUEUED:-100000}" <<'SQL' >/dev/null
+-- 1,000 jobs with a run running (its step queued: no worker claims here)
+-- and the rest of the runs queued behind them, as overlap queue leaves them.
+WITH busy AS (SELECT id FROM pgautomator.job ORDER BY id LIMIT 1000),
+     running AS (
+    INSERT INTO pgautomator.run (job_id, owner, trigger, state, started_at)
+    SELECT id, 'postgres', 'manual', 'running', now() FROM busy RETURNING id)
+INSERT INTO pgautomator.step_run (run_id, step_name, kind, state)
+SELECT id, 's', 'sql', 'queued' FROM running;
+INSERT INTO pgautomator.run (job_id, owner, trigger, state)
+SELECT r.job_id, 'postgres', 'manual', 'queued'
+  FROM pgautomator.run r, generate_series(1, :n / 1000) WHERE r.state = 'running';
+VACUUM ANALYZE;
+CHECKPOINT;
+SQL
+measure "... and ${QUEUED:-100000} runs queued behind 1,000 running"

@@ -207,7 +207,8 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 /*
  * The planner's method switches, all on unless someone turned them off.
  * (Those off by default, partitionwise joins and aggregates, change
- * nothing in the bookkeeping's plans.)
+ * nothing in the bookkeeping's plans; switches of releases after 17 are
+ * not listed.)
  */
 static const struct
 {
@@ -233,6 +234,12 @@ static const struct
 	{"enable_parallel_hash", &enable_parallel_hash},
 	{"enable_partition_pruning", &enable_partition_pruning},
 	{"enable_async_append", &enable_async_append},
+#if PG_VERSION_NUM >= 160000
+	{"enable_presorted_aggregate", &enable_presorted_aggregate},
+#endif
+#if PG_VERSION_NUM >= 170000
+	{"enable_group_by_reordering", &enable_group_by_reordering},
+#endif
 };
 
 /* PostgreSQL's default jit_above_cost: below it, JIT may compile a plan */
@@ -248,7 +255,8 @@ static const struct
  * otherwise leave every later settle and claim of that worker reading
  * whole history tables, or compiling each statement with JIT, or starting
  * parallel workers.  Only what differs from what the bookkeeping needs is
- * set; costs are left as configured.
+ * set.  Costs, memory and join-search limits are left as configured: they
+ * tilt plans, where these switches forbid whole kinds of them.
  */
 static void
 pga_settle_pin_planner(GucAction action)
@@ -266,6 +274,16 @@ pga_settle_pin_planner(GucAction action)
 		 parallel_tuple_cost < DEFAULT_PARALLEL_TUPLE_COST))
 		(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_SUSET,
 								 PGC_S_SESSION, action, true, 0, false);
+	/* (a Gather over every parallel-safe query, settable by any user) */
+#if PG_VERSION_NUM >= 160000
+	if (debug_parallel_query != DEBUG_PARALLEL_OFF)
+		(void) set_config_option("debug_parallel_query", "off", PGC_SUSET,
+								 PGC_S_SESSION, action, true, 0, false);
+#else
+	if (force_parallel_mode != FORCE_PARALLEL_OFF)
+		(void) set_config_option("force_parallel_mode", "off", PGC_SUSET,
+								 PGC_S_SESSION, action, true, 0, false);
+#endif
 }
 
 /*
@@ -321,10 +339,11 @@ pga_settle_pin_settings(GucAction action)
  * The bookkeeping runs after the step's statements, before the session is
  * reset: as the bootstrap superuser, a security-restricted operation, in
  * functions that set their own search_path.  What the step's session set
- * and still holds can only change how the bookkeeping plans and formats:
- * the settings it reads or waits by are checked above or pinned.  (On an
- * error the transaction's abort restores the user, the security context
- * and the settings.)
+ * and still holds can only change how the bookkeeping formats and what its
+ * plans cost: the settings it reads or waits by are checked above or
+ * pinned, and so are the planner's switches.  (On an error the
+ * transaction's abort restores the user, the security context and the
+ * settings.)
  */
 bool
 pga_settle_in_step(const PgaStepOutcome *outcome, void *arg)

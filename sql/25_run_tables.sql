@@ -26,8 +26,8 @@ CREATE UNIQUE INDEX run_fire_once_idx ON pgautomator.run (job_id, schedule_id, s
     WHERE trigger = 'schedule';
 CREATE INDEX run_job_idx ON pgautomator.run (job_id, id);
 -- Active runs by job and state, oldest first: a job's running count and
--- its oldest queued run are reads of their own entries, never of a long
--- queue of the job's (or of every job's) other active runs.
+-- its oldest queued run read their own entries, not the job's queue; the
+-- jobs with queued runs are found one probe each (_dispatch_queued).
 CREATE INDEX run_active_idx ON pgautomator.run (job_id, state, id) WHERE state IN ('queued', 'running');
 -- Runs asked to stop and still running: the dispatcher's pass looks for
 -- them at every tick, among however many runs are queued.

@@ -289,9 +289,9 @@ BEGIN
                      WHERE r.state = 'queued' AND r.job_id > q.job_id ORDER BY r.job_id LIMIT 1)
               FROM queued q WHERE q.job_id IS NOT NULL)
         SELECT j.id FROM queued q JOIN pgautomator.job j ON j.id = q.job_id
+         CROSS JOIN LATERAL (SELECT pgautomator._run_limit(j) AS n) lim
          WHERE (SELECT count(*) FROM (SELECT FROM pgautomator.run r
-                                       WHERE r.job_id = j.id AND r.state = 'running'
-                                       LIMIT pgautomator._run_limit(j)) x) < pgautomator._run_limit(j)
+                                       WHERE r.job_id = j.id AND r.state = 'running' LIMIT lim.n) x) < lim.n
     LOOP
         SELECT * INTO v_job FROM pgautomator.job WHERE id = v_job_id FOR NO KEY UPDATE SKIP LOCKED;
         IF FOUND THEN
@@ -414,7 +414,10 @@ BEGIN
            AND NOT EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.run_id = r.id AND sr.state = 'running')
     LOOP
         CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.job WHERE id = v.job_id FOR NO KEY UPDATE SKIP LOCKED);
-        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state = 'running'
+        -- (IS NOT DISTINCT FROM, not =: with few runs active, "state =
+        -- 'running'" would let the generic plan, kept for the launcher's
+        -- life, read run_active_idx, every active run, instead of the key)
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state IS NOT DISTINCT FROM 'running'
                                      FOR UPDATE SKIP LOCKED);
         PERFORM pgautomator._finish_run(v.id, 'stopped', pg_catalog.format('stopped by %s', v.stop_requested_by));
         PERFORM pgautomator._admit((SELECT j FROM pgautomator.job j WHERE j.id = v.job_id));
@@ -435,7 +438,7 @@ BEGIN
         END IF;
         CONTINUE WHEN EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.run_id = v.id AND sr.state = 'running');
         CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.job WHERE id = v.job_id FOR NO KEY UPDATE SKIP LOCKED);
-        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state = 'running'
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgautomator.run WHERE id = v.id AND state IS NOT DISTINCT FROM 'running'
                                      FOR UPDATE SKIP LOCKED);
         PERFORM pgautomator._finish_run(v.id, 'failed',
             pg_catalog.format('job timeout of %s exceeded while waiting for the next step', v.timeout));

@@ -428,7 +428,9 @@ BEGIN
           JOIN pgautomator.job j ON j.id = r.job_id
          WHERE sr.state = 'queued' AND sr.kind = ANY (v_agent.capabilities) AND sr.kind <> 'sql'
            AND sr.not_before <= pg_catalog.statement_timestamp()   -- (as the state machine queues)
-           AND r.state = 'running' AND r.stop_requested_at IS NULL
+           -- (IS NOT DISTINCT FROM: "= 'running'" would let a plan read the run
+           -- through run_active_idx, every active run, instead of its primary key)
+           AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL
            AND (j.agent IS NULL OR j.agent = v_agent.name)
            AND (v_agent.run_as_roles IS NULL
                 -- a superuser is a member of every role: it must be listed itself

@@ -61,7 +61,9 @@ def test_top_level_statements(admin: psycopg.Connection, job: Callable[..., int]
         )
         run_id = start(admin, job_id)
         state = wait_run(admin, run_id)
-        assert state == "succeeded", step_runs(admin, run_id)
+        # (what failed, in full: a long list is cut in the report)
+        failed = [(s["step_name"], s["sqlstate"], s["error"]) for s in step_runs(admin, run_id)]
+        assert state == "succeeded", [f for f in failed if f[1] is not None]
         valid = admin.execute(
             "SELECT bool_and(i.indisvalid) FROM pg_index i WHERE i.indrelid = %s::regclass", (table,)
         ).fetchone()
