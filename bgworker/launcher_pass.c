@@ -69,6 +69,11 @@ static TimestampTz pga_prefire_tried = 0;	/* the last instant prepared */
 static TimestampTz pga_spares_tried = 0;	/* the last instant given spares */
 static bool pga_pass_ready = true;	/* the extension was there */
 static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
+/* the tables a pass uses (see table_locks.c) */
+static const char *const pga_pass_tables[] = {
+	"agent", "exclusion", "job", "job_schedule", "mail", "run", "schedule",
+	"setting", "setting_default", "step", "step_run"
+};
 static int *pga_claimed_slots = NULL;	/* idle worker reserved, or: */
 #define PGA_NO_SLOT			(-1)	/* a new worker starts after the commit */
 #define PGA_STARTED_HELD	(-2)	/* a new worker started, held until then */
@@ -301,6 +306,7 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 	StartTransactionCommand();
 	PG_TRY();
 	{
+		pga_lock_tables(pga_pass_tables, lengthof(pga_pass_tables));
 		result = work(arg);
 		CommitTransactionCommand();
 	}

@@ -39,6 +39,11 @@ typedef struct PgaMailPass
 	int			sent;
 } PgaMailPass;
 
+/* the tables _send_mail uses (see table_locks.c) */
+static const char *const pga_mailer_tables[] = {
+	"agent", "job", "mail", "run", "setting", "setting_default", "step", "step_run"
+};
+
 /*
  * pga_mailer_call runs the sending function, if the extension is installed
  * in this database, and records how many messages went out.
@@ -68,6 +73,7 @@ pga_mailer_call(void *arg)
 	 */
 	if (pass->ready)
 	{
+		pga_lock_tables(pga_mailer_tables, lengthof(pga_mailer_tables));
 		rc = SPI_execute("SELECT EXISTS (SELECT FROM pgautomator.mail m WHERE m.state OPERATOR(pg_catalog.=) 'queued'"
 						 " AND m.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())", true, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)

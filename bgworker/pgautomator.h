@@ -204,6 +204,9 @@ extern int	pga_slots_sync(void);
 extern bool pga_slots_capped(void);
 extern void pga_slots_terminate_all(void);
 
+/* the tables a bookkeeping transaction uses, locked first (table_locks.c) */
+extern void pga_lock_tables(const char *const *tables, int count);
+
 /* subtransactions of a dispatcher pass (launcher_xact.c) */
 extern bool pga_subxact(void (*fn) (void *), void *arg, const char *what);
 

@@ -112,6 +112,13 @@ pga_session_reset(bool keep_cancel)
 static SPIPlanPtr pga_settle_plan = NULL;
 
 /*
+ * The tables _worker_settle reads through two indexes or reads and then
+ * writes (see table_locks.c); every step pays for each.  (job, mail and
+ * the settings it reads through their keys alone, or only inserts into.)
+ */
+static const char *const pga_settle_tables[] = {"agent", "run", "step", "step_run"};
+
+/*
  * pga_settle_prepare plans the call of _worker_settle, once per worker:
  * parsing and planning it would cost every step.  Inside SPI.
  */
@@ -187,6 +194,7 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	values[8] = NameGetDatum(&run_as);
 	values[9] = Int32GetDatum(MyProcPid);
 
+	pga_lock_tables(pga_settle_tables, lengthof(pga_settle_tables));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());

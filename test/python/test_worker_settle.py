@@ -267,6 +267,17 @@ def test_a_steps_planner_settings_never_reach_the_bookkeeping(
         *(later for _ in range(steps)),
         run_as=role,
     )
+    # History, so that a planner left alone reads step_run by its indexes:
+    # a table of a page or two is read whole by any plan, poisoned or not.
+    history = job({"code": "SELECT 1"})
+    admin.execute(
+        "WITH r AS (INSERT INTO pgautomator.run (job_id, owner, trigger, state, finished_at)"
+        " SELECT %s, 'postgres', 'manual', 'succeeded', now() FROM generate_series(1, 10000) RETURNING id)"
+        " INSERT INTO pgautomator.step_run (run_id, step_name, kind, state, finished_at)"
+        " SELECT r.id, 's1', 'sql', 'succeeded', now() FROM r, generate_series(1, 2)",
+        (history,),
+    )
+    admin.execute("ANALYZE pgautomator.run, pgautomator.step_run")
 
     def counters() -> tuple[int, int]:
         row = admin.execute(
