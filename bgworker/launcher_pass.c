@@ -69,11 +69,8 @@ static TimestampTz pga_prefire_tried = 0;	/* the last instant prepared */
 static TimestampTz pga_spares_tried = 0;	/* the last instant given spares */
 static bool pga_pass_ready = true;	/* the extension was there */
 static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
-/* the tables a pass uses (see table_locks.c) */
-static const char *const pga_pass_tables[] = {
-	"agent", "exclusion", "job", "job_schedule", "mail", "run", "schedule",
-	"setting", "setting_default", "step", "step_run"
-};
+/* the tables a pass reads and then writes (see table_locks.c) */
+static const char *const pga_pass_tables[] = {"agent", "job_schedule", "run", "step_run"};
 static int *pga_claimed_slots = NULL;	/* idle worker reserved, or: */
 #define PGA_NO_SLOT			(-1)	/* a new worker starts after the commit */
 #define PGA_STARTED_HELD	(-2)	/* a new worker started, held until then */

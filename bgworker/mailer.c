@@ -39,10 +39,8 @@ typedef struct PgaMailPass
 	int			sent;
 } PgaMailPass;
 
-/* the tables _send_mail uses (see table_locks.c) */
-static const char *const pga_mailer_tables[] = {
-	"agent", "job", "mail", "run", "setting", "setting_default", "step", "step_run"
-};
+/* the table _send_mail reads and then writes (see table_locks.c) */
+static const char *const pga_mailer_tables[] = {"mail"};
 
 /*
  * pga_mailer_call runs the sending function, if the extension is installed

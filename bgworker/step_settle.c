@@ -112,11 +112,11 @@ pga_session_reset(bool keep_cancel)
 static SPIPlanPtr pga_settle_plan = NULL;
 
 /*
- * The tables _worker_settle reads through two indexes or reads and then
- * writes (see table_locks.c); every step pays for each.  (job, mail and
- * the settings it reads through their keys alone, or only inserts into.)
+ * The tables _worker_settle reads and then writes (see table_locks.c).
+ * (Not those it only reads: a REINDEX waiting for someone else's lock on
+ * one would then hold up every worker.)
  */
-static const char *const pga_settle_tables[] = {"agent", "run", "step", "step_run"};
+static const char *const pga_settle_tables[] = {"run", "step_run"};
 
 /*
  * pga_settle_prepare plans the call of _worker_settle, once per worker:
