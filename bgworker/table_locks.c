@@ -19,6 +19,7 @@
  * else's lock on one would otherwise hold the scheduler up.  Within a
  * step's own transaction the step may have read them before (a step that
  * reads pgautomator's views): its lock is then an upgrade, as before.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
