@@ -26,7 +26,7 @@
  * pga_spi_run executes one statement with arguments; the caller reads
  * SPI_tuptable and then calls pga_spi_done.
  */
-static void
+void
 pga_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 {
 	int			rc;
@@ -42,7 +42,7 @@ pga_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *n
 /*
  * pga_spi_done ends what pga_spi_run began.
  */
-static void
+void
 pga_spi_done(void)
 {
 	PopActiveSnapshot();

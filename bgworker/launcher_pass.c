@@ -50,7 +50,7 @@
 #define PGA_PREFIRE_MARGIN_MS		5
 
 bool		pga_have_release = false;
-bool		pga_have_spares = false;
+static bool pga_have_spares = false;	/* _launcher_sessions_due is there */
 
 static bool pga_started = false;	/* _launcher_start done since ready */
 static bool pga_waiting_logged = false;
@@ -448,6 +448,30 @@ pga_prefire_work(void *arg)
 }
 
 /*
+ * pga_instant_in_lead tells whether the next due instant has come within
+ * lead_ms of now and was not tried yet (it then records it in *tried);
+ * when it is further ahead it shortens *sleep_ms to wake as the lead
+ * starts.  Once per instant: one that had nothing to do, or failed, waits.
+ */
+static bool
+pga_instant_in_lead(TimestampTz now, long lead_ms, TimestampTz *tried, long *sleep_ms)
+{
+	TimestampTz at = pga_next_tick;
+	TimestampTz lead_start;
+
+	if (!pga_started || !pga_enabled || at <= now || at == *tried || pga_slots_capped())
+		return false;
+	lead_start = TimestampTzPlusMilliseconds(at, -lead_ms);
+	if (now < lead_start)
+	{
+		*sleep_ms = Min(*sleep_ms, (long) ((lead_start - now + 999) / 1000));
+		return false;
+	}
+	*tried = at;
+	return true;
+}
+
+/*
  * pga_launcher_prefire is called instead of sleeping sleep_ms.  When the
  * next due instant is near (within the lead) it prepares that instant and
  * returns true once it has come and the preparation is committed (false
@@ -457,21 +481,10 @@ pga_prefire_work(void *arg)
 bool
 pga_launcher_prefire(long *sleep_ms)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz at = pga_next_tick;
-	TimestampTz lead_start;
 
-	/* once per instant: one with nothing to fire, or that failed, waits */
-	if (!pga_started || !pga_enabled || at <= now || at == pga_prefire_tried ||
-		pga_slots_capped())
+	if (!pga_instant_in_lead(GetCurrentTimestamp(), pga_prefire_lead_ms, &pga_prefire_tried, sleep_ms))
 		return false;
-	lead_start = TimestampTzPlusMilliseconds(at, -pga_prefire_lead_ms);
-	if (now < lead_start)
-	{
-		*sleep_ms = Min(*sleep_ms, (long) ((lead_start - now + 999) / 1000));
-		return false;
-	}
-	pga_prefire_tried = at;
 	if (!pga_pass_run(pga_prefire_work, &at, "preparing a due instant"))
 		return false;
 	/* committed: the pass that follows claims; its tick may come later */
@@ -492,18 +505,10 @@ pga_launcher_spares(long *sleep_ms)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz at = pga_next_tick;
 	long		lead_ms = pga_spares_lead_ms();
-	TimestampTz lead_start;
 
-	if (!pga_started || !pga_enabled || !pga_have_spares || lead_ms <= 0 ||
-		at <= now || at == pga_spares_tried || pga_slots_capped())
+	if (!pga_have_spares || lead_ms <= 0 ||
+		!pga_instant_in_lead(now, lead_ms, &pga_spares_tried, sleep_ms))
 		return;
-	lead_start = TimestampTzPlusMilliseconds(at, -lead_ms);
-	if (now < lead_start)
-	{
-		*sleep_ms = Min(*sleep_ms, (long) ((lead_start - now + 999) / 1000));
-		return;
-	}
-	pga_spares_tried = at;
 	/* too late: the preparation starts the workers it needs itself */
 	if (at - now <= (TimestampTz) pga_prefire_lead_ms * 1000)
 		return;

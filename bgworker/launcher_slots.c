@@ -109,20 +109,36 @@ pga_slots_running(void)
 }
 
 /*
+ * pga_slots_limit returns how many workers may run at once now.
+ */
+static int
+pga_slots_limit(void)
+{
+	return Min(Min(pga_max_workers, pga_cap), PGA_MAX_SLOTS);
+}
+
+/*
+ * pga_slot_serves tells whether a slot's worker is of the given database
+ * and run-as role.
+ */
+static bool
+pga_slot_serves(const PgaSlot *slot, const char *database, const char *run_as)
+{
+	return strcmp(slot->database, database) == 0 && strcmp(slot->run_as, run_as) == 0;
+}
+
+/*
  * pga_slots_free returns how many more step runs the launcher may claim;
  * idle workers do not count (they take new step runs or make room).
  */
 int
 pga_slots_free(void)
 {
-	int			limit;
-
 	/* slots may have come free outside pgautomator: retry each second */
 	if (pga_cap != INT_MAX &&
 		TimestampDifferenceExceeds(pga_cap_since, GetCurrentTimestamp(), 1000))
 		pga_cap = INT_MAX;
-	limit = Min(Min(pga_max_workers, pga_cap), PGA_MAX_SLOTS);
-	return Max(limit - pga_slots_running() - pga_unstarted_count, 0);
+	return Max(pga_slots_limit() - pga_slots_running() - pga_unstarted_count, 0);
 }
 
 /*
@@ -162,8 +178,7 @@ pga_slots_reserve(const PgaStepInput *input)
 
 		if (slot->state == PGA_SLOT_IDLE && !slot->reserved && !slot->quitting &&
 			!slot->exited && slot->pid != 0 &&
-			strcmp(slot->database, input->database) == 0 &&
-			strcmp(slot->run_as, input->run_as) == 0 &&
+			pga_slot_serves(slot, input->database, input->run_as) &&
 			pga_shm_fits(slot->seg, input))
 		{
 			slot->reserved = true;
@@ -330,9 +345,7 @@ pga_slots_start_held(const PgaStepInput *input)
 int
 pga_slots_room(void)
 {
-	int			limit = Min(Min(pga_max_workers, pga_cap), PGA_MAX_SLOTS);
-
-	return Max(limit - pga_slots_count(PGA_SLOT_FREE) - pga_unstarted_count, 0);
+	return Max(pga_slots_limit() - pga_slots_count(PGA_SLOT_FREE) - pga_unstarted_count, 0);
 }
 
 /*
@@ -350,8 +363,7 @@ pga_slots_of(const char *database, const char *run_as)
 		PgaSlot    *slot = &pga_slots[i];
 
 		if (slot->state != PGA_SLOT_FREE && !slot->quitting && !slot->exited &&
-			!slot->abandoned && strcmp(slot->database, database) == 0 &&
-			strcmp(slot->run_as, run_as) == 0)
+			!slot->abandoned && pga_slot_serves(slot, database, run_as))
 			n++;
 	}
 	return n;

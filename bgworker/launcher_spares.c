@@ -24,7 +24,6 @@
 #include "access/xact.h"
 #include "pgstat.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
 #include "pgautomator.h"
 
@@ -32,7 +31,6 @@
 
 static MemoryContext pga_spares_context = NULL;
 static PgaSessions pga_spares_due;
-static TimestampTz pga_spares_at;
 
 /*
  * pga_spares_lead_ms returns how long before a due instant spares start:
@@ -50,7 +48,7 @@ pga_spares_lead_ms(void)
 static void
 pga_spares_call(void *arg)
 {
-	pga_spares_due = pga_call_sessions_due(pga_spares_at);
+	pga_spares_due = pga_call_sessions_due(*(TimestampTz *) arg);
 }
 
 /*
@@ -72,13 +70,12 @@ pga_spares_start(TimestampTz at)
 												   ALLOCSET_SMALL_SIZES);
 	MemoryContextReset(pga_spares_context);
 	pga_spares_due.count = 0;
-	pga_spares_at = at;
 
 	pgstat_report_activity(STATE_RUNNING, "starting step workers for a due instant");
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	old = MemoryContextSwitchTo(pga_spares_context);
-	if (!pga_subxact(pga_spares_call, NULL, "_launcher_sessions_due"))
+	if (!pga_subxact(pga_spares_call, &at, "_launcher_sessions_due"))
 		pga_spares_due.count = 0;
 	MemoryContextSwitchTo(old);
 	CommitTransactionCommand();

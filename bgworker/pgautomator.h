@@ -137,6 +137,7 @@ typedef struct PgaInStepSettle
 
 extern bool pga_session_reset(bool keep_cancel);
 extern void pga_settle_rehearse(void);
+extern bool pga_settle_error_may_pass(int sqlerrcode);
 extern PgaSettleResult pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next);
 extern bool pga_settle_in_step(const PgaStepOutcome *outcome, void *arg);
 
@@ -152,6 +153,8 @@ extern PGDLLEXPORT void pga_mailer_main(Datum main_arg);
 extern void pga_register_mailer(void);
 
 /* the SQL contract the launcher calls (launcher_calls.c) */
+extern void pga_spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls);
+extern void pga_spi_done(void);
 typedef struct PgaClaimed
 {
 	int			count;
@@ -212,7 +215,6 @@ extern bool pga_subxact(void (*fn) (void *), void *arg, const char *what);
 
 /* one dispatcher pass (launcher_pass.c) */
 extern bool pga_have_release;
-extern bool pga_have_spares;
 extern long pga_launcher_pass(bool notified);
 extern bool pga_launcher_prefire(long *sleep_ms);
 extern void pga_launcher_spares(long *sleep_ms);

@@ -476,15 +476,9 @@ pga_rehearse_call(void *arg)
 	namestrcpy(&run_as, GetUserNameFromId(GetAuthenticatedUserId(), false));
 	values[0] = NameGetDatum(&run_as);
 	values[1] = Int32GetDatum(MyProcPid);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
+	pga_spi_run("SELECT pgautomator._worker_rehearse($1, $2)", 2, types, values, NULL);
 	pga_settle_prepare();
-	if (SPI_execute_with_args("SELECT pgautomator._worker_rehearse($1, $2)", 2, types, values,
-							  NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "_worker_rehearse failed");
-	PopActiveSnapshot();
-	SPI_finish();
+	pga_spi_done();
 }
 
 /*
@@ -509,6 +503,20 @@ pga_settle_rehearse(void)
 				 errmsg("pgautomator step worker: could not rehearse its bookkeeping: %s", edata->message)));
 		FreeErrorData(edata);
 	}
+}
+
+/*
+ * pga_settle_error_may_pass tells whether a bookkeeping error was a
+ * conflict that may not come again (a cancel, a deadlock, a serialization
+ * failure, a lock timeout), rather than one each attempt would meet.
+ */
+bool
+pga_settle_error_may_pass(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
 }
 
 /* what pga_settle_step asks of pga_settle_call and gets back */
@@ -555,12 +563,7 @@ pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 			 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT " itself: %s",
 					outcome->step_run_id, edata->message),
 			 errdetail("The launcher records it instead.")));
-	/* a cancel, deadlock or serialization failure may not come again */
-	result = (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			  edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
-			  edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-			  edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
-		? PGA_SETTLE_RETRY_LATER : PGA_SETTLE_FAILED;
+	result = pga_settle_error_may_pass(edata->sqlerrcode) ? PGA_SETTLE_RETRY_LATER : PGA_SETTLE_FAILED;
 	FreeErrorData(edata);
 	return result;
 }

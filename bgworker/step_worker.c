@@ -198,10 +198,7 @@ pga_step_worker_run(const PgaStepInput *input, PgaStepOutcome *outcome, PgaInSte
 	 * their commits: an error that would come each time costs at most this
 	 * one step's work.
 	 */
-	if (in_step && in_step->failed_code != 0 &&
-		in_step->failed_code != ERRCODE_T_R_DEADLOCK_DETECTED &&
-		in_step->failed_code != ERRCODE_T_R_SERIALIZATION_FAILURE &&
-		in_step->failed_code != ERRCODE_LOCK_NOT_AVAILABLE)
+	if (in_step && in_step->failed_code != 0 && !pga_settle_error_may_pass(in_step->failed_code))
 		pga_in_step_settle = false;
 }
 
