@@ -66,3 +66,14 @@ CREATE TABLE pgautomator.job_schedule (
 );
 CREATE INDEX job_schedule_schedule_idx ON pgautomator.job_schedule (schedule_id);
 CREATE INDEX job_schedule_due_idx ON pgautomator.job_schedule (next_fire_at) WHERE next_fire_at IS NOT NULL;
+
+-- The time zone rules the stored fire instants were computed with: a
+-- fingerprint of each zone's tzdata file, so that an update of the rules
+-- (a country moves its daylight-saving dates) recomputes the instants still
+-- to come, also after a restore on another machine (sql/47_zone_rules.sql).
+CREATE TABLE pgautomator.zone_rules (
+    zone        text PRIMARY KEY,
+    fingerprint text NOT NULL,          -- SHA-256 of the zone's file
+    seen_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE pgautomator.zone_rules IS 'Per time zone of a schedule, a fingerprint of the tzdata rules the next fire instants were computed with.';

@@ -61,7 +61,9 @@ E = GD.get('pgautomator_engine')
 if E is None:
     import calendar
     import datetime as dt
+    import hashlib
     import json
+    import os
     import re
     import zoneinfo
 
@@ -91,6 +93,43 @@ if E is None:
         if hint is None:
             plpy.error(msg, sqlstate='22023')
         plpy.error(msg, hint=hint, sqlstate='22023')
+
+    def zone_file(name):
+        """The file zoneinfo reads a zone from, None when it has none (an
+        invalid or unknown name)."""
+        if not name or name.startswith('/') or '..' in name.split('/'):
+            return None
+        for root in zoneinfo.TZPATH:
+            path = os.path.join(root, name)
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def zone_signature(name):
+        """Whether a zone's file is the one read before: a tzdata update
+        replaces the file (a new inode) or rewrites it."""
+        path = zone_file(name)
+        if path is None:
+            return None
+        st = os.stat(path)
+        return (path, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def zone_fingerprint(name):
+        """A digest of a zone's rules as zoneinfo reads them, None when it
+        has no file here; raises OSError when the file cannot be read."""
+        path = zone_file(name)
+        if path is None:
+            return None
+        with open(path, 'rb') as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    def forget_zone(name):
+        """Drops what this process cached of a zone's rules, so that the
+        next use reads its file again."""
+        zoneinfo.ZoneInfo.clear_cache(only_keys=[name])
+        cache = E['cache']
+        for text in [t for t, s in cache.items() if s.zone_name == name]:
+            del cache[text]
 
     def zone_of(name):
         try:
@@ -308,7 +347,9 @@ if E is None:
 
     class Schedule:
         def __init__(self, d):
-            self.zone = zone_of(d['timezone'])
+            self.zone_name = d['timezone']
+            self.zone_sig = zone_signature(self.zone_name)   # (before reading it)
+            self.zone = zone_of(self.zone_name)
             self.freq = d['frequency']
             self.every = d.get('every') or 1
             self.start_us = d['starts_at']
@@ -486,6 +527,11 @@ if E is None:
     def compile_def(text):
         cache = E['cache']
         s = cache.get(text)
+        # Rules read before a tzdata update are stale: one stat per use
+        # tells, in every session, however long it lives.
+        if s is not None and zone_signature(s.zone_name) != s.zone_sig:
+            forget_zone(s.zone_name)
+            s = None
         if s is None:
             if len(cache) > 10000:
                 cache.clear()
@@ -504,7 +550,8 @@ if E is None:
         return [(x - EPOCH) // ONE_US for x in found]
 
     E = GD['pgautomator_engine'] = {'cache': {}, 'instants': instants, 'compile': compile_def,
-                                    'describe_cron': describe_cron}
+                                    'describe_cron': describe_cron, 'zone_fingerprint': zone_fingerprint,
+                                    'forget_zone': forget_zone}
 
 if p_def is None or p_after_us is None:
     return None

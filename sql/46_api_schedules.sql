@@ -255,11 +255,12 @@ BEGIN
         RAISE NOTICE 'schedule "%" never fires', p_s.name
             USING DETAIL = 'No instant after starts_at matches the rule (within 400 years) before ends_at.';
     END IF;
+    PERFORM pgautomator._zone_seen(p_s.timezone);     -- the rules its instants are computed with
     PERFORM pgautomator._refresh_next_fire(NULL, p_s.id);
     PERFORM pgautomator._wake('schedule');
 END
 $$;
-COMMENT ON FUNCTION pgautomator._schedule_saved(pgautomator.schedule, timestamptz) IS 'After a schedule changed: warns when it never fires, recomputes its links, wakes the launcher.';
+COMMENT ON FUNCTION pgautomator._schedule_saved(pgautomator.schedule, timestamptz) IS 'After a schedule changed: warns when it never fires, records the rules of its time zone, recomputes its links, wakes the launcher.';
 
 CREATE FUNCTION pgautomator.create_schedule(
     name            text,

@@ -90,8 +90,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now  timestamptz := coalesce(p_now, pg_catalog.now());
-    v_next timestamptz;
-    v_last timestamptz;
+    v_next  timestamptz;
+    v_last  timestamptz;
+    v_zones timestamptz;
+    v_error text;
+    v_code  text;
 BEGIN
     -- The database agent's heartbeat, written at most once a second.
     UPDATE pgautomator.agent a SET last_heartbeat = v_now
@@ -99,6 +102,21 @@ BEGIN
                     WHERE d.name = 'database' AND d.kind = 'database'
                       AND (d.last_heartbeat IS NULL OR d.last_heartbeat <= v_now - interval '1 second')
                       FOR UPDATE SKIP LOCKED);
+    -- Time zone rules updated under the running server: checked at the
+    -- launcher's first pass and then once a minute (47_zone_rules.sql),
+    -- before the fires; a failure is logged and never stops the pass.
+    v_zones := nullif(pg_catalog.current_setting('pgautomator_dispatch.zone_check', true), '')::timestamptz;
+    IF (v_zones IS NULL OR v_now NOT BETWEEN v_zones AND v_zones + interval '1 minute')
+       AND EXISTS (SELECT FROM pgautomator.zone_rules) THEN
+        BEGIN
+            PERFORM pgautomator._zone_rules_check(v_now);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_code = RETURNED_SQLSTATE;
+            RAISE WARNING 'pgautomator: could not check the time zone rules: %', v_error
+                USING ERRCODE = v_code, HINT = 'The check is tried again in a minute.';
+        END;
+        PERFORM pg_catalog.set_config('pgautomator_dispatch.zone_check', v_now::text, false);
+    END IF;
     v_next := pgautomator._dispatch_deadlines(v_now);
     v_next := least(v_next, pgautomator._dispatch_crashes(v_now));
     v_next := least(v_next, pgautomator._dispatch_fires(v_now));

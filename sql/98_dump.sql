@@ -4,7 +4,9 @@
 -- foreign keys; self-references (go-to steps, crash retries) are checked at
 -- the end of each COPY, so rows restore in any order.
 -- The settings an admin changed (setting) are dumped; their defaults
--- (setting_default) are made again by the install script.
+-- (setting_default) are made again by the install script.  The time zone
+-- rules the instants were computed with (zone_rules) travel with them: a
+-- machine with other tzdata recomputes them at its launcher's first check.
 DO $dump$
 DECLARE
     v_table regclass;
@@ -13,7 +15,8 @@ BEGIN
     FOREACH v_table IN ARRAY ARRAY['pgautomator.category', 'pgautomator.agent', 'pgautomator.job',
                                    'pgautomator.step', 'pgautomator.schedule', 'pgautomator.exclusion',
                                    'pgautomator.job_schedule', 'pgautomator.run', 'pgautomator.step_run',
-                                   'pgautomator.mail', 'pgautomator.setting']::regclass[]
+                                   'pgautomator.mail', 'pgautomator.setting',
+                                   'pgautomator.zone_rules']::regclass[]
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(v_table, '');
         v_seq := NULL;
