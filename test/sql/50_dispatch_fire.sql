@@ -2,7 +2,7 @@
 -- fire instant, two schedules at one instant, overlap and misfire policies,
 -- disabled jobs and schedules, batches.
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -221,6 +221,26 @@ SELECT is((SELECT count(DISTINCT (schedule_id, last_fire_at)) FROM pgautomator.j
 SELECT pgautomator._launcher_tick('2030-01-01 00:02:00.2+00');
 SELECT is((SELECT string_agg(DISTINCT to_char(next_fire_at AT TIME ZONE 'UTC', 'HH24:MI'), ' ')
              FROM pgautomator.job_schedule WHERE job_id = ANY(:'own')), '00:03', 'the next pass computes the rest');
+
+-- A job's queue is capped for fires, not for manual starts: a fire that
+-- finds 100 runs waiting is skipped (the fire counts the queue only up to
+-- the cap, however long manual starts made it).
+SELECT pg_temp.job('f_cap', ARRAY[:s], '2030-01-01 00:02:59+00', 'queue') AS j \gset
+SELECT pgautomator._launcher_tick('2030-01-01 00:03:00+00');
+SELECT count(pgautomator.start_job(:j)) FROM generate_series(1, 150);
+SELECT is((SELECT count(*) FROM pgautomator.run WHERE job_id = :j AND state = 'queued'), 150::bigint,
+          'manual starts queue behind a running run without a cap');
+SELECT pgautomator._launcher_tick('2030-01-01 00:04:00+00');
+SELECT is((SELECT state || ' / ' || message FROM pgautomator.run
+            WHERE job_id = :j AND scheduled_at = '2030-01-01 00:04:00+00'),
+          'skipped / skipped: 100 runs of the job were already waiting',
+          'a fire with 100 or more runs waiting is skipped, saying why');
+SELECT idx_tup_fetch + seq_tup_read AS reads FROM pg_stat_xact_user_tables
+ WHERE relid = 'pgautomator.run'::regclass \gset
+SELECT pgautomator._fire_run(j, :s, '2030-01-01 00:05:00+00', false, NULL) FROM pgautomator.job j WHERE j.id = :j;
+SELECT cmp_ok((SELECT idx_tup_fetch + seq_tup_read FROM pg_stat_xact_user_tables
+                WHERE relid = 'pgautomator.run'::regclass) - :reads, '<=', 101::bigint,
+              '... reading the running run and the queue up to the cap, not the whole queue');
 
 SELECT * FROM finish();
 ROLLBACK;
