@@ -57,8 +57,11 @@ CREATE FUNCTION pgautomator._instants(p_def text, p_after_us bigint, p_n integer
 RETURNS bigint[] LANGUAGE plpython3u STABLE
 SET search_path = pg_catalog, pg_temp
 AS $python$
+# A session that outlives a reinstall may hold an older engine: the tag
+# changes whenever what the engine offers does.
+ENGINE_TAG = 'zones-1'
 E = GD.get('pgautomator_engine')
-if E is None:
+if E is None or E.get('tag') != ENGINE_TAG:
     import calendar
     import datetime as dt
     import hashlib
@@ -106,37 +109,62 @@ if E is None:
         return None
 
     def zone_signature(name):
-        """Whether a zone's file is the one read before: a tzdata update
-        replaces the file (a new inode) or rewrites it."""
+        """Which file a zone's rules come from and which version of it: a
+        tzdata update replaces the file (a new inode) or rewrites it.  None
+        when it has none here or it cannot be read."""
         path = zone_file(name)
         if path is None:
             return None
-        st = os.stat(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
         return (path, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def zone_fingerprint(name):
-        """A digest of a zone's rules as zoneinfo reads them, None when it
-        has no file here; raises OSError when the file cannot be read."""
+        """A digest of a zone's rules as zoneinfo reads them; None when it
+        has no file here or the file cannot be read."""
         path = zone_file(name)
         if path is None:
             return None
-        with open(path, 'rb') as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        try:
+            with open(path, 'rb') as f:
+                return hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            return None
 
     def forget_zone(name):
-        """Drops what this process cached of a zone's rules, so that the
-        next use reads its file again."""
+        """Drops what this session holds of a zone's rules and the
+        definitions compiled with them: the next use reads the file again."""
         zoneinfo.ZoneInfo.clear_cache(only_keys=[name])
+        E['zones'].pop(name, None)
         cache = E['cache']
         for text in [t for t, s in cache.items() if s.zone_name == name]:
             del cache[text]
 
+    def zone_stale(name, signature):
+        """Whether rules read with this signature are outdated.  A file that
+        went away (a zone moved to another package) is no reason to drop the
+        rules already read: they stay until the file comes back."""
+        now = zone_signature(name)
+        return now is not None and now != signature
+
     def zone_of(name):
+        """A zone's rules, read again when its file changed since (zoneinfo
+        itself would keep handing out the instance it read first)."""
+        held = E['zones'].get(name)
+        if held is not None and not zone_stale(name, held[0]):
+            return held
+        if held is not None:
+            forget_zone(name)
+        signature = zone_signature(name)    # (before reading it)
         try:
-            return zoneinfo.ZoneInfo(name)
+            zone = zoneinfo.ZoneInfo(name)
         except Exception:
             fail('unknown time zone "%s"' % name,
                  hint='Use an IANA time zone name such as Europe/Berlin or UTC.')
+        E['zones'][name] = (signature, zone)
+        return E['zones'][name]
 
     def local_to_utc(zone, naive):
         """The instant of a local wall time: its first occurrence when it
@@ -348,8 +376,7 @@ if E is None:
     class Schedule:
         def __init__(self, d):
             self.zone_name = d['timezone']
-            self.zone_sig = zone_signature(self.zone_name)   # (before reading it)
-            self.zone = zone_of(self.zone_name)
+            self.zone_sig, self.zone = zone_of(self.zone_name)
             self.freq = d['frequency']
             self.every = d.get('every') or 1
             self.start_us = d['starts_at']
@@ -529,7 +556,7 @@ if E is None:
         s = cache.get(text)
         # Rules read before a tzdata update are stale: one stat per use
         # tells, in every session, however long it lives.
-        if s is not None and zone_signature(s.zone_name) != s.zone_sig:
+        if s is not None and zone_stale(s.zone_name, s.zone_sig):
             forget_zone(s.zone_name)
             s = None
         if s is None:
@@ -549,7 +576,8 @@ if E is None:
             found = []
         return [(x - EPOCH) // ONE_US for x in found]
 
-    E = GD['pgautomator_engine'] = {'cache': {}, 'instants': instants, 'compile': compile_def,
+    E = GD['pgautomator_engine'] = {'tag': ENGINE_TAG, 'cache': {}, 'zones': {},
+                                    'instants': instants, 'compile': compile_def,
                                     'describe_cron': describe_cron, 'zone_fingerprint': zone_fingerprint,
                                     'forget_zone': forget_zone}
 

@@ -11,21 +11,22 @@
 --
 -- What is recomputed: links whose next instant lies ahead (a due or late
 -- one fires as computed, under the misfire policy), as the first instant
--- after the last fire or after now, whichever is later, so that nothing
--- fired fires again.  An occurrence that the new rules move from ahead to
--- before now (between the update and the check, at most a minute) is not
--- fired.  Concurrent fires win: a link whose next instant changed meanwhile
--- is left as the fire set it.
+-- after the last fire or after now, whichever is later.  An occurrence that
+-- the new rules move from ahead to before now (between the update and the
+-- check, at most a minute) is not fired.  The links are locked first, so
+-- that what a concurrent transaction wrote (computed with either rules) is
+-- recomputed too; the check never waits long for them: the launcher's
+-- pass must go on, and tries again a minute later.
 
 CREATE FUNCTION pgautomator._zone_seen(p_zone text)
 RETURNS void LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
-if 'pgautomator_engine' not in GD:   # the engine lives in _instants
-    plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')
+if 'zone_fingerprint' not in GD.get('pgautomator_engine', {}):
+    plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')    # (the engine lives there)
 fingerprint = GD['pgautomator_engine']['zone_fingerprint'](p_zone)
 if fingerprint is None:
-    return                          # no file: the engine has refused the zone already
+    return                          # no file to read: the engine has refused the zone already
 if 'zone_seen_plan' not in SD:
     SD['zone_seen_plan'] = plpy.prepare(
         'INSERT INTO pgautomator.zone_rules (zone, fingerprint) VALUES ($1, $2) ON CONFLICT (zone) DO NOTHING',
@@ -36,28 +37,33 @@ plpy.execute(SD['zone_seen_plan'], [p_zone, fingerprint])
 $python$;
 COMMENT ON FUNCTION pgautomator._zone_seen(text) IS 'Records the tzdata rules of a time zone a schedule uses, the first time it is used (see _zone_rules_check).';
 
-CREATE FUNCTION pgautomator._zone_rules_check(p_now timestamptz DEFAULT pg_catalog.now())
+CREATE FUNCTION pgautomator._zone_rules_check(p_all boolean DEFAULT false)
 RETURNS TABLE (zone text, links integer) LANGUAGE plpython3u
+SET lock_timeout = '200ms'          -- see above: a held link makes it fail, not wait
 SET search_path = pg_catalog, pg_temp
 AS $python$
-if 'pgautomator_engine' not in GD:   # the engine lives in _instants
-    plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')
+if 'zone_fingerprint' not in GD.get('pgautomator_engine', {}):
+    plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')    # (the engine lives there)
 E = GD['pgautomator_engine']
 if 'zone_rules_plans' not in SD:
     SD['zone_rules_plans'] = (
-        plpy.prepare('SELECT z.zone, z.fingerprint FROM pgautomator.zone_rules z ORDER BY z.zone'),
+        plpy.prepare('SELECT z.zone, z.fingerprint,'
+                     '       EXISTS (SELECT FROM pgautomator.schedule s WHERE s.timezone = z.zone) AS used'
+                     '  FROM pgautomator.zone_rules z ORDER BY z.zone'),
         # (re-checked on the latest row once locked: of two sessions that
         # both saw the change, only the first recomputes)
-        plpy.prepare('UPDATE pgautomator.zone_rules z SET fingerprint = $2, seen_at = $3'
-                     ' WHERE z.zone = $1 AND z.fingerprint <> $2 RETURNING 1',
-                     ['text', 'text', 'timestamptz']),
+        plpy.prepare('UPDATE pgautomator.zone_rules z SET fingerprint = $2, seen_at = pg_catalog.now()'
+                     ' WHERE z.zone = $1 AND (z.fingerprint <> $2 OR $3) RETURNING 1',
+                     ['text', 'text', 'boolean']),
+        plpy.prepare('SELECT FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id'
+                     ' WHERE s.timezone = $1 AND js.next_fire_at > pg_catalog.now()'
+                     ' ORDER BY js.job_id, js.schedule_id FOR UPDATE OF js', ['text']),
         plpy.prepare('''
             WITH links AS (
-                SELECT js.job_id, js.schedule_id, js.next_fire_at AS old_next,
-                       greatest($2, js.last_fire_at) AS after
+                SELECT js.job_id, js.schedule_id, greatest(pg_catalog.now(), js.last_fire_at) AS after
                   FROM pgautomator.job_schedule js
                   JOIN pgautomator.schedule s ON s.id = js.schedule_id
-                 WHERE s.timezone = $1 AND js.next_fire_at > $2 AND js.next_fire_at < 'infinity'
+                 WHERE s.timezone = $1 AND js.next_fire_at > pg_catalog.now() AND js.next_fire_at < 'infinity'
             ), nxt AS MATERIALIZED (   -- once per schedule and instant, not per link
                 SELECT k.schedule_id, k.after, pgautomator._next_fire(k.schedule_id, k.after) AS at
                   FROM (SELECT DISTINCT l.schedule_id, l.after FROM links l) k
@@ -65,38 +71,50 @@ if 'zone_rules_plans' not in SD:
             UPDATE pgautomator.job_schedule js SET next_fire_at = n.at
               FROM links l JOIN nxt n ON n.schedule_id = l.schedule_id AND n.after = l.after
              WHERE js.job_id = l.job_id AND js.schedule_id = l.schedule_id
-               AND js.next_fire_at = l.old_next
-            RETURNING 1''', ['text', 'timestamptz']))
-recorded, record, recompute = SD['zone_rules_plans']
+            RETURNING 1''', ['text']))
+recorded, record, lock_links, recompute = SD['zone_rules_plans']
 
+# The table is read, then written: locked first as the launcher's other
+# tables are (a REINDEX between the two would close a cycle).
+plpy.execute('LOCK TABLE pgautomator.zone_rules IN ROW EXCLUSIVE MODE')
 changed = []
 for row in plpy.execute(recorded):
     name = row['zone']
-    try:
-        fingerprint = E['zone_fingerprint'](name)
-    except OSError as e:
-        plpy.warning('pgautomator: could not read the rules of time zone "%s": %s' % (name, e))
+    fingerprint = E['zone_fingerprint'](name)
+    if fingerprint is None:
+        if row['used']:
+            plpy.warning('pgautomator: the rules of time zone "%s" cannot be read' % name,
+                         detail='Its schedules keep the instants computed before, and sessions that hold '
+                                'its rules keep them; others cannot compute its instants.',
+                         hint='Install the zone again (on Debian, tzdata-legacy holds the old names).')
         continue
-    if fingerprint is None or fingerprint == row['fingerprint']:
-        continue        # unchanged, or no file here (the engine reports that where it is used)
-    if plpy.execute(record, [name, fingerprint, p_now]).nrows() == 0:
+    if fingerprint == row['fingerprint'] and not p_all:
+        continue
+    if plpy.execute(record, [name, fingerprint, p_all]).nrows() == 0:
         continue        # another session recorded them (and recomputed)
     E['forget_zone'](name)
-    n = plpy.execute(recompute, [name, p_now]).nrows()
-    plpy.log('pgautomator: the rules of time zone "%s" changed; the next fire instants of %d job-schedule '
-             'links were recomputed' % (name, n))
+    plpy.execute(lock_links, [name])
+    n = plpy.execute(recompute, [name]).nrows()
+    if fingerprint != row['fingerprint']:
+        plpy.log('pgautomator: the rules of time zone "%s" changed; the next fire instants of %d job-schedule '
+                 'links were recomputed' % (name, n))
     changed.append((name, n))
+if changed:
+    plpy.execute("SELECT pgautomator._wake('schedule')")   # an instant may have moved earlier
 return changed
 $python$;
-COMMENT ON FUNCTION pgautomator._zone_rules_check(timestamptz) IS 'Compares the tzdata rules of each recorded time zone with those the stored fire instants were computed with (zone_rules) and recomputes the instants still to come of the zones that changed; returns those zones and how many links each.';
+COMMENT ON FUNCTION pgautomator._zone_rules_check(boolean) IS 'Compares the tzdata rules of each recorded time zone with those the stored fire instants were computed with (zone_rules) and recomputes the instants still to come of the zones that changed (of all zones with p_all); returns those zones and how many links each.  Fails with 55P03 rather than wait for a link another transaction holds.';
 
-CREATE FUNCTION pgautomator.check_time_zone_rules()
+CREATE FUNCTION pgautomator.check_time_zone_rules(all_zones boolean DEFAULT false)
 RETURNS TABLE (zone text, links integer) LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pgautomator._require_admin('check time zone rules');
-    RETURN QUERY SELECT c.zone, c.links FROM pgautomator._zone_rules_check() c;
+    RETURN QUERY SELECT c.zone, c.links FROM pgautomator._zone_rules_check(coalesce(all_zones, false)) c;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE EXCEPTION 'another transaction holds a job-schedule link whose instants need recomputing'
+        USING ERRCODE = '55P03', HINT = 'Try again when it has ended.';
 END
 $$;
-COMMENT ON FUNCTION pgautomator.check_time_zone_rules() IS 'After a tzdata update (admins): recomputes the next fire instants of the schedules whose time zone rules changed, at once instead of at the launcher''s next check (once a minute); returns the zones that changed and how many job-schedule links each.';
+COMMENT ON FUNCTION pgautomator.check_time_zone_rules(boolean) IS 'After a tzdata update (admins): recomputes the next fire instants still to come of the schedules whose time zone rules changed (of every zone with all_zones, e.g. after a restore on another machine), at once instead of at the launcher''s next check (once a minute); returns the zones recomputed and how many job-schedule links each.';

@@ -109,7 +109,7 @@ BEGIN
     IF (v_zones IS NULL OR v_now NOT BETWEEN v_zones AND v_zones + interval '1 minute')
        AND EXISTS (SELECT FROM pgautomator.zone_rules) THEN
         BEGIN
-            PERFORM pgautomator._zone_rules_check(v_now);
+            PERFORM pgautomator._zone_rules_check();
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_code = RETURNED_SQLSTATE;
             RAISE WARNING 'pgautomator: could not check the time zone rules: %', v_error

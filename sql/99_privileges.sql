@@ -25,7 +25,7 @@ GRANT EXECUTE ON FUNCTION pgautomator._may_see(name) TO pgautomator_user;
 -- Reading: users see their own rows (policies below), operators everything.
 GRANT SELECT ON pgautomator.category, pgautomator.job, pgautomator.step, pgautomator.schedule,
                 pgautomator.exclusion, pgautomator.job_schedule, pgautomator.run, pgautomator.step_run,
-                pgautomator.mail
+                pgautomator.mail, pgautomator.zone_rules
    TO pgautomator_user;
 -- Not the SMTP password.
 GRANT SELECT (id, name, kind, host, capabilities, max_parallel, enabled, version, pid, login, run_as_roles, registered_at,

@@ -130,6 +130,17 @@ def test_the_launchers_pass_checks_the_rules(admin: psycopg.Connection, zone: Zo
     assert next_fire(admin, once) == utc(2031, 1, 15, 7, 30)  # Berlin in winter: UTC+1
 
 
+def test_a_schedule_made_after_the_update_gets_the_new_rules(admin: psycopg.Connection, zone: Zone) -> None:
+    first = attached(admin, zone, "first", "once", on_date="2031-07-01", at_time="12:00")
+    zone.rules_of("America/New_York")
+    # the session holds the old rules (the first schedule's): a definition
+    # compiled now must not get them
+    second = attached(admin, zone, "second", "once", on_date="2031-07-02", at_time="12:00")
+    assert next_fire(admin, second) == utc(2031, 7, 2, 16)
+    assert checked(admin) == [(zone.name, 2)]
+    assert next_fire(admin, first) == utc(2031, 7, 1, 16)
+
+
 def test_a_zone_another_session_cannot_read_is_left_alone(admin: psycopg.Connection, zone: Zone) -> None:
     once = attached(admin, zone, "once", "once", on_date="2031-07-01", at_time="12:00")
     assert checked(admin) == []
@@ -137,12 +148,67 @@ def test_a_zone_another_session_cannot_read_is_left_alone(admin: psycopg.Connect
     before = scalar(admin, recorded, (zone.name,))
     zone.rules_of("America/New_York")
     # a session that does not look in the test's directory (the launcher's,
-    # for one) finds no file for the zone: it neither records nor recomputes
+    # for one) finds no file for the zone: it warns, records and recomputes
+    # nothing
     with psycopg.connect(admin.info.dsn, autocommit=True) as other:
+        notices: list[str] = []
+        other.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         assert checked(other) == []
+    assert f'the rules of time zone "{zone.name}" cannot be read' in " ".join(notices)
     assert next_fire(admin, once) == utc(2031, 7, 1, 10)
     assert scalar(admin, recorded, (zone.name,)) == before
     assert checked(admin) == [(zone.name, 1)]
+
+
+def test_a_link_held_by_another_transaction_fails_the_check_not_the_pass(
+    admin: psycopg.Connection, zone: Zone
+) -> None:
+    once = attached(admin, zone, "once", "once", on_date="2031-07-01", at_time="12:00")
+    zone.rules_of("America/New_York")
+    with psycopg.connect(admin.info.dsn) as holder:
+        holder.execute("SELECT FROM pgautomator.job_schedule WHERE schedule_id = %s FOR UPDATE", (once,))
+        with pytest.raises(psycopg.errors.LockNotAvailable, match="another transaction holds"):
+            checked(admin)
+        # the launcher's pass does not wait for it either: it warns and goes on
+        with psycopg.connect(admin.info.dsn) as conn:
+            zone.use_in(conn)
+            notices: list[str] = []
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            conn.execute("SELECT pgautomator._launcher_tick()")
+            conn.rollback()
+        assert "could not check the time zone rules" in " ".join(notices)
+        holder.rollback()
+    assert next_fire(admin, once) == utc(2031, 7, 1, 10)
+    assert checked(admin) == [(zone.name, 1)]  # (tried again: nothing was recorded)
+    assert next_fire(admin, once) == utc(2031, 7, 1, 16)
+
+
+def test_an_admin_recomputes_every_zone_on_request(
+    admin: psycopg.Connection, make_role: Callable[..., str]
+) -> None:
+    role = make_role("pgautomator_admin")
+    name = f"zone-rules-{uuid.uuid4().hex[:8]}"
+    sid = scalar(
+        admin,
+        "SELECT pgautomator.create_schedule(%s, 'once', on_date => '2031-07-01', at_time => '12:00',"
+        " timezone => 'UTC')",
+        (name,),
+    )
+    job = scalar(admin, "SELECT pgautomator.create_job(%s)", (name,))
+    try:
+        admin.execute("SELECT pgautomator.add_step(%s, 'noop', 'SELECT 1')", (job,))
+        admin.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job, sid))
+        with connect_as(role) as conn:
+            # (not a superuser: the function is granted, and checks who asks)
+            rows = conn.execute(
+                "SELECT zone, links FROM pgautomator.check_time_zone_rules(all_zones => true)"
+            )
+            links = {str(zone): int(n) for zone, n in rows}
+        assert links.get("UTC", 0) >= 1
+        assert next_fire(admin, sid) == utc(2031, 7, 1, 12)  # the same rules: the same instant
+    finally:
+        admin.execute("SELECT pgautomator.drop_job(%s::bigint)", (job,))
+        admin.execute("SELECT pgautomator.drop_schedule(%s::bigint)", (sid,))
 
 
 def test_only_admins_check_the_rules(make_role: Callable[..., str]) -> None:
