@@ -103,18 +103,21 @@ BEGIN
                       AND (d.last_heartbeat IS NULL OR d.last_heartbeat <= v_now - interval '1 second')
                       FOR UPDATE SKIP LOCKED);
     -- Time zone rules updated under the running server: checked at the
-    -- launcher's first pass and then once a minute (47_zone_rules.sql),
-    -- before the fires; a failure is logged and never stops the pass.
+    -- launcher's first pass and then at the first pass a minute or more
+    -- after the last check (it wakes at least every pgautomator.max_sleep;
+    -- 47_zone_rules.sql), before the fires; a failure is logged and never
+    -- stops the pass.
     v_zones := nullif(pg_catalog.current_setting('pgautomator_dispatch.zone_check', true), '')::timestamptz;
-    IF (v_zones IS NULL OR v_now NOT BETWEEN v_zones AND v_zones + interval '1 minute')
-       AND EXISTS (SELECT FROM pgautomator.zone_rules) THEN
-        BEGIN
-            PERFORM pgautomator._zone_rules_check();
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_code = RETURNED_SQLSTATE;
-            RAISE WARNING 'pgautomator: could not check the time zone rules: %', v_error
-                USING ERRCODE = v_code, HINT = 'The check is tried again in a minute.';
-        END;
+    IF v_zones IS NULL OR v_now NOT BETWEEN v_zones AND v_zones + interval '1 minute' THEN
+        IF EXISTS (SELECT FROM pgautomator.zone_rules) THEN
+            BEGIN
+                PERFORM pgautomator._zone_rules_check();
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_code = RETURNED_SQLSTATE;
+                RAISE WARNING 'pgautomator: could not check the time zone rules: %', v_error
+                    USING ERRCODE = v_code, HINT = 'The check is tried again in a minute.';
+            END;
+        END IF;
         PERFORM pg_catalog.set_config('pgautomator_dispatch.zone_check', v_now::text, false);
     END IF;
     v_next := pgautomator._dispatch_deadlines(v_now);
