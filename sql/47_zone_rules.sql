@@ -47,9 +47,9 @@ if 'zone_fingerprint' not in GD.get('pgautomator_engine', {}):
 E = GD['pgautomator_engine']
 if 'zone_rules_plans' not in SD:
     SD['zone_rules_plans'] = (
-        plpy.prepare('SELECT z.zone, z.fingerprint,'
-                     '       EXISTS (SELECT FROM pgautomator.schedule s WHERE s.timezone = z.zone) AS used'
-                     '  FROM pgautomator.zone_rules z ORDER BY z.zone'),
+        plpy.prepare('SELECT z.zone, z.fingerprint FROM pgautomator.zone_rules z ORDER BY z.zone'),
+        # (only for a zone without a file: schedule has no index on timezone)
+        plpy.prepare('SELECT EXISTS (SELECT FROM pgautomator.schedule s WHERE s.timezone = $1) AS used', ['text']),
         # (re-checked on the latest row once locked: of two sessions that
         # both saw the change, only the first recomputes)
         plpy.prepare('UPDATE pgautomator.zone_rules z SET fingerprint = $2, seen_at = pg_catalog.now()'
@@ -72,7 +72,7 @@ if 'zone_rules_plans' not in SD:
               FROM links l JOIN nxt n ON n.schedule_id = l.schedule_id AND n.after = l.after
              WHERE js.job_id = l.job_id AND js.schedule_id = l.schedule_id
             RETURNING 1''', ['text']))
-recorded, record, lock_links, recompute = SD['zone_rules_plans']
+recorded, in_use, record, lock_links, recompute = SD['zone_rules_plans']
 
 # The table is read, then written: locked first as the launcher's other
 # tables are (a REINDEX between the two would close a cycle).
@@ -82,7 +82,7 @@ for row in plpy.execute(recorded):
     name = row['zone']
     fingerprint = E['zone_fingerprint'](name)
     if fingerprint is None:
-        if row['used']:
+        if plpy.execute(in_use, [name])[0]['used']:
             plpy.warning('pgautomator: the rules of time zone "%s" cannot be read' % name,
                          detail='Its schedules keep the instants computed before, and sessions that hold '
                                 'its rules keep them; others cannot compute its instants.',

@@ -495,7 +495,8 @@ COMMENT ON FUNCTION pgautomator._worker_rehearse(name, integer) IS 'Called by an
 
 -- Which sessions the steps due by p_at will need: for each database and
 -- run-as role of the first steps of the (job, schedule) pairs due by then,
--- how many.  The launcher starts idle workers of those ahead of the
+-- how many, leaving out the fires that the job's overlap policy will skip
+-- or queue.  The launcher starts idle workers of those ahead of the
 -- instant (spares), when it has room, so that a burst of steps finds them
 -- connected.  A reading only: it locks nothing and fires nothing.
 CREATE FUNCTION pgautomator._launcher_sessions_due(p_at timestamptz)
@@ -506,11 +507,16 @@ AS $$
       FROM (SELECT js.job_id FROM pgautomator.job_schedule js
              WHERE js.next_fire_at <= p_at LIMIT 10000) d
       JOIN pgautomator.job j ON j.id = d.job_id AND j.enabled
+      CROSS JOIN LATERAL (SELECT CASE WHEN j.overlap = 'parallel' THEN j.max_parallel ELSE 1 END AS runs) l
       CROSS JOIN LATERAL (SELECT coalesce(st.database, pg_catalog.current_database()) AS db, st.kind
                             FROM pgautomator.step st
                            WHERE st.job_id = j.id AND st.enabled
                            ORDER BY st.position LIMIT 1) f
      WHERE f.kind = 'sql'
+       -- (a fire that its overlap policy will skip or queue starts no step)
+       AND (SELECT pg_catalog.count(*)
+              FROM (SELECT FROM pgautomator.run r WHERE r.job_id = j.id AND r.state IN ('queued', 'running')
+                     LIMIT l.runs) active) < l.runs
        AND EXISTS (SELECT FROM pg_catalog.pg_authid a WHERE a.rolname = j.run_as AND a.rolcanlogin)
        AND EXISTS (SELECT FROM pg_catalog.pg_database db WHERE db.datname = f.db AND db.datallowconn)
      GROUP BY f.db, j.run_as

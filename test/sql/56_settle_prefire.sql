@@ -85,10 +85,14 @@ SELECT pgautomator.create_job('sp_due_nologin', run_as => 'sp_nologin') AS jdn \
 SELECT pgautomator.add_step(:jdn, 'only', 'SELECT 9');
 SELECT pgautomator.attach_schedule(:jdn, :s);
 ALTER ROLE sp_nologin NOLOGIN;
+SELECT pgautomator.create_job('sp_due_busy', run_as => 'sp_b') AS jdy \gset
+SELECT pgautomator.add_step(:jdy, 'only', 'SELECT 10');
+SELECT pgautomator.attach_schedule(:jdy, :s);
+SELECT pgautomator.start_job(:jdy);
 SELECT is((SELECT array_agg(concat_ws('|', database, run_as, steps) ORDER BY 1)
              FROM pgautomator._launcher_sessions_due('2099-06-01 12:00:00+00')),
           (SELECT array_agg(x ORDER BY x) FROM (VALUES ('postgres|sp_b|1'), (current_database() || '|sp_b|1')) v(x)),
-          'the sessions of the first enabled sql steps due (not shell steps, disabled jobs or roles that cannot log in)');
+          'the sessions of the first enabled sql steps due (not shell steps, disabled jobs, roles that cannot log in or fires the overlap policy skips)');
 SELECT is_empty($$SELECT * FROM pgautomator._launcher_sessions_due('2099-06-01 11:59:59+00')$$,
                 'none before the instant');
 SELECT is((SELECT count(*)::integer FROM pgautomator.run WHERE job_id IN (:jdb, :jdb2, :jds)), 0,
