@@ -67,13 +67,15 @@ CREATE TABLE pgautomator.job_schedule (
 CREATE INDEX job_schedule_schedule_idx ON pgautomator.job_schedule (schedule_id);
 CREATE INDEX job_schedule_due_idx ON pgautomator.job_schedule (next_fire_at) WHERE next_fire_at IS NOT NULL;
 
--- The time zone rules the stored fire instants were computed with: a
--- fingerprint of each zone's tzdata file, so that an update of the rules
+-- The time zone rules the stored fire instants were computed with: each
+-- zone's tzdata file and its fingerprint, so that an update of the rules
 -- (a country moves its daylight-saving dates) recomputes the instants still
--- to come, also after a restore on another machine (sql/47_zone_rules.sql).
+-- to come, also after a restore on another machine, and a zone whose file
+-- goes away keeps firing by these rules (sql/47_zone_rules.sql).
 CREATE TABLE pgautomator.zone_rules (
     zone        text PRIMARY KEY,
-    fingerprint text NOT NULL,          -- SHA-256 of the zone's file
+    fingerprint text NOT NULL,          -- SHA-256 of rules, hex
+    rules       bytea NOT NULL,         -- the zone's file (TZif), a few kB
     seen_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-COMMENT ON TABLE pgautomator.zone_rules IS 'Per time zone of a schedule, a fingerprint of the tzdata rules the next fire instants were computed with.';
+COMMENT ON TABLE pgautomator.zone_rules IS 'Per time zone of a schedule, the tzdata rules (TZif file) the next fire instants were computed with, and their SHA-256.';

@@ -59,12 +59,12 @@ SET search_path = pg_catalog, pg_temp
 AS $python$
 # A session that outlives a reinstall may hold an older engine: the tag
 # changes whenever what the engine offers does.
-ENGINE_TAG = 'zones-1'
+ENGINE_TAG = 'zones-2'
 E = GD.get('pgautomator_engine')
 if E is None or E.get('tag') != ENGINE_TAG:
     import calendar
     import datetime as dt
-    import hashlib
+    import io
     import json
     import os
     import re
@@ -121,16 +121,30 @@ if E is None or E.get('tag') != ENGINE_TAG:
             return None
         return (path, st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def zone_fingerprint(name):
-        """A digest of a zone's rules as zoneinfo reads them; None when it
-        has no file here or the file cannot be read."""
+    def zone_contents(name):
+        """The bytes of a zone's file as zoneinfo reads it; None when it has
+        no file here or the file cannot be read."""
         path = zone_file(name)
         if path is None:
             return None
         try:
             with open(path, 'rb') as f:
-                return hashlib.sha256(f.read()).hexdigest()
+                return f.read()
         except OSError:
+            return None
+
+    def zone_recorded(name):
+        """The rules recorded for a zone when schedules were saved with it
+        (zone_rules), for a zone whose file went away; None without."""
+        if 'recorded_plan' not in E:
+            E['recorded_plan'] = plpy.prepare('SELECT z.rules FROM pgautomator.zone_rules z WHERE z.zone = $1',
+                                              ['text'])
+        rows = plpy.execute(E['recorded_plan'], [name])
+        if rows.nrows() == 0 or rows[0]['rules'] is None:
+            return None
+        try:
+            return zoneinfo.ZoneInfo.from_file(io.BytesIO(rows[0]['rules']), key=name)
+        except Exception:
             return None
 
     def forget_zone(name):
@@ -150,8 +164,9 @@ if E is None or E.get('tag') != ENGINE_TAG:
         return now is not None and now != signature
 
     def zone_of(name):
-        """A zone's rules, read again when its file changed since (zoneinfo
-        itself would keep handing out the instance it read first)."""
+        """A zone's rules, read again when its file changed since; those
+        recorded with its schedules when its file went away (a zone moved to
+        another package): it keeps firing, and so does every other zone."""
         held = E['zones'].get(name)
         if held is not None and not zone_stale(name, held[0]):
             return held
@@ -159,8 +174,12 @@ if E is None or E.get('tag') != ENGINE_TAG:
             forget_zone(name)
         signature = zone_signature(name)    # (before reading it)
         try:
-            zone = zoneinfo.ZoneInfo(name)
+            # (not zoneinfo's own cache, which may hold the rules read
+            # before an update: E['zones'] is the cache)
+            zone = zoneinfo.ZoneInfo.no_cache(name)
         except Exception:
+            zone = zone_recorded(name) if name else None
+        if zone is None:
             fail('unknown time zone "%s"' % name,
                  hint='Use an IANA time zone name such as Europe/Berlin or UTC.')
         E['zones'][name] = (signature, zone)
@@ -554,8 +573,8 @@ if E is None or E.get('tag') != ENGINE_TAG:
     def compile_def(text):
         cache = E['cache']
         s = cache.get(text)
-        # Rules read before a tzdata update are stale: one stat per use
-        # tells, in every session, however long it lives.
+        # Rules read before a tzdata update are stale: a stat of the zone's
+        # file at each use tells, in every session, however long it lives.
         if s is not None and zone_stale(s.zone_name, s.zone_sig):
             forget_zone(s.zone_name)
             s = None
@@ -578,7 +597,7 @@ if E is None or E.get('tag') != ENGINE_TAG:
 
     E = GD['pgautomator_engine'] = {'tag': ENGINE_TAG, 'cache': {}, 'zones': {},
                                     'instants': instants, 'compile': compile_def,
-                                    'describe_cron': describe_cron, 'zone_fingerprint': zone_fingerprint,
+                                    'describe_cron': describe_cron, 'zone_contents': zone_contents,
                                     'forget_zone': forget_zone}
 
 if p_def is None or p_after_us is None:

@@ -14,26 +14,34 @@
 -- after the last fire or after now, whichever is later.  An occurrence that
 -- the new rules move from ahead to before now (between the update and the
 -- check, at most a minute) is not fired.  The links are locked first, so
--- that what a concurrent transaction wrote (computed with either rules) is
--- recomputed too; the check never waits long for them: the launcher's
--- pass must go on, and tries again a minute later.
+-- that what a concurrent transaction changed (computed with either rules)
+-- is recomputed too; the check never waits long for them: the launcher's
+-- pass must go on, and tries again a minute later.  (A link that a
+-- transaction still open adds, computed before the update, is not seen;
+-- its instant was computed milliseconds before the file changed.)
+--
+-- A zone whose file goes away (a zone moved to another package) keeps
+-- firing by the rules recorded here: the engine reads them when it finds
+-- no file, and the check warns once per session.
 
 CREATE FUNCTION pgautomator._zone_seen(p_zone text)
 RETURNS void LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $python$
-if 'zone_fingerprint' not in GD.get('pgautomator_engine', {}):
+import hashlib
+
+if 'zone_contents' not in GD.get('pgautomator_engine', {}):
     plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')    # (the engine lives there)
-fingerprint = GD['pgautomator_engine']['zone_fingerprint'](p_zone)
-if fingerprint is None:
-    return                          # no file to read: the engine has refused the zone already
+rules = GD['pgautomator_engine']['zone_contents'](p_zone)
+if rules is None:
+    return                          # no file here: the engine used the recorded rules
 if 'zone_seen_plan' not in SD:
     SD['zone_seen_plan'] = plpy.prepare(
-        'INSERT INTO pgautomator.zone_rules (zone, fingerprint) VALUES ($1, $2) ON CONFLICT (zone) DO NOTHING',
-        ['text', 'text'])
-# (a zone already recorded keeps its fingerprint: if its rules changed and
-# were not checked yet, the check recomputes all its links, this one too)
-plpy.execute(SD['zone_seen_plan'], [p_zone, fingerprint])
+        'INSERT INTO pgautomator.zone_rules (zone, fingerprint, rules) VALUES ($1, $2, $3)'
+        ' ON CONFLICT (zone) DO NOTHING', ['text', 'text', 'bytea'])
+# (a zone already recorded keeps its rules: if they changed and were not
+# checked yet, the check recomputes all its links, this one too)
+plpy.execute(SD['zone_seen_plan'], [p_zone, hashlib.sha256(rules).hexdigest(), rules])
 $python$;
 COMMENT ON FUNCTION pgautomator._zone_seen(text) IS 'Records the tzdata rules of a time zone a schedule uses, the first time it is used (see _zone_rules_check).';
 
@@ -42,7 +50,9 @@ RETURNS TABLE (zone text, links integer) LANGUAGE plpython3u
 SET lock_timeout = '200ms'          -- see above: a held link makes it fail, not wait
 SET search_path = pg_catalog, pg_temp
 AS $python$
-if 'zone_fingerprint' not in GD.get('pgautomator_engine', {}):
+import hashlib
+
+if 'zone_contents' not in GD.get('pgautomator_engine', {}):
     plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')    # (the engine lives there)
 E = GD['pgautomator_engine']
 if 'zone_rules_plans' not in SD:
@@ -52,11 +62,12 @@ if 'zone_rules_plans' not in SD:
         plpy.prepare('SELECT EXISTS (SELECT FROM pgautomator.schedule s WHERE s.timezone = $1) AS used', ['text']),
         # (re-checked on the latest row once locked: of two sessions that
         # both saw the change, only the first recomputes)
-        plpy.prepare('UPDATE pgautomator.zone_rules z SET fingerprint = $2, seen_at = pg_catalog.now()'
-                     ' WHERE z.zone = $1 AND (z.fingerprint <> $2 OR $3) RETURNING 1',
-                     ['text', 'text', 'boolean']),
+        plpy.prepare('UPDATE pgautomator.zone_rules z SET fingerprint = $2, rules = $3, seen_at = pg_catalog.now()'
+                     ' WHERE z.zone = $1 AND (z.fingerprint <> $2 OR $4) RETURNING 1',
+                     ['text', 'text', 'bytea', 'boolean']),
         plpy.prepare('SELECT FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id'
                      ' WHERE s.timezone = $1 AND js.next_fire_at > pg_catalog.now()'
+                     "   AND js.next_fire_at < 'infinity'"
                      ' ORDER BY js.job_id, js.schedule_id FOR UPDATE OF js', ['text']),
         plpy.prepare('''
             WITH links AS (
@@ -78,19 +89,22 @@ recorded, in_use, record, lock_links, recompute = SD['zone_rules_plans']
 # tables are (a REINDEX between the two would close a cycle).
 plpy.execute('LOCK TABLE pgautomator.zone_rules IN ROW EXCLUSIVE MODE')
 changed = []
+warned = SD.setdefault('warned', set())     # (a zone without its file: once per session)
 for row in plpy.execute(recorded):
     name = row['zone']
-    fingerprint = E['zone_fingerprint'](name)
-    if fingerprint is None:
-        if plpy.execute(in_use, [name])[0]['used']:
-            plpy.warning('pgautomator: the rules of time zone "%s" cannot be read' % name,
-                         detail='Its schedules keep the instants computed before, and sessions that hold '
-                                'its rules keep them; others cannot compute its instants.',
+    rules = E['zone_contents'](name)
+    if rules is None:
+        if name not in warned and plpy.execute(in_use, [name])[0]['used']:
+            warned.add(name)
+            plpy.warning('pgautomator: the file of time zone "%s" cannot be read' % name,
+                         detail='Its schedules fire by the rules recorded when they were saved.',
                          hint='Install the zone again (on Debian, tzdata-legacy holds the old names).')
         continue
+    warned.discard(name)
+    fingerprint = hashlib.sha256(rules).hexdigest()
     if fingerprint == row['fingerprint'] and not p_all:
         continue
-    if plpy.execute(record, [name, fingerprint, p_all]).nrows() == 0:
+    if plpy.execute(record, [name, fingerprint, rules, p_all]).nrows() == 0:
         continue        # another session recorded them (and recomputed)
     E['forget_zone'](name)
     plpy.execute(lock_links, [name])
@@ -113,7 +127,7 @@ BEGIN
     PERFORM pgautomator._require_admin('check time zone rules');
     RETURN QUERY SELECT c.zone, c.links FROM pgautomator._zone_rules_check(coalesce(all_zones, false)) c;
 EXCEPTION WHEN lock_not_available THEN
-    RAISE EXCEPTION 'another transaction holds a job-schedule link whose instants need recomputing'
+    RAISE EXCEPTION 'another transaction holds what the check needs (a job-schedule link of a zone whose rules changed, or the zone''s record)'
         USING ERRCODE = '55P03', HINT = 'Try again when it has ended.';
 END
 $$;

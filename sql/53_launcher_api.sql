@@ -507,7 +507,7 @@ AS $$
       FROM (SELECT js.job_id FROM pgautomator.job_schedule js
              WHERE js.next_fire_at <= p_at LIMIT 10000) d
       JOIN pgautomator.job j ON j.id = d.job_id AND j.enabled
-      CROSS JOIN LATERAL (SELECT CASE WHEN j.overlap = 'parallel' THEN j.max_parallel ELSE 1 END AS runs) l
+      CROSS JOIN LATERAL (SELECT pgautomator._run_limit(j) AS runs) l
       CROSS JOIN LATERAL (SELECT coalesce(st.database, pg_catalog.current_database()) AS db, st.kind
                             FROM pgautomator.step st
                            WHERE st.job_id = j.id AND st.enabled

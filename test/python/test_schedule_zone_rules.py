@@ -154,7 +154,7 @@ def test_a_zone_another_session_cannot_read_is_left_alone(admin: psycopg.Connect
         notices: list[str] = []
         other.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         assert checked(other) == []
-    assert f'the rules of time zone "{zone.name}" cannot be read' in " ".join(notices)
+    assert f'the file of time zone "{zone.name}" cannot be read' in " ".join(notices)
     assert next_fire(admin, once) == utc(2031, 7, 1, 10)
     assert scalar(admin, recorded, (zone.name,)) == before
     assert checked(admin) == [(zone.name, 1)]
@@ -215,3 +215,21 @@ def test_only_admins_check_the_rules(make_role: Callable[..., str]) -> None:
     user = make_role("pgautomator_user")
     with connect_as(user) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         checked(conn)
+
+
+def test_a_zone_whose_file_is_gone_keeps_firing_by_its_recorded_rules(
+    admin: psycopg.Connection, zone: Zone
+) -> None:
+    once = attached(admin, zone, "once", "once", on_date="2031-07-01", at_time="12:00")
+    zone.path.unlink()
+    # a new session (the launcher's after a restart, say) finds no file:
+    # the rules recorded with the schedule serve, and its pass goes on
+    with psycopg.connect(admin.info.dsn) as conn:
+        zone.use_in(conn)
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        assert scalar(conn, "SELECT pgautomator._next_fire(%s, now())", (once,)) == utc(2031, 7, 1, 10)
+        conn.execute("SELECT pgautomator._launcher_tick()")
+        conn.rollback()
+    assert f'the file of time zone "{zone.name}" cannot be read' in " ".join(notices)
+    assert next_fire(admin, once) == utc(2031, 7, 1, 10)

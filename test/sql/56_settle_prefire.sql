@@ -2,7 +2,7 @@
 -- preparing a fire instant ahead (_launcher_prefire, _launcher_claim with
 -- an instant), at fixed instants.
 BEGIN;
-SELECT plan(23);
+SELECT plan(25);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -93,6 +93,17 @@ SELECT is((SELECT array_agg(concat_ws('|', database, run_as, steps) ORDER BY 1)
              FROM pgautomator._launcher_sessions_due('2099-06-01 12:00:00+00')),
           (SELECT array_agg(x ORDER BY x) FROM (VALUES ('postgres|sp_b|1'), (current_database() || '|sp_b|1')) v(x)),
           'the sessions of the first enabled sql steps due (not shell steps, disabled jobs, roles that cannot log in or fires the overlap policy skips)');
+SELECT pgautomator.create_job('sp_due_par', run_as => 'sp_b', overlap => 'parallel', max_parallel => 2) AS jdp \gset
+SELECT pgautomator.add_step(:jdp, 'only', 'SELECT 11');
+SELECT pgautomator.attach_schedule(:jdp, :s);
+SELECT pgautomator.start_job(:jdp);
+SELECT is((SELECT steps FROM pgautomator._launcher_sessions_due('2099-06-01 12:00:00+00')
+            WHERE database = current_database() AND run_as = 'sp_b'), 2,
+          'a job that runs in parallel counts while it runs fewer than max_parallel');
+SELECT pgautomator.start_job(:jdp);
+SELECT is((SELECT steps FROM pgautomator._launcher_sessions_due('2099-06-01 12:00:00+00')
+            WHERE database = current_database() AND run_as = 'sp_b'), 1,
+          '... and not once it runs max_parallel');
 SELECT is_empty($$SELECT * FROM pgautomator._launcher_sessions_due('2099-06-01 11:59:59+00')$$,
                 'none before the instant');
 SELECT is((SELECT count(*)::integer FROM pgautomator.run WHERE job_id IN (:jdb, :jdb2, :jds)), 0,
