@@ -36,8 +36,9 @@ cores=$(nproc)
 log "$(psql -qXAt -c 'SELECT version()' | cut -d, -f1), synchronous_commit = $(psql -qXAt -c 'SHOW synchronous_commit'), $cores CPUs"
 for clients in 8 2; do
     for round in 1 2 3; do
-        tps=$("$bindir/pgbench" -n -c "$clients" -j 2 -T 5 -f "$base/insert.sql" 2>/dev/null \
-              | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+        "$bindir/pgbench" -n -c "$clients" -j 2 -T 5 -f "$base/insert.sql" > "$base/pgbench.out" 2>&1 \
+            || { cat "$base/pgbench.out" >&2; exit 1; }
+        tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$base/pgbench.out")
         awk -v c="$clients" -v t="$tps" -v n="$cores" 'BEGIN {
             printf "%d clients: %.0f durable INSERT transactions/s; %.0f us of machine CPU each at most; 200 take %.1f ms\n",
                    c, t, n * 1e6 / t, 200 * 1000 / t }'

@@ -59,7 +59,7 @@ SET search_path = pg_catalog, pg_temp
 AS $python$
 # A session that outlives a reinstall may hold an older engine: the tag
 # changes whenever what the engine offers does.
-ENGINE_TAG = 'zones-2'
+ENGINE_TAG = 'zones-3'
 E = GD.get('pgautomator_engine')
 if E is None or E.get('tag') != ENGINE_TAG:
     import calendar
@@ -133,6 +133,14 @@ if E is None or E.get('tag') != ENGINE_TAG:
         except OSError:
             return None
 
+    def zone_parses(rules):
+        """Whether the bytes of a zone file are rules zoneinfo can use."""
+        try:
+            zoneinfo.ZoneInfo.from_file(io.BytesIO(rules))
+            return True
+        except Exception:
+            return False
+
     def zone_recorded(name):
         """The rules recorded for a zone when schedules were saved with it
         (zone_rules), for a zone whose file went away; None without."""
@@ -165,8 +173,9 @@ if E is None or E.get('tag') != ENGINE_TAG:
 
     def zone_of(name):
         """A zone's rules, read again when its file changed since; those
-        recorded with its schedules when its file went away (a zone moved to
-        another package): it keeps firing, and so does every other zone."""
+        recorded with its schedules when its file is gone or broken (a zone
+        moved to another package): it keeps firing, and so does every other
+        zone."""
         held = E['zones'].get(name)
         if held is not None and not zone_stale(name, held[0]):
             return held
@@ -178,7 +187,9 @@ if E is None or E.get('tag') != ENGINE_TAG:
             # before an update: E['zones'] is the cache)
             zone = zoneinfo.ZoneInfo.no_cache(name)
         except Exception:
-            zone = zone_recorded(name) if name else None
+            # held without a signature: a file that comes back, or is
+            # mended, is read at the next use
+            zone, signature = (zone_recorded(name) if name else None), None
         if zone is None:
             fail('unknown time zone "%s"' % name,
                  hint='Use an IANA time zone name such as Europe/Berlin or UTC.')
@@ -598,6 +609,7 @@ if E is None or E.get('tag') != ENGINE_TAG:
     E = GD['pgautomator_engine'] = {'tag': ENGINE_TAG, 'cache': {}, 'zones': {},
                                     'instants': instants, 'compile': compile_def,
                                     'describe_cron': describe_cron, 'zone_contents': zone_contents,
+                                    'zone_parses': zone_parses,
                                     'forget_zone': forget_zone}
 
 if p_def is None or p_after_us is None:

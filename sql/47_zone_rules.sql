@@ -20,9 +20,10 @@
 -- transaction still open adds, computed before the update, is not seen;
 -- its instant was computed milliseconds before the file changed.)
 --
--- A zone whose file goes away (a zone moved to another package) keeps
--- firing by the rules recorded here: the engine reads them when it finds
--- no file, and the check warns once per session.
+-- A zone whose file goes away (a zone moved to another package) or breaks
+-- keeps firing by the rules recorded here: the engine reads them when it
+-- finds no usable file, the check warns once per session and leaves the
+-- zone as it was recorded, and saving a schedule in it says so (NOTICE).
 
 CREATE FUNCTION pgautomator._zone_seen(p_zone text)
 RETURNS void LANGUAGE plpython3u
@@ -30,11 +31,16 @@ SET search_path = pg_catalog, pg_temp
 AS $python$
 import hashlib
 
-if 'zone_contents' not in GD.get('pgautomator_engine', {}):
+if 'zone_parses' not in GD.get('pgautomator_engine', {}):
     plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')    # (the engine lives there)
-rules = GD['pgautomator_engine']['zone_contents'](p_zone)
-if rules is None:
-    return                          # no file here: the engine used the recorded rules
+E = GD['pgautomator_engine']
+rules = E['zone_contents'](p_zone)
+if rules is None or not E['zone_parses'](rules):
+    # no usable file here: the engine used the rules recorded before
+    plpy.notice('time zone "%s" has no usable tzdata file on this server' % p_zone,
+                detail='Its schedules fire by the rules recorded when a schedule first used it.',
+                hint='Install the zone again (on Debian, tzdata-legacy holds the old names).')
+    return
 if 'zone_seen_plan' not in SD:
     SD['zone_seen_plan'] = plpy.prepare(
         'INSERT INTO pgautomator.zone_rules (zone, fingerprint, rules) VALUES ($1, $2, $3)'
@@ -52,7 +58,7 @@ SET search_path = pg_catalog, pg_temp
 AS $python$
 import hashlib
 
-if 'zone_contents' not in GD.get('pgautomator_engine', {}):
+if 'zone_parses' not in GD.get('pgautomator_engine', {}):
     plpy.execute('SELECT pgautomator._instants(NULL, NULL, NULL)')    # (the engine lives there)
 E = GD['pgautomator_engine']
 if 'zone_rules_plans' not in SD:
@@ -93,7 +99,7 @@ warned = SD.setdefault('warned', set())     # (a zone without its file: once per
 for row in plpy.execute(recorded):
     name = row['zone']
     rules = E['zone_contents'](name)
-    if rules is None:
+    if rules is None or not E['zone_parses'](rules):
         if name not in warned and plpy.execute(in_use, [name])[0]['used']:
             warned.add(name)
             plpy.warning('pgautomator: the file of time zone "%s" cannot be read' % name,

@@ -224,12 +224,33 @@ def test_a_zone_whose_file_is_gone_keeps_firing_by_its_recorded_rules(
     zone.path.unlink()
     # a new session (the launcher's after a restart, say) finds no file:
     # the rules recorded with the schedule serve, and its pass goes on
-    with psycopg.connect(admin.info.dsn) as conn:
+    with psycopg.connect(admin.info.dsn, autocommit=True) as conn:
         zone.use_in(conn)
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         assert scalar(conn, "SELECT pgautomator._next_fire(%s, now())", (once,)) == utc(2031, 7, 1, 10)
-        conn.execute("SELECT pgautomator._launcher_tick()")
-        conn.rollback()
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT pgautomator._launcher_tick()")
+        conn.execute("SELECT * FROM pgautomator._zone_rules_check()")
+        gone = f'the file of time zone "{zone.name}" cannot be read'
+        assert sum(gone in n for n in notices) == 1  # once per session
+        # a schedule saved meanwhile says which rules it gets
+        attached(conn, zone, "later", "once", on_date="2031-07-02", at_time="12:00")
+        assert f'time zone "{zone.name}" has no usable tzdata file on this server' in " ".join(notices)
+        # the file comes back (with other rules): read at the next use
+        zone.rules_of("America/New_York")
+        assert scalar(conn, "SELECT pgautomator._next_fire(%s, now())", (once,)) == utc(2031, 7, 1, 16)
+    assert next_fire(admin, once) == utc(2031, 7, 1, 10)
+
+
+def test_a_broken_zone_file_is_left_as_recorded(admin: psycopg.Connection, zone: Zone) -> None:
+    once = attached(admin, zone, "once", "once", on_date="2031-07-01", at_time="12:00")
+    zone.path.write_bytes(b"not a TZif file")
+    with psycopg.connect(admin.info.dsn, autocommit=True) as conn:
+        zone.use_in(conn)
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        assert checked(conn) == []  # (no error: other zones are still checked)
+        assert scalar(conn, "SELECT pgautomator._next_fire(%s, now())", (once,)) == utc(2031, 7, 1, 10)
     assert f'the file of time zone "{zone.name}" cannot be read' in " ".join(notices)
     assert next_fire(admin, once) == utc(2031, 7, 1, 10)
