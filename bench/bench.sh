@@ -26,17 +26,14 @@ if [ ${#need[@]} -gt 0 ]; then
         -o Dpkg::Options::=--force-confdef "${need[@]}" >/dev/null
 fi
 
-base=$(mktemp -d /tmp/pgautomator-bench.XXXXXX)
-bindir=""
 out="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
-cleanup() {
-    [ -n "$bindir" ] && cluster_stop "$base" "$bindir"
-    # The server log goes with the results (pgAgent's refused connections,
-    # pg_cron's job lines, launcher messages).
+# The server log goes with the results (pgAgent's refused connections,
+# pg_cron's job lines, launcher messages).
+scratch_before_removal() {
     [ -d "$out" ] && cp "$base/log/server.log" "$out/server.log" 2>/dev/null
-    if [ -n "${PGAUTOMATOR_KEEP:-}" ]; then log "kept $base"; else rm -rf "$base"; fi
+    true
 }
-trap cleanup EXIT
+scratch_cluster_dir bench
 
 log "building the private server image"
 bindir=$(make_image "$base/inst")

@@ -9,13 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 
-base=$(mktemp -d /tmp/pgautomator-floor.XXXXXX)
-bindir=""
-cleanup() {
-    [ -n "$bindir" ] && cluster_stop "$base" "$bindir"
-    rm -rf "$base"
-}
-trap cleanup EXIT
+scratch_cluster_dir floor
 
 bindir=$(make_image "$base/inst")
 port=$(free_port)

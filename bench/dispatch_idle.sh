@@ -17,10 +17,7 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 history=${HISTORY:-10000000}
-base=$(mktemp -d /tmp/pgautomator-bench.XXXXXX)
-bindir=""
-cleanup() { [ -n "$bindir" ] && cluster_stop "$base" "$bindir"; rm -rf "$base"; }
-trap cleanup EXIT
+scratch_cluster_dir bench
 
 bindir=$(make_image "$base/inst") || exit 1
 port=$(free_port)

@@ -8,13 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 
-base=$(mktemp -d /tmp/pgautomator-wbench.XXXXXX)
-bindir=""
-cleanup() {
-    [ -n "$bindir" ] && cluster_stop "$base" "$bindir"
-    if [ -n "${PGAUTOMATOR_KEEP:-}" ]; then log "kept $base"; else rm -rf "$base"; fi
-}
-trap cleanup EXIT
+scratch_cluster_dir wbench
 
 workers=${BENCH_WORKERS:-32}
 log "building the private server image"

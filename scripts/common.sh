@@ -100,3 +100,19 @@ cluster_stop() {
     [ -f "$base/data/postmaster.pid" ] || return 0
     as_pg "$bindir/pg_ctl" -D "$base/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 }
+
+# scratch_cluster_dir NAME: a temporary directory for a throwaway cluster in
+# $base ($bindir stays empty until make_image fills it); on exit the
+# cluster is stopped and the directory removed, or kept with
+# PGAUTOMATOR_KEEP=1.  A caller's scratch_before_removal runs first.
+scratch_cluster_dir() {
+    base=$(mktemp -d "/tmp/pgautomator-$1.XXXXXX")
+    bindir=""
+    trap scratch_cluster_cleanup EXIT
+}
+
+scratch_cluster_cleanup() {
+    [ -n "$bindir" ] && cluster_stop "$base" "$bindir"
+    if declare -F scratch_before_removal >/dev/null; then scratch_before_removal; fi
+    if [ -n "${PGAUTOMATOR_KEEP:-}" ]; then log "kept $base"; else rm -rf "$base"; fi
+}

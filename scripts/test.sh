@@ -8,13 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
 
-base=$(mktemp -d /tmp/pgautomator-test.XXXXXX)
-bindir=""
-cleanup() {
-    [ -n "$bindir" ] && cluster_stop "$base" "$bindir"
-    if [ -n "${PGAUTOMATOR_KEEP:-}" ]; then log "kept $base"; else rm -rf "$base"; fi
-}
-trap cleanup EXIT
+scratch_cluster_dir test
 
 log "building into a private server image"
 bindir=$(make_image "$base/inst") || exit 1

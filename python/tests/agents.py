@@ -40,6 +40,9 @@ class AgentProcess:
                     # NOTIFY is what wakes the agent; a long poll_time proves it.
                     "poll_time": 60,
                     "heartbeat_interval": 0.5,
+                    # Steps' temporary directories with the test's files: one
+                    # whose agent a test kills is never removed otherwise.
+                    "work_dir": str(log_dir),
                 }
             )
         )
