@@ -74,6 +74,31 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._fire_run(pgautomator.job, bigint, timestamptz, boolean, text) IS 'Turns one fire instant into a run exactly once, applying the overlap policy; NULL when it had fired already. Caller holds the job lock.';
 
+-- The dispatcher's call of the schedule engine.  A schedule the engine
+-- refuses (22023: a time zone with neither a file nor recorded rules, say)
+-- or fails on (38000: an error in the engine itself) must not stop the
+-- pass for every other schedule: its link gets no next instant (it fires
+-- no more until the schedule is altered or enabled again), with a WARNING
+-- naming it.  Any other error fails the pass as before, to be tried again.
+CREATE FUNCTION pgautomator._next_fire_in_pass(p_schedule_id bigint, p_after timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_error text;
+    v_code  text;
+BEGIN
+    RETURN pgautomator._next_fire(p_schedule_id, p_after);
+EXCEPTION WHEN invalid_parameter_value OR external_routine_exception THEN
+    GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_code = RETURNED_SQLSTATE;
+    RAISE WARNING 'pgautomator: schedule "%" fires no more: its next instant after % cannot be computed: %',
+        (SELECT s.name FROM pgautomator.schedule s WHERE s.id = p_schedule_id), p_after, v_error
+        USING ERRCODE = v_code, HINT = 'Alter the schedule, or disable and enable it, once the cause is mended.';
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._next_fire_in_pass(bigint, timestamptz) IS 'The dispatcher''s _next_fire: NULL, with a WARNING, for a schedule the engine refuses or fails on, so that the pass goes on for the others.';
+
 -- One due (job, schedule) pair.  An instant at most misfire_grace late is
 -- an ordinary fire; an older one means the launcher was down, and the
 -- job's misfire policy applies to the instants missed:
@@ -127,7 +152,7 @@ BEGIN
                     pg_catalog.format('misfire: catching up the instant %s (misfire run_all)', v_at));
                 v_last := v_at;
                 EXIT WHEN v_n >= p_job.misfire_limit;
-                v_at := pgautomator._next_fire(p_schedule.id, v_at);
+                v_at := pgautomator._next_fire_in_pass(p_schedule.id, v_at);
                 EXIT WHEN v_at IS NULL OR v_at > p_now;
                 v_n := v_n + 1;
             END LOOP;
@@ -137,7 +162,7 @@ BEGIN
     -- (_dispatch_fires step 1), off the path from fire instant to step start.
     UPDATE pgautomator.job_schedule
        SET next_fire_at = CASE WHEN v_defer THEN 'infinity'
-                               ELSE pgautomator._next_fire(p_schedule.id, v_after) END,
+                               ELSE pgautomator._next_fire_in_pass(p_schedule.id, v_after) END,
            last_fire_at = coalesce(v_last, last_fire_at)
      WHERE job_id = p_job.id AND schedule_id = p_schedule.id;
 END
@@ -180,7 +205,7 @@ BEGIN
          LIMIT 50),
     nexts AS (
         SELECT k.schedule_id, k.last_fire_at,
-               CASE WHEN s.enabled THEN pgautomator._next_fire(k.schedule_id, k.last_fire_at) END AS next_at
+               CASE WHEN s.enabled THEN pgautomator._next_fire_in_pass(k.schedule_id, k.last_fire_at) END AS next_at
           FROM keys k JOIN pgautomator.schedule s ON s.id = k.schedule_id),
     todo AS (
         SELECT p.job_id, p.schedule_id, n.next_at

@@ -254,3 +254,40 @@ def test_a_broken_zone_file_is_left_as_recorded(admin: psycopg.Connection, zone:
         assert scalar(conn, "SELECT pgautomator._next_fire(%s, now())", (once,)) == utc(2031, 7, 1, 10)
     assert f'the file of time zone "{zone.name}" cannot be read' in " ".join(notices)
     assert next_fire(admin, once) == utc(2031, 7, 1, 10)
+
+
+def test_a_schedule_the_engine_cannot_evaluate_stops_alone(admin: psycopg.Connection, zone: Zone) -> None:
+    broken = attached(admin, zone, "broken", "daily", at_time="12:00")
+    fine = scalar(
+        admin,
+        "SELECT pgautomator.create_schedule(%s, 'daily', at_time => '12:00', timezone => 'UTC')",
+        (f"{zone.name} fine",),
+    )
+    job = scalar(admin, "SELECT pgautomator.create_job(%s)", (f"{zone.name} fine",))
+    admin.execute("SELECT pgautomator.add_step(%s, 'noop', 'SELECT 1')", (job,))
+    admin.execute("SELECT pgautomator.attach_schedule(%s::bigint, %s::bigint)", (job, fine))
+    with psycopg.connect(
+        admin.info.dsn
+    ) as conn:  # (one transaction, rolled back: the launcher sees none of it)
+        zone.use_in(conn)
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        # both links as a pass leaves those it fired: the next instant to
+        # compute; the zone of one has lost its file and its record
+        conn.execute(
+            "UPDATE pgautomator.job_schedule SET next_fire_at = 'infinity', last_fire_at = now()"
+            " WHERE schedule_id IN (%s, %s)",
+            (broken, fine),
+        )
+        conn.execute("DELETE FROM pgautomator.zone_rules WHERE zone = %s", (zone.name,))
+        zone.path.unlink()
+        conn.execute("SELECT pgautomator._launcher_tick()")  # no error: the pass goes on
+        assert next_fire(conn, broken) is None
+        assert next_fire(conn, fine) == scalar(
+            conn,
+            "SELECT pgautomator._next_fire(%s, last_fire_at) FROM pgautomator.job_schedule"
+            " WHERE schedule_id = %s",
+            (fine, fine),
+        )
+        conn.rollback()
+    assert f'schedule "{zone.name} broken" fires no more' in " ".join(notices)
