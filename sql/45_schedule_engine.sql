@@ -68,6 +68,7 @@ if E is None or E.get('tag') != ENGINE_TAG:
     import json
     import os
     import re
+    import stat
     import zoneinfo
 
     UTC = dt.timezone.utc
@@ -98,37 +99,39 @@ if E is None or E.get('tag') != ENGINE_TAG:
         plpy.error(msg, hint=hint, sqlstate='22023')
 
     def zone_file(name):
-        """The file zoneinfo reads a zone from, None when it has none (an
-        invalid or unknown name)."""
+        """The file zoneinfo reads a zone from and its stat; None when it has
+        none (an invalid or unknown name) or it cannot be read.  One stat
+        per root: this runs at each use of a compiled schedule."""
         if not name or name.startswith('/') or '..' in name.split('/'):
             return None
         for root in zoneinfo.TZPATH:
             path = os.path.join(root, name)
-            if os.path.isfile(path):
-                return path
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                return path, st
         return None
 
     def zone_signature(name):
         """Which file a zone's rules come from and which version of it: a
         tzdata update replaces the file (a new inode) or rewrites it.  None
-        when it has none here or it cannot be read."""
-        path = zone_file(name)
-        if path is None:
+        when it has none here."""
+        found = zone_file(name)
+        if found is None:
             return None
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
+        path, st = found
         return (path, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def zone_contents(name):
         """The bytes of a zone's file as zoneinfo reads it; None when it has
         no file here or the file cannot be read."""
-        path = zone_file(name)
-        if path is None:
+        found = zone_file(name)
+        if found is None:
             return None
         try:
-            with open(path, 'rb') as f:
+            with open(found[0], 'rb') as f:
                 return f.read()
         except OSError:
             return None
