@@ -217,7 +217,7 @@ pga_shm_assign(dsm_segment *seg, const PgaStepInput *input)
 	PgaShmHeader *header = shm_toc_lookup(toc, PGA_KEY_HEADER, false);
 	Size		code_len = strlen(input->code);
 
-	if (!pga_shm_fits(seg, input))
+	if (code_len + 1 > header->code_capacity)	/* (pga_shm_fits) */
 		return false;
 	header->step_run_id = input->step_run_id;
 	header->timeout_ms = input->timeout_ms;

@@ -148,10 +148,30 @@ BEGIN
             CASE WHEN p_allow_zero THEN 'a non-negative' ELSE 'a positive' END, p_value
             USING ERRCODE = '22023';
     END IF;
+    -- Bounded: the dispatcher adds these to instants, and an instant past
+    -- the timestamp range (294276 AD) would fail every pass, for all jobs.
+    IF p_value > interval '100 years' THEN
+        RAISE EXCEPTION '% must be at most 100 years, not %', p_arg, p_value USING ERRCODE = '22023';
+    END IF;
     RETURN p_value;
 END
 $$;
 COMMENT ON FUNCTION pgautomator._check_interval(text, interval, boolean) IS 'Validates an interval argument and returns it.';
+
+-- Whether the session user may act as a role (its jobs' steps run as it):
+-- a member that may SET ROLE to it.  From PostgreSQL 16 a membership can
+-- deny SET (GRANT ... WITH SET FALSE) and pg_has_role's MEMBER ignores that;
+-- before 16 every member may SET ROLE.
+CREATE FUNCTION pgautomator._may_act_as(p_role name)
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = p_role)
+       AND CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 160000
+                THEN pg_catalog.pg_has_role(session_user, p_role, 'SET')
+                ELSE pg_catalog.pg_has_role(session_user, p_role, 'MEMBER') END
+$$;
+COMMENT ON FUNCTION pgautomator._may_act_as(name) IS 'Whether the session user may act as a role (SET ROLE to it): the run-as rule.';
 
 -- The run-as rule: the role exists, can log in (a worker connects as it),
 -- and the session user is a member of it (superusers are members of all).
@@ -169,7 +189,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'run_as role "%" does not exist', p_role USING ERRCODE = '42704';
     END IF;
-    IF NOT pg_catalog.pg_has_role(session_user, p_role, 'MEMBER') THEN
+    IF NOT pgautomator._may_act_as(p_role) THEN
         RAISE EXCEPTION 'permission denied to run jobs as role "%"', p_role
             USING ERRCODE = '42501',
                   HINT = format('Only superusers and members of "%s" may create jobs that run as it.', p_role);
@@ -254,8 +274,7 @@ BEGIN
     END IF;
     -- What a job runs is code executed as its run-as role: only members of
     -- that role may add or change it, not every owner member or admin.
-    IF p_for = 'program' AND NOT (EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = v_job.run_as)
-                                  AND pg_catalog.pg_has_role(session_user, v_job.run_as, 'MEMBER')) THEN
+    IF p_for = 'program' AND NOT pgautomator._may_act_as(v_job.run_as) THEN
         RAISE EXCEPTION 'permission denied to change the steps of job "%"', v_job.name
             USING ERRCODE = '42501',
                   HINT = format('Its steps run as role "%s"; only superusers and members of it may add or change them.',

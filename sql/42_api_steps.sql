@@ -25,6 +25,26 @@ $$;
 COMMENT ON FUNCTION pgautomator._step_action(bigint, text, text) IS 'Resolves an on_success/on_failure argument to an action and go-to target.';
 
 -- Checks a step's definition after it has been merged with the stored one.
+-- Whether a connection string holds a password: the key=value form, URI
+-- query parameters (percent-encoded too: libpq decodes them), user:password@
+-- in a URI, and ODBC's PWD= in a DB-API argument (dbapi:MODULE:ARGUMENT).
+CREATE FUNCTION pgautomator._has_password(p_connection text)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_plain text := p_connection;
+    v_hex   text;
+BEGIN
+    FOR v_hex IN SELECT DISTINCT m[1] FROM regexp_matches(p_connection, '%([0-9A-Fa-f]{2})', 'g') AS m
+                  WHERE m[1] <> '00' LOOP
+        v_plain := replace(v_plain, '%' || v_hex, chr(('x' || v_hex)::bit(8)::integer));
+    END LOOP;
+    RETURN v_plain ~* '(^|[\s?&;:])(ssl)?(password|pwd)\s*=|://[^/@]*:[^/@]*@';
+END
+$$;
+COMMENT ON FUNCTION pgautomator._has_password(text) IS 'Whether a step''s connection string holds a password (key=value, URI query or user:password@, percent-encoded or not, or ODBC PWD=).';
+
 CREATE FUNCTION pgautomator._check_step(p_step pgautomator.step)
 RETURNS void LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -57,8 +77,10 @@ BEGIN
         RAISE EXCEPTION 'remote_sql step "%" needs a connection', p_step.name
             USING ERRCODE = '22023', HINT = 'A libpq connection string, e.g. ''host=db2 dbname=app user=etl''.';
     END IF;
-    -- key=value form, URI query parameters, and user:password@ in a URI.
-    IF p_step.connection ~* '(^|[\s?&])(ssl)?password\s*=|://[^/@]*:[^/@]*@' THEN
+    -- key=value form, URI query parameters (also percent-encoded, which
+    -- libpq decodes), user:password@ in a URI, and ODBC's PWD= in a DB-API
+    -- argument.
+    IF pgautomator._has_password(p_step.connection) THEN
         RAISE EXCEPTION 'connection must not contain a password'
             USING ERRCODE = '22023',
                   HINT = 'Put it in the agent''s ~/.pgpass or a service file: connections are readable by operators.';

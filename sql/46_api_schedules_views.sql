@@ -58,11 +58,10 @@ BEGIN
     PERFORM pgautomator._check_range('n', coalesce(p_n, -1), 0, 100000);
     SELECT * INTO v_job FROM pgautomator.job j
      WHERE CASE WHEN p_id IS NOT NULL THEN j.id = p_id ELSE j.name = p_name END;
-    IF NOT FOUND THEN
+    -- (a job the caller may not see does not exist for it: its name is not
+    -- its business, as everywhere in the API)
+    IF NOT FOUND OR NOT (pgautomator._may_manage(v_job.owner) OR pgautomator._is_operator()) THEN
         RAISE EXCEPTION 'job "%" does not exist', coalesce(p_name, p_id::text, 'NULL') USING ERRCODE = '42704';
-    END IF;
-    IF NOT (pgautomator._may_manage(v_job.owner) OR pgautomator._is_operator()) THEN
-        RAISE EXCEPTION 'permission denied for job "%"', v_job.name USING ERRCODE = '42501';
     END IF;
     RETURN QUERY
         SELECT t.at, s.name

@@ -82,13 +82,13 @@ BEGIN
                 RETURN 'off';
             END IF;
             v_iv := p_value::interval;
-            IF v_iv < interval '1 minute' THEN
+            IF v_iv < interval '1 minute' OR v_iv > interval '100 years' THEN   -- (see _check_interval)
                 RAISE EXCEPTION USING ERRCODE = '22023';
             END IF;
             RETURN v_iv::text;
         WHEN 'misfire_grace', 'kill_grace' THEN
             v_iv := p_value::interval;
-            IF v_iv < interval '0' OR (p_name = 'kill_grace' AND v_iv = interval '0') THEN
+            IF v_iv < interval '0' OR (p_name = 'kill_grace' AND v_iv = interval '0') OR v_iv > interval '100 years' THEN
                 RAISE EXCEPTION USING ERRCODE = '22023';
             END IF;
             RETURN v_iv::text;
@@ -106,9 +106,9 @@ BEGIN
         RAISE EXCEPTION 'invalid value "%" for setting "%"', p_value, p_name
             USING ERRCODE = '22023',
                   HINT = CASE p_name
-                      WHEN 'history_retention' THEN 'Use an interval of at least 1 minute, or off.'
-                      WHEN 'misfire_grace' THEN 'Use a non-negative interval.'
-                      WHEN 'kill_grace' THEN 'Use a positive interval.'
+                      WHEN 'history_retention' THEN 'Use an interval from 1 minute to 100 years, or off.'
+                      WHEN 'misfire_grace' THEN 'Use a non-negative interval of at most 100 years.'
+                      WHEN 'kill_grace' THEN 'Use a positive interval of at most 100 years.'
                       WHEN 'purge_batch' THEN 'Use an integer from 1 to 100000.'
                       WHEN 'fire_batch' THEN 'Use an integer from 1 to 10000.'
                       WHEN 'output_limit' THEN 'Use an integer from 1024 to 10485760.'
@@ -164,6 +164,10 @@ DECLARE
     v_id      bigint;
     v_running integer;
 BEGIN
+    -- (written after reads through their indexes: locked first, so that a
+    -- REINDEX of one waits for this call or it for the REINDEX, instead of
+    -- a deadlock; as the launcher, the workers and the agent calls)
+    LOCK TABLE pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;
     IF p_from_step IS NOT NULL THEN
         v_step_id := (pgautomator._step_of(p_job.id, p_from_step)).id;
     END IF;
@@ -216,6 +220,7 @@ BEGIN
     IF stop_run.run IS NULL THEN
         RAISE EXCEPTION 'run must not be NULL' USING ERRCODE = '22004';
     END IF;
+    LOCK TABLE pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;     -- (see _start_job)
     SELECT r.job_id INTO v_job_id FROM pgautomator.run r WHERE r.id = stop_run.run
        AND (pgautomator._is_operator() OR pgautomator._may_manage(r.owner));
     IF NOT FOUND THEN
@@ -283,6 +288,7 @@ BEGIN
     PERFORM pgautomator._check_interval('older_than', purge_history.older_than, true);
     v_before := pg_catalog.now() - purge_history.older_than;
     v_managed_only := NOT pgautomator._is_admin();
+    LOCK TABLE pgautomator.run, pgautomator.step_run, pgautomator.mail IN ROW EXCLUSIVE MODE;   -- (see _start_job)
     -- In batches, as the dispatcher's retention: runs whose rows someone
     -- holds (a running mail, a stop in an open transaction) are left for a
     -- later purge instead of waited for.

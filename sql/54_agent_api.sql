@@ -95,6 +95,11 @@ DECLARE
     v_agent pgautomator.agent;
 BEGIN
     PERFORM pgautomator._require_agent_role();
+    -- Every agent call writes some of these after reading them through
+    -- their indexes: locked first, a REINDEX of one of them (REINDEX
+    -- DATABASE, a maintenance step users schedule) and the call wait for
+    -- each other instead of deadlocking (as the launcher and the workers).
+    LOCK TABLE pgautomator.agent, pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;
     IF p_agent_id IS NULL THEN
         RAISE EXCEPTION 'agent_id must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -334,6 +339,7 @@ DECLARE
     v_agent pgautomator.agent;
 BEGIN
     PERFORM pgautomator._require_agent_role();
+    LOCK TABLE pgautomator.agent, pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;   -- (see _agent_for)
     PERFORM pgautomator._check_agent(agent_register_v1.name, agent_register_v1.capabilities,
                                      agent_register_v1.max_parallel, NULL);
     IF agent_register_v1.max_parallel IS NULL THEN
@@ -352,6 +358,17 @@ BEGIN
                login = coalesce(a.login, session_user)
          WHERE a.id = v_agent.id;
         RETURN v_agent.id;
+    END IF;
+    -- A restriction an admin put on the agents of a role binds the role: it
+    -- may not shed it under a new name (nor a disabled agent's stop).
+    IF NOT pgautomator._is_admin()
+       AND EXISTS (SELECT FROM pgautomator.agent a
+                    WHERE a.kind = 'remote' AND a.login = session_user
+                      AND (a.run_as_roles IS NOT NULL OR NOT a.enabled)) THEN
+        RAISE EXCEPTION 'permission denied to register agent "%": an admin restricted or disabled the agents of role "%"',
+            agent_register_v1.name, session_user
+            USING ERRCODE = '42501',
+                  HINT = 'An admin registers a new name for it with register_agent(name, login => ...) and alter_agent.';
     END IF;
     INSERT INTO pgautomator.agent AS a (name, kind, host, capabilities, max_parallel, version, pid, last_heartbeat,
                                         login)

@@ -20,7 +20,9 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 class AgentProcess:
-    def __init__(self, name: str, role: str, log_dir: Path, **settings: str) -> None:
+    def __init__(
+        self, name: str, role: str, log_dir: Path, environ: dict[str, str] | None = None, **settings: str
+    ) -> None:
         self.name = name
         self.agent_id: int | None = None
         self.log_path = log_dir / f"agent-{name}.log"
@@ -51,6 +53,7 @@ class AgentProcess:
             argv += ["--" + key.replace("_", "-"), value]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PGAUTOMATOR_", "PG"))}
         env["PYTHONPATH"] = SRC
+        env.update(environ or {})
         self._log = self.log_path.open("wb")
         # cwd: a checkout's root holds pgautomator.so, which `-m pgautomator` would import.
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=log_dir)

@@ -4,6 +4,9 @@ through the public API (jobs are made and started by an ordinary user)."""
 from __future__ import annotations
 
 import signal
+import socket
+import struct
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,8 +42,12 @@ def agents(
     """Starts agent processes; stops them and forgets them afterwards."""
     started: list[AgentProcess] = []
 
-    def start(name: str | None = None, **settings: str) -> AgentProcess:
-        agent = AgentProcess(name or f"t-agent-{uuid.uuid4().hex[:8]}", agent_role, tmp_path, **settings)
+    def start(
+        name: str | None = None, environ: dict[str, str] | None = None, **settings: str
+    ) -> AgentProcess:
+        agent = AgentProcess(
+            name or f"t-agent-{uuid.uuid4().hex[:8]}", agent_role, tmp_path, environ=environ, **settings
+        )
         started.append(agent)
         agent.wait_registered(admin)
         return agent
@@ -244,6 +251,66 @@ def test_remote_sql_step(
     assert row[0] == "DO\nanswer\n42\nSELECT 1\n"
     assert "NOTICE: remote hello" in row[1]
     assert row[2] == 1
+
+
+def _password_trap() -> tuple[int, list[bytes], threading.Thread]:
+    """A server that speaks PostgreSQL's protocol up to a cleartext password
+    request, and keeps the password a client sends (if any)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    passwords: list[bytes] = []
+
+    def read(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    def serve() -> None:
+        server.settimeout(60)
+        with server, server.accept()[0] as conn:
+            conn.settimeout(60)
+            while True:  # SSL and GSS encryption requests first: refused
+                (length,) = struct.unpack("!I", read(conn, 4))
+                body = read(conn, length - 4)
+                if struct.unpack("!I", body[:4])[0] not in (80877103, 80877104):
+                    break
+                conn.sendall(b"N")
+            conn.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword
+            try:
+                kind = read(conn, 1)
+                (length,) = struct.unpack("!I", read(conn, 4))
+                if kind == b"p":
+                    passwords.append(read(conn, length - 4).rstrip(b"\0"))
+                conn.sendall(b"E" + struct.pack("!I", 4 + 37) + b"SFATAL\0C28P01\0Mpassword refused here\0\0")
+            except ConnectionError:
+                pass  # the client gave up: it had no password to send
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, passwords, thread
+
+
+def test_a_remote_sql_step_never_gets_the_agents_own_password(
+    agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    # libpq gives PGPASSWORD to every connection of a process that has it:
+    # a step's connection string naming another host sent the agent's own
+    # password there, in clear text when that server asked for it so.
+    agents(environ={"PGPASSWORD": "the-agents-own-secret"})  # (the test cluster trusts the agent)
+    port, passwords, trap = _password_trap()
+    connection = f"host=127.0.0.1 port={port} dbname=any user=anyone sslmode=disable gssencmode=disable"
+    run_id = start(
+        user, make_job(user, [{"kind": "remote_sql", "connection": connection, "code": "SELECT 1"}])
+    )
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "failed"
+    trap.join(timeout=60)
+    assert passwords == []
+    (step,) = step_runs(admin, run_id)
+    assert "no password supplied" in step["error"], step["error"]
 
 
 def test_dbapi_step(
@@ -548,6 +615,40 @@ def test_lost_connection_keeps_the_result_of_a_step_that_finished_meanwhile(
     assert step_runs(admin, run_id)[0]["output"] == "finished\n"
     assert "reconnected to the database" in agent.log()
     assert agent.proc.poll() is None
+
+
+def test_a_report_that_fails_for_a_passing_reason_is_made_again(
+    agents: Callable[..., AgentProcess],
+    agent_role: str,
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # A deadlock or a lock timeout fails a report without breaking the
+    # connection; the agent used to drop such a report, and the step run
+    # stayed running for good.
+    admin.execute(f"ALTER ROLE {agent_role} SET lock_timeout = '200ms'".encode())
+    go = tmp_path / "go"
+    agent = agents()
+    code = f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done; echo finished"
+    run_id = start(user, make_job(user, [{"code": code}]))
+    wait_for(
+        lambda: [s for s in step_runs(admin, run_id) if s["state"] == "running"], what="the step to start"
+    )
+    with psycopg.connect(conninfo()) as holder:
+        # The report locks the run first: it waits 200 ms and fails with 55P03.
+        holder.execute("SELECT FROM pgautomator.run WHERE id = %s FOR UPDATE", (run_id,))
+        go.touch()
+        wait_for(
+            lambda: (
+                "step run" in agent.log()
+                and ("report failed" in agent.log() or "report refused" in agent.log())
+            ),
+            what="a report to fail",
+        )
+        assert run_state(admin, run_id) == "running"
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    assert step_runs(admin, run_id)[0]["output"] == "finished\n"
 
 
 def test_lost_connection_without_retry_on_crash_exits_1(

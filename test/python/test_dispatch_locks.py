@@ -347,3 +347,89 @@ def test_a_users_purge_skips_held_runs_instead_of_waiting(
     assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 1
     assert Call(_dsn(user=role), "SELECT pgautomator.purge_history('1 day')").join() == 1
     assert scalar(admin, "SELECT count(*) FROM pgautomator.run WHERE id IN (%s, %s)", (first, retry)) == 0
+
+
+@pytest.mark.timeout(300)
+def test_reindex_never_deadlocks_with_agent_calls_or_stops(
+    admin: psycopg.Connection, dsn: str, agent: tuple[int, str], job: Callable[..., int]
+) -> None:
+    # A REINDEX (not CONCURRENTLY) holds a table in SHARE mode and then locks
+    # its indexes; an agent call that read the table through an index and
+    # then writes it closed a cycle with it.  Before the agent calls, stop_run
+    # and start_job locked their tables first, 13 agent calls and 5 REINDEXes
+    # of 300 such runs ended in a deadlock.
+    agent_id = agent[0]
+    job_id = job({"name": "a", "code": "true"}, {"name": "b", "code": "true"})
+    admin.execute(
+        "SELECT pgautomator.alter_job(%s::bigint, overlap => 'parallel', max_parallel => 100)", (job_id,)
+    )
+    deadlocks_before = scalar(
+        admin, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    )
+    errors: list[str] = []
+    done = threading.Event()
+
+    def reindex() -> None:
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("SET statement_timeout = '60s'")
+            while not done.is_set():
+                for table in ("run", "step_run", "agent"):
+                    try:
+                        other.execute(f"REINDEX TABLE pgautomator.{table}")
+                    except psycopg.errors.DeadlockDetected as e:
+                        errors.append(f"REINDEX TABLE {table}: {e}")
+
+    runs: list[int] = []
+    reindexing = threading.Thread(target=reindex)
+    reindexing.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as api:
+
+            def call(sql: str, params: tuple[Any, ...]) -> list[Any]:
+                try:
+                    return api.execute(sql, params).fetchall()
+                except psycopg.errors.DeadlockDetected as e:
+                    errors.append(f"{sql.split('(')[0]}: {e}")
+                    return []
+
+            for _ in range(100):
+                runs += [
+                    r[0]
+                    for r in call(
+                        "SELECT pgautomator.start_job(%s::bigint) FROM generate_series(1, 3)", (job_id,)
+                    )
+                ]
+            for run_id in runs[::10]:
+                call("SELECT pgautomator.stop_run(%s)", (run_id,))
+            active = (
+                "SELECT count(*) FROM pgautomator.run WHERE id = ANY(%s) AND state IN ('queued', 'running')"
+            )
+
+            def work() -> bool:
+                call("SELECT pgautomator.agent_heartbeat_v1(%s)", (agent_id,))
+                for (step_run_id,) in call(
+                    "SELECT step_run_id FROM pgautomator.agent_claim_v1(%s, 10)", (agent_id,)
+                ):
+                    call("SELECT pgautomator.agent_output_v1(%s, %s, 'out')", (agent_id, step_run_id))
+                    call(
+                        "SELECT pgautomator.agent_report_v1(%s, %s, true, 0, NULL, 'out', NULL, NULL)",
+                        (agent_id, step_run_id),
+                    )
+                return bool(errors) or scalar(admin, active, (runs,)) == 0
+
+            wait_until("the runs to end", work)
+    finally:
+        done.set()
+        reindexing.join(timeout=90)
+    assert errors == [], errors[:3]
+    assert len(runs) == 300
+    states: dict[str, int] = dict(
+        admin.execute(
+            "SELECT state, count(*) FROM pgautomator.run WHERE id = ANY(%s) GROUP BY state", (runs,)
+        ).fetchall()
+    )
+    assert states == {"succeeded": 270, "stopped": 30}, states
+    assert (
+        scalar(admin, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        == deadlocks_before
+    )

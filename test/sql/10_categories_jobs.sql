@@ -1,6 +1,6 @@
 -- Categories and jobs: create, alter (NULL = unchanged), enable/disable, drop, errors.
 BEGIN;
-SELECT plan(39);
+SELECT plan(40);
 
 -- categories
 SELECT isnt(pgautomator.create_category('etl', 'loading data'), NULL, 'create_category returns an id');
@@ -34,6 +34,9 @@ SELECT throws_ok($$SELECT pgautomator.create_job('j2', max_parallel => 0)$$, '22
                  'max_parallel must be between 1 and 1000, not 0', 'max_parallel 0 is refused');
 SELECT throws_ok($$SELECT pgautomator.create_job('j2', timeout => '-1 minute')$$, '22023',
                  'timeout must be a non-negative interval, not -00:01:00', 'a negative timeout is refused');
+SELECT throws_ok($$SELECT pgautomator.create_job('j2', timeout => '1000000 years')$$, '22023',
+                 'timeout must be at most 100 years, not 1000000 years',
+                 'a timeout past what an instant can hold is refused (it failed every dispatcher pass)');
 SELECT throws_ok($$SELECT pgautomator.create_job('j2', run_as => 'no_such_role')$$, '42704',
                  'run_as role "no_such_role" does not exist', 'an unknown run_as role is refused');
 CREATE ROLE pga_t_nologin NOLOGIN;

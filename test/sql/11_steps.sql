@@ -1,6 +1,6 @@
 -- Steps: ordered, actions with go-to, add/alter/move/drop, validation.
 BEGIN;
-SELECT plan(35);
+SELECT plan(39);
 
 SELECT pgautomator.create_job('j');
 SELECT isnt(pgautomator.add_step('j', 'extract', 'SELECT 1'), NULL, 'add_step returns an id');
@@ -59,6 +59,17 @@ SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', kind => 're
 SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', kind => 'remote_sql',
                                                 connection => 'postgresql://db2/app?sslmode=require&password=secret')$$,
                  '22023', 'connection must not contain a password', 'nor in a URI''s query');
+SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', kind => 'remote_sql',
+                                                connection => 'postgresql://db2/app?%70assword=secret')$$,
+                 '22023', 'connection must not contain a password', 'nor percent-encoded (libpq decodes it)');
+SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', kind => 'remote_sql',
+                                                connection => 'dbapi:pyodbc:DSN=dw;UID=etl;PWD=secret')$$,
+                 '22023', 'connection must not contain a password', 'nor as ODBC''s PWD in a DB-API argument');
+SELECT lives_ok($$SELECT pgautomator.add_step(pgautomator.create_job('jpw'), 'pwless', 'SELECT 1', kind => 'remote_sql',
+                                               connection => 'postgresql://db2/pwd?application_name=%41pp')$$,
+                'a connection without a password (a database named pwd, an encoded name) is taken');
+SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', retry_interval => '200000 years')$$, '22023',
+                 'retry_interval must be at most 100 years, not 200000 years', 'an unbounded retry delay is refused');
 SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'SELECT 1', notify_on => 'failure',
                                                 notify_to => ARRAY[E'a@b.example\nBcc: c@d.example'])$$,
                  '22023', NULL, 'a step notify_to that would add mail headers is refused');

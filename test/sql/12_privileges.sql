@@ -1,6 +1,6 @@
 -- Roles, ownership, run-as rules and row-level security, as non-superusers.
 BEGIN;
-SELECT plan(28);
+SELECT plan(29);
 
 CREATE ROLE pga_alice LOGIN IN ROLE pgautomator_user;
 CREATE ROLE pga_bob LOGIN IN ROLE pgautomator_user;
@@ -91,4 +91,21 @@ SELECT throws_ok($$SELECT pgautomator.alter_step('team-job', 's', code => 'SELEC
 
 RESET SESSION AUTHORIZATION;
 SELECT * FROM finish();
+
+-- From PostgreSQL 16 a membership may deny SET ROLE: such a member may not
+-- run jobs as the role (pg_has_role's MEMBER would say it may).
+DO $$ BEGIN
+    IF current_setting('server_version_num')::integer >= 160000 THEN
+        EXECUTE 'CREATE ROLE pga_noset LOGIN';
+        EXECUTE 'GRANT pga_noset TO pga_alice WITH INHERIT FALSE, SET FALSE';
+    END IF;
+END $$;
+SET SESSION AUTHORIZATION pga_alice;
+SELECT CASE WHEN current_setting('server_version_num')::integer < 160000
+            THEN skip('a membership WITH SET FALSE needs PostgreSQL 16', 1)
+            ELSE throws_ok($$SELECT pgautomator.create_job('noset-job', run_as => 'pga_noset')$$, '42501',
+                           'permission denied to run jobs as role "pga_noset"',
+                           'a member that may not SET ROLE to a role may not run jobs as it') END;
+RESET SESSION AUTHORIZATION;
+
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- The schedule API: alter, enable/disable, exclusions, attach/detach, drop,
 -- next_job_runs, the schedules view, schedule()/unschedule(), and rights.
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -107,6 +107,9 @@ SELECT throws_ok($$SELECT pgautomator.drop_schedule('alice_s')$$, '2BP01',
 SET SESSION AUTHORIZATION pga_s_bob;
 SELECT throws_ok($$SELECT pgautomator.attach_schedule('sjob', 'alice_s')$$, '42704',
     'job "sjob" does not exist', 'not to a job it may not see');
+SELECT throws_ok(format('SELECT * FROM pgautomator.next_job_runs(%s::bigint)',
+                        (SELECT id FROM pgautomator.jobs WHERE name = 'bob_job') - 1),
+    '42704', NULL, 'next_job_runs of a job it may not see: it does not exist (its name is not told)');
 SELECT is((SELECT summary || ' / ' || jobs FROM pgautomator.schedules WHERE name = 'alice_s'), 'at 00:00 every day, UTC / 1',
     'every user reads the schedules view (here: alice''s schedule, used by one of bob''s jobs)');
 RESET SESSION AUTHORIZATION;

@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(54);
+SELECT plan(55);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -176,6 +176,8 @@ SELECT throws_ok($$SELECT pgautomator.set_setting('history_retention', 'soon')$$
                  'invalid value "soon" for setting "history_retention"', 'a bad retention is refused');
 SELECT throws_ok($$SELECT pgautomator.set_setting('purge_batch', '0')$$, '22023',
                  'invalid value "0" for setting "purge_batch"', 'a bad batch size is refused');
+SELECT throws_ok($$SELECT pgautomator.set_setting('kill_grace', '1000000 years')$$, '22023',
+                 'invalid value "1000000 years" for setting "kill_grace"', 'an unbounded grace is refused');
 SET SESSION AUTHORIZATION rt_op;
 SELECT throws_ok($$SELECT pgautomator.set_setting('purge_batch', '10')$$, '42501', 'permission denied to change settings',
                  'only admins change settings');

@@ -1,7 +1,7 @@
 -- An agent belongs to the role it registered as: another agent role can
 -- neither take over its name nor claim, report or heartbeat for it.
 BEGIN;
-SELECT plan(17);
+SELECT plan(20);
 
 CREATE ROLE pga_agent_a LOGIN IN ROLE pgautomator_agent;
 CREATE ROLE pga_agent_b LOGIN IN ROLE pgautomator_agent;
@@ -74,6 +74,15 @@ SET SESSION AUTHORIZATION pga_agent_a;
 SELECT results_eq(format('SELECT job_name FROM pgautomator.agent_claim_v1(%s, 10)', current_setting('test.agent_a')),
                   $$VALUES ('shell-etl'::text)$$,
                   'it claims the steps of those jobs only, never those of a more privileged role');
+SELECT throws_ok($$SELECT pgautomator.agent_register_v1('host-a-shadow', 'a.example', '{shell}', 2, '0.1.0', 5)$$,
+                 '42501',
+                 'permission denied to register agent "host-a-shadow": an admin restricted or disabled the agents of role "pga_agent_a"',
+                 'nor may its role shed the restriction under a new name');
+SET SESSION AUTHORIZATION pga_agent_b;
+SELECT lives_ok($$SELECT pgautomator.agent_register_v1('host-b2', 'b.example', '{shell}', 2, '0.1.0', 6)$$,
+                'a role whose agents nobody restricted registers new names');
 RESET SESSION AUTHORIZATION;
+SELECT lives_ok($$SELECT pgautomator.register_agent('host-a2', login => 'pga_agent_a')$$,
+                'an admin registers a new name for a restricted role');
 SELECT * FROM finish();
 ROLLBACK;

@@ -64,9 +64,14 @@ class _Running:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, environ: Mapping[str, str] | None = None, password: str | None = None
+    ) -> None:
         self.config = config
         self.environ = dict(os.environ if environ is None else environ)
+        # The agent's own password (PGPASSWORD, taken out of the process's
+        # environment by the CLI): given to its own connections only.
+        self._password = password
         self.agent_id: int | None = None
         self._api: AgentApi | None = None
         self._listen: psycopg.Connection[Any] | None = None
@@ -170,6 +175,8 @@ class Agent:
 
     def _connect(self) -> tuple[AgentApi, psycopg.Connection[Any]]:
         params = conninfo_params(self.config)
+        if self._password is not None:
+            params["password"] = self._password
         params["application_name"] = f"pgautomator agent {self.config.name}"[:63]
         params.setdefault("connect_timeout", "10")
         conninfo = make_conninfo(**params)
@@ -397,20 +404,26 @@ class Agent:
     def _deliver_results(self) -> None:
         assert self.agent_id is not None
         agent_id = self.agent_id
-        while True:
-            with self._lock:
-                if not self._results:
-                    return
-                step_run_id, result = self._results[0]
+        with self._lock:
+            pending = list(self._results)
+        for item in pending:
+            step_run_id, result = item
             try:
                 self._call(partial(_report, agent_id=agent_id, step_run_id=step_run_id, result=result))
             except ConnectionLost:
                 raise
             except psycopg.Error as exc:
-                # Not a connection problem: retrying would fail the same way.
+                if _transient(exc):
+                    # A deadlock, a lock or statement timeout, a serialization
+                    # failure: the same report goes through later.
+                    log.warning(
+                        "step run %s: report failed, retrying later: %s", step_run_id, _first_line(exc)
+                    )
+                    continue
+                # Any other error: retrying would fail the same way.
                 log.error("step run %s: report refused: %s", step_run_id, _first_line(exc))
             with self._lock:
-                self._results.pop(0)
+                self._results = [r for r in self._results if r is not item]
 
     def _reap(self) -> None:
         with self._lock:
@@ -491,6 +504,14 @@ class Agent:
                 return
             if self._kill_at is not None and time.monotonic() >= self._kill_at:
                 return
+
+
+def _transient(exc: psycopg.Error) -> bool:
+    """Whether the same call may succeed when made again: the transaction
+    rollback class (deadlock, serialization failure), a lock not available,
+    a statement cancelled (statement_timeout) and insufficient resources."""
+    sqlstate = exc.sqlstate or ""
+    return sqlstate[:2] in ("40", "53") or sqlstate in ("55P03", "57014")
 
 
 def _report(api: AgentApi, *, agent_id: int, step_run_id: int, result: StepResult) -> None:

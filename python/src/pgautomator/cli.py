@@ -85,7 +85,10 @@ def run_agent(args: argparse.Namespace) -> int:
         sys.stdout.write(config.describe())
         return 0
     _setup_logging(config)
-    agent = Agent(config)
+    # libpq would give PGPASSWORD to every connection of this process, a
+    # remote_sql step's to any host too: the agent's own connections get it
+    # as a parameter, and the environment no longer has it.
+    agent = Agent(config, password=os.environ.pop("PGPASSWORD", None))
 
     def on_signal(signo: int, _frame: FrameType | None) -> None:
         logging.getLogger("pgautomator.agent").info(
