@@ -69,6 +69,20 @@ BEGIN
     IF p_name ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION '% name must not contain control characters', p_what USING ERRCODE = '22023';
     END IF;
+    -- Nor Unicode's line and paragraph separators and bidirectional controls
+    -- (which reorder what a log line shows), nor only blanks of other kinds.
+    -- (chr() above 255 exists only in UTF8 databases: checked there alone.)
+    IF pg_catalog.getdatabaseencoding() = 'UTF8' THEN
+        IF p_name ~ ('[' || chr(8232) || chr(8233) || chr(8234) || '-' || chr(8238)
+                     || chr(8294) || '-' || chr(8297) || ']') THEN
+            RAISE EXCEPTION '% name must not contain line separators or bidirectional controls', p_what
+                USING ERRCODE = '22023';
+        END IF;
+        IF p_name !~ ('[^[:space:]' || chr(160) || chr(5760) || chr(8192) || '-' || chr(8203)
+                      || chr(8239) || chr(8287) || chr(12288) || chr(65279) || ']') THEN
+            RAISE EXCEPTION '% name must not be empty', p_what USING ERRCODE = '22023';
+        END IF;
+    END IF;
     RETURN p_name;
 END
 $$;
@@ -91,11 +105,27 @@ COMMENT ON FUNCTION pgautomator._check_choice(text, text, text[]) IS 'Validates 
 
 -- Raises 22023 naming the argument unless every element is a plain e-mail
 -- address (no spaces or line breaks: they end up in mail headers).
+-- Raises 22023 unless an array argument is a plain list (one dimension,
+-- from 1): a '[5:5]={0}' or a 2-D array would reach agents and checks that
+-- read it as one.
+CREATE FUNCTION pgautomator._check_list(p_arg text, p_values anyarray)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.array_ndims(p_values) > 1 OR pg_catalog.array_lower(p_values, 1) <> 1 THEN
+        RAISE EXCEPTION '% must be a one-dimensional list, not %', p_arg, p_values USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_list(text, anyarray) IS 'Raises 22023 unless an array argument is one-dimensional and starts at 1.';
+
 CREATE FUNCTION pgautomator._check_addresses(p_arg text, p_values text[])
 RETURNS text[] LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM pgautomator._check_list(p_arg, p_values);
     IF EXISTS (SELECT FROM unnest(p_values) AS a WHERE a IS NULL OR a !~ '^[^@\s[:cntrl:]<>,;"]+@[^@\s[:cntrl:]<>,;"]+$') THEN
         RAISE EXCEPTION '% must hold e-mail addresses, not %', p_arg, p_values USING ERRCODE = '22023';
     END IF;
@@ -112,6 +142,7 @@ AS $$
 DECLARE
     v_missing text;
 BEGIN
+    PERFORM pgautomator._check_list(p_arg, p_roles);
     SELECT r INTO v_missing FROM unnest(p_roles) AS r
      WHERE r IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) LIMIT 1;
     IF FOUND THEN

@@ -25,6 +25,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pgautomator._require_admin('drop categories');
+    IF drop_category.category IS NULL THEN
+        RAISE EXCEPTION 'category must not be NULL' USING ERRCODE = '22004';
+    END IF;
     -- Jobs in the category keep existing, uncategorised (ON DELETE SET NULL).
     DELETE FROM pgautomator.category WHERE id = pgautomator._category_id(drop_category.category);
 END
@@ -37,6 +40,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pgautomator._require_admin('drop categories');
+    IF drop_category.category IS NULL THEN
+        RAISE EXCEPTION 'category must not be NULL' USING ERRCODE = '22004';
+    END IF;
     DELETE FROM pgautomator.category WHERE id = drop_category.category;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'category % does not exist', drop_category.category USING ERRCODE = '42704';

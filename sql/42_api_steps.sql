@@ -85,6 +85,7 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Put it in the agent''s ~/.pgpass or a service file: connections are readable by operators.';
     END IF;
+    PERFORM pgautomator._check_list('success_codes', p_step.success_codes);
     IF p_step.success_codes IS NULL OR cardinality(p_step.success_codes) = 0
        OR array_position(p_step.success_codes, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'success_codes must list at least one exit code' USING ERRCODE = '22023';

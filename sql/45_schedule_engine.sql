@@ -59,9 +59,10 @@ SET search_path = pg_catalog, pg_temp
 AS $python$
 # A session that outlives a reinstall may hold an older engine: the tag
 # changes whenever what the engine offers does.
-ENGINE_TAG = 'zones-3'
+ENGINE_TAG = 'zones-4'
 E = GD.get('pgautomator_engine')
 if E is None or E.get('tag') != ENGINE_TAG:
+    import bisect
     import calendar
     import datetime as dt
     import io
@@ -179,6 +180,12 @@ if E is None or E.get('tag') != ENGINE_TAG:
         recorded with its schedules when its file is gone or broken (a zone
         moved to another package): it keeps firing, and so does every other
         zone."""
+        # right/ zones count leap seconds, which timestamptz does not (and
+        # their files end without rules for later years: summer time for
+        # ever); the others follow the host or no place at all.
+        if name and (name.startswith('right/') or name in ('posixrules', 'localtime', 'Factory')):
+            fail('time zone "%s" is not supported' % name,
+                 hint='Use an IANA time zone name such as Europe/Berlin or UTC.')
         held = E['zones'].get(name)
         if held is not None and not zone_stale(name, held[0]):
             return held
@@ -417,8 +424,17 @@ if E is None or E.get('tag') != ENGINE_TAG:
             self.end = None if d.get('ends_at') is None else EPOCH + dt.timedelta(microseconds=d['ends_at'])
             self.start_date = self.start.astimezone(self.zone).date()
             self.excluded_dates = frozenset(dt.date.fromisoformat(x) for x in (d.get('excluded_dates') or []))
-            self.windows = [(EPOCH + dt.timedelta(microseconds=a), EPOCH + dt.timedelta(microseconds=b))
-                            for a, b in (d.get('excluded_windows') or [])]
+            # Disjoint and sorted (overlapping or adjacent ones merged), found
+            # by bisection: a candidate costs log W, and a chain of windows
+            # is passed over in one step, not one restart each.
+            merged = []
+            for a, b in sorted(d.get('excluded_windows') or []):
+                if merged and a <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            self.window_starts = [EPOCH + dt.timedelta(microseconds=a) for a, _ in merged]
+            self.window_ends = [EPOCH + dt.timedelta(microseconds=b) for _, b in merged]
             if self.freq == 'cron':
                 if not d.get('cron'):
                     fail('cron must be given for frequency cron')
@@ -566,13 +582,15 @@ if E is None or E.get('tag') != ENGINE_TAG:
                         return out
                     if out and at <= out[-1]:
                         continue
-                    window = next((w for w in self.windows if w[0] <= at < w[1]), None)
-                    if window is not None:
-                        moved = window[1] - ONE_US
+                    w = bisect.bisect_right(self.window_starts, at) - 1
+                    if w >= 0 and at < self.window_ends[w]:
+                        moved = self.window_ends[w] - ONE_US
                         break
                     day = at.astimezone(self.zone).date()
                     if day in self.excluded_dates:
                         nxt = day + dt.timedelta(days=1)
+                        while nxt in self.excluded_dates:   # a run of dates in one step
+                            nxt += dt.timedelta(days=1)
                         moved = local_to_utc(self.zone, dt.datetime(nxt.year, nxt.month, nxt.day)) - ONE_US
                         moved = max(moved, at)
                         break

@@ -164,6 +164,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'For example relative_week => ''last'', relative_day => ''friday''.';
     ELSIF f = 'cron' AND (p_s.cron IS NULL OR p_s.cron !~ '\S') THEN
         RAISE EXCEPTION 'cron must be given for frequency cron' USING ERRCODE = '22023';
+    ELSIF f = 'cron' AND length(p_s.cron) > 1000 THEN     -- (errors quote it)
+        RAISE EXCEPTION 'cron must be at most 1000 characters, not %', length(p_s.cron) USING ERRCODE = '22023';
     END IF;
     PERFORM pgautomator._check_choice('relative_week', p_s.relative_week,
         ARRAY['first', 'second', 'third', 'fourth', 'last']);

@@ -143,6 +143,9 @@ DECLARE
     v_schedule_id bigint;
     v_s pgautomator.schedule;
 BEGIN
+    IF drop_exclusion.exclusion IS NULL THEN
+        RAISE EXCEPTION 'exclusion must not be NULL' USING ERRCODE = '22004';
+    END IF;
     SELECT e.schedule_id INTO v_schedule_id FROM pgautomator.exclusion e WHERE e.id = drop_exclusion.exclusion;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'exclusion % does not exist', coalesce(drop_exclusion.exclusion::text, 'NULL')

@@ -17,7 +17,16 @@ BEGIN
     IF NOT isfinite(p_after) THEN
         RAISE EXCEPTION 'after must be a finite instant, not %', p_after USING ERRCODE = '22023';
     END IF;
-    PERFORM pgautomator._check_range('n', coalesce(p_n, -1), 0, 100000);
+    IF p_after > '9000-01-01 00:00+00' THEN     -- (as starts_at: the engine's calendar ends in 9999)
+        RAISE EXCEPTION 'after must be before 9000-01-01, not %', p_after USING ERRCODE = '22023';
+    END IF;
+    IF p_n IS NULL THEN
+        RAISE EXCEPTION 'n must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF p_id IS NULL AND p_name IS NULL THEN
+        RAISE EXCEPTION 'schedule must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    PERFORM pgautomator._check_range('n', p_n, 0, 100000);
     IF p_name IS NOT NULL THEN
         SELECT s.id INTO v_id FROM pgautomator.schedule s WHERE s.name = p_name;
     END IF;
@@ -55,7 +64,16 @@ BEGIN
     IF NOT isfinite(p_after) THEN
         RAISE EXCEPTION 'after must be a finite instant, not %', p_after USING ERRCODE = '22023';
     END IF;
-    PERFORM pgautomator._check_range('n', coalesce(p_n, -1), 0, 100000);
+    IF p_after > '9000-01-01 00:00+00' THEN     -- (as starts_at: the engine's calendar ends in 9999)
+        RAISE EXCEPTION 'after must be before 9000-01-01, not %', p_after USING ERRCODE = '22023';
+    END IF;
+    IF p_n IS NULL THEN
+        RAISE EXCEPTION 'n must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF p_id IS NULL AND p_name IS NULL THEN
+        RAISE EXCEPTION 'job must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    PERFORM pgautomator._check_range('n', p_n, 0, 100000);
     SELECT * INTO v_job FROM pgautomator.job j
      WHERE CASE WHEN p_id IS NOT NULL THEN j.id = p_id ELSE j.name = p_name END;
     -- (a job the caller may not see does not exist for it: its name is not
@@ -186,6 +204,9 @@ DECLARE
     v_s pgautomator.schedule;
 BEGIN
     PERFORM pgautomator._require_user();
+    IF describe_schedule.schedule IS NULL THEN
+        RAISE EXCEPTION 'schedule must not be NULL' USING ERRCODE = '22004';
+    END IF;
     SELECT * INTO v_s FROM pgautomator.schedule s WHERE s.id = describe_schedule.schedule;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'schedule "%" does not exist', coalesce(describe_schedule.schedule::text, 'NULL')
@@ -204,6 +225,9 @@ DECLARE
     v_s pgautomator.schedule;
 BEGIN
     PERFORM pgautomator._require_user();
+    IF describe_schedule.schedule IS NULL THEN
+        RAISE EXCEPTION 'schedule must not be NULL' USING ERRCODE = '22004';
+    END IF;
     SELECT * INTO v_s FROM pgautomator.schedule s WHERE s.name = describe_schedule.schedule;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'schedule "%" does not exist', coalesce(describe_schedule.schedule, 'NULL')

@@ -37,6 +37,7 @@ BEGIN
         RAISE EXCEPTION 'capabilities must list at least one step kind' USING ERRCODE = '22023',
             HINT = 'Remote agents run shell and remote_sql steps.';
     END IF;
+    PERFORM pgautomator._check_list('capabilities', p_capabilities);
     IF NOT p_capabilities <@ ARRAY['shell', 'remote_sql'] OR array_position(p_capabilities, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'invalid capabilities %', p_capabilities USING ERRCODE = '22023',
             HINT = 'Remote agents run shell and remote_sql steps; sql steps run inside the database.';

@@ -161,9 +161,16 @@ def cases(draw: st.DrawFn) -> Case:
             )
     if draw(st.integers(0, 3)) == 0:
         base = datetime.fromtimestamp(after // 1_000_000, UTC).date()
-        spec.excluded_dates = sorted({base + timedelta(days=draw(st.integers(0, 30))) for _ in range(2)})
+        dates = {base + timedelta(days=draw(st.integers(0, 30))) for _ in range(2)}
+        run_from = base + timedelta(days=draw(st.integers(0, 30)))
+        dates |= {run_from + timedelta(days=i) for i in range(draw(st.integers(0, 4)))}  # a run of days
+        spec.excluded_dates = sorted(dates)
+        # Windows apart, adjacent or overlapping (the engine merges them).
         a = after + draw(st.integers(0, 20 * 86400)) * 1_000_000
-        spec.excluded_windows = [(a, a + draw(st.integers(1, 3 * 86400)) * 1_000_000)]
+        for _ in range(draw(st.integers(1, 3))):
+            b = a + draw(st.integers(1, 3 * 86400)) * 1_000_000
+            spec.excluded_windows.append((a, b))
+            a = b + draw(st.sampled_from([0, draw(st.integers(-86400, 86400))])) * 1_000_000
     return Case(spec, after, draw(st.integers(1, 8)))
 
 

@@ -1,6 +1,6 @@
 -- Categories and jobs: create, alter (NULL = unchanged), enable/disable, drop, errors.
 BEGIN;
-SELECT plan(40);
+SELECT plan(44);
 
 -- categories
 SELECT isnt(pgautomator.create_category('etl', 'loading data'), NULL, 'create_category returns an id');
@@ -98,5 +98,14 @@ SELECT throws_ok($$SELECT pgautomator.drop_job('nightly')$$, '42704', 'job "nigh
 SELECT throws_ok($$SELECT pgautomator.drop_job(NULL::text)$$, '22004', 'job must not be NULL',
                  'a NULL job is refused');
 
+SELECT throws_ok($$SELECT pgautomator.drop_category(NULL::text)$$, '22004', 'category must not be NULL',
+                 'drop_category(NULL) is refused, not a silent no-op');
+
+SELECT throws_ok(format('SELECT pgautomator.create_job(%L)', chr(160) || chr(12288)), '22023', 'job name must not be empty',
+                 'a name of no-break and ideographic spaces only is empty');
+SELECT throws_ok(format('SELECT pgautomator.create_job(%L)', 'pay' || chr(8238) || 'txt.exe'), '22023',
+                 'job name must not contain line separators or bidirectional controls', 'a right-to-left override is refused');
+SELECT throws_ok(format('SELECT pgautomator.create_job(%L)', 'a' || chr(8232) || 'b'), '22023',
+                 'job name must not contain line separators or bidirectional controls', 'a line separator is refused');
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,6 +1,6 @@
 -- Steps: ordered, actions with go-to, add/alter/move/drop, validation.
 BEGIN;
-SELECT plan(39);
+SELECT plan(41);
 
 SELECT pgautomator.create_job('j');
 SELECT isnt(pgautomator.add_step('j', 'extract', 'SELECT 1'), NULL, 'add_step returns an id');
@@ -101,6 +101,11 @@ SELECT results_eq($$SELECT position, name FROM pgautomator.steps WHERE job = 'j'
                   'positions close the gap');
 SELECT throws_ok($$SELECT pgautomator.drop_step('j', 'extract')$$, '42704', 'step "extract" does not exist in job ' ||
                  (SELECT id FROM pgautomator.job WHERE name = 'j'), 'dropping a missing step names it');
+
+SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'exit 1', kind => 'shell', success_codes => '{{0,1},{2,3}}')$$,
+                 '22023', 'success_codes must be a one-dimensional list, not {{0,1},{2,3}}', 'a 2-D list of codes is refused');
+SELECT throws_ok($$SELECT pgautomator.add_step('j', 'e', 'exit 1', kind => 'shell', success_codes => '[5:5]={0}')$$,
+                 '22023', NULL, 'a list that does not start at 1 is refused');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- The schedule API: alter, enable/disable, exclusions, attach/detach, drop,
 -- next_job_runs, the schedules view, schedule()/unschedule(), and rights.
 BEGIN;
-SELECT plan(45);
+SELECT plan(51);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -126,6 +126,19 @@ SELECT is((SELECT s.cron || ' / ' || st.code FROM pgautomator.schedule s, pgauto
 SELECT ok(pgautomator.unschedule('nightly'), 'unschedule() returns true');
 SELECT ok(NOT EXISTS (SELECT FROM pgautomator.schedule WHERE name = 'nightly')
           AND NOT EXISTS (SELECT FROM pgautomator.job WHERE name = 'nightly'), 'and drops the job and its schedule');
+
+-- NULL and out-of-range arguments of the previews: 22004 / 22023 naming them
+SELECT throws_ok($$SELECT pgautomator.next_runs(NULL::text)$$, '22004', 'schedule must not be NULL',
+    'next_runs of NULL');
+SELECT throws_ok($$SELECT pgautomator.next_job_runs(NULL::bigint)$$, '22004', 'job must not be NULL',
+    'next_job_runs of NULL');
+SELECT throws_ok($$SELECT pgautomator.next_runs('dawn', now(), NULL)$$, '22004', 'n must not be NULL', 'n NULL');
+SELECT throws_ok($$SELECT pgautomator.next_runs('dawn', '294247-01-11 00:00+00', 2)$$, '22023',
+    'after must be before 9000-01-01, not 294247-01-11 00:00:00+00', 'an instant past the engine''s calendar');
+SELECT throws_ok($$SELECT pgautomator.describe_schedule(NULL::text)$$, '22004', 'schedule must not be NULL',
+    'describe_schedule of NULL');
+SELECT throws_ok($$SELECT pgautomator.drop_exclusion(NULL)$$, '22004', 'exclusion must not be NULL',
+    'drop_exclusion of NULL');
 
 SELECT * FROM finish();
 ROLLBACK;

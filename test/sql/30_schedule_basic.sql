@@ -1,6 +1,6 @@
 -- Schedules: creating, attaching and the stored next fire instant.
 BEGIN;
-SELECT plan(10);
+SELECT plan(11);
 SET LOCAL TimeZone = 'UTC';
 
 SELECT lives_ok($$SELECT pgautomator.create_schedule('t_daily', 'daily', at_time => '02:30',
@@ -39,6 +39,19 @@ SELECT throws_ok($$SELECT pgautomator.create_schedule('t_bad', 'cron', cron => '
     'a malformed cron field is named');
 SELECT throws_ok($$SELECT pgautomator.create_schedule('t_bad', 'daily', timezone => 'Mars/Olympus')$$,
     '22023', 'unknown time zone "Mars/Olympus"', 'an unknown zone is named');
+
+-- Exclusion windows: overlapping and adjacent ones act as one, and a chain
+-- of 3,000 is passed over at once (each window is found by bisection).
+SELECT pgautomator.create_schedule('chain', 'cron', cron => '* * * * * *', starts_at => '2030-01-01 00:00+00',
+                                   timezone => 'UTC');
+SELECT count(pgautomator.add_exclusion('chain', from_at => '2030-01-01 00:00+00'::timestamptz + make_interval(secs => g),
+                                       until_at => '2030-01-01 00:00+00'::timestamptz + make_interval(secs => g + 1)))
+  FROM generate_series(0, 2999) g;
+SELECT pgautomator.add_exclusion('chain', from_at => '2030-01-01 00:10+00', until_at => '2030-01-01 00:51+00');
+SELECT pgautomator.add_exclusion('chain', from_at => '2030-01-01 00:51+00', until_at => '2030-01-01 00:51:30+00');
+SELECT results_eq($$SELECT pgautomator.next_runs('chain', '2029-12-31 23:59+00', 2)$$,
+    $$VALUES ('2030-01-01 00:51:30+00'::timestamptz), ('2030-01-01 00:51:31+00')$$,
+    'the first instant after a chain of windows, overlapping and adjacent ones merged');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,6 +1,6 @@
 -- Bad schedule definitions: a clear 22023 naming the field, nothing stored.
 BEGIN;
-SELECT plan(41);
+SELECT plan(44);
 SET LOCAL TimeZone = 'UTC';
 
 CREATE FUNCTION pg_temp.bad(p_frequency text, p_args text, p_message text, p_description text)
@@ -34,6 +34,12 @@ SELECT pg_temp.bad('daily', $$starts_at => '2024-02-01 00:00+00', ends_at => '20
     'ends_at 2024-01-01 00:00:00+00 is not after starts_at 2024-02-01 00:00:00+00', 'an end before the start');
 SELECT pg_temp.bad('daily', $$timezone => 'Mars/Olympus'$$, 'unknown time zone "Mars/Olympus"', 'an unknown zone');
 SELECT pg_temp.bad('daily', $$timezone => ''$$, 'timezone must not be empty', 'an empty zone');
+SELECT pg_temp.bad('daily', $$timezone => 'right/Europe/Berlin'$$, 'time zone "right/Europe/Berlin" is not supported',
+    'a leap-second zone (timestamptz has no leap seconds, and its file no rules for later years)');
+SELECT pg_temp.bad('cron', format('cron => %L', repeat('1,', 600) || '1 * * * *'),
+    'cron must be at most 1000 characters, not 1209', 'an overlong cron expression (errors quote it)');
+SELECT pg_temp.bad('daily', $$timezone => 'localtime'$$, 'time zone "localtime" is not supported',
+    'a zone that follows the host');
 SELECT pg_temp.bad('hourly', '', 'invalid frequency "hourly"', 'an unknown frequency');
 SELECT pg_temp.bad(NULL, '', 'frequency must be given', 'no frequency');
 SELECT pg_temp.bad('weekly', $$weekdays => '{}'$$, 'weekdays must list at least one day', 'an empty weekday list');

@@ -3,7 +3,7 @@
 -- lost agents, SMTP settings and dropping agents.
 BEGIN;
 SET client_min_messages = error;   -- re-registration notices
-SELECT plan(53);
+SELECT plan(54);
 
 SELECT pgautomator._launcher_start(4242) AS db_agent \gset
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -191,5 +191,7 @@ SELECT throws_ok($$SELECT pgautomator.drop_agent('host-c')$$, '42501', 'permissi
 RESET SESSION AUTHORIZATION;
 SELECT lives_ok($$SELECT pgautomator.drop_agent('host-c')$$, 'an idle agent can be dropped');
 
+SELECT throws_ok($$SELECT pgautomator.register_agent('flat', capabilities => '{{shell},{shell}}')$$, '22023',
+                 'capabilities must be a one-dimensional list, not {{shell},{shell}}', 'a 2-D capability list is refused');
 SELECT * FROM finish();
 ROLLBACK;
