@@ -3,14 +3,18 @@
 
 -- Previews. next_runs shows a schedule's rule whether or not it is enabled;
 -- next_job_runs merges a job's enabled schedules.
-CREATE FUNCTION pgautomator._next_runs(p_id bigint, p_name text, p_after timestamptz, p_n integer)
-RETURNS SETOF timestamptz LANGUAGE plpgsql STABLE
+-- The arguments of the previews (next_runs, next_job_runs): a user calls,
+-- names the object, and asks for 0..100000 instants after a finite instant
+-- inside the engine's calendar.
+CREATE FUNCTION pgautomator._check_preview(p_what text, p_unnamed boolean, p_after timestamptz, p_n integer)
+RETURNS void LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_id bigint := p_id;
 BEGIN
     PERFORM pgautomator._require_user();
+    IF p_unnamed THEN
+        RAISE EXCEPTION '% must not be NULL', p_what USING ERRCODE = '22004';
+    END IF;
     IF p_after IS NULL THEN
         RAISE EXCEPTION 'after must not be NULL' USING ERRCODE = '22004';
     END IF;
@@ -23,10 +27,19 @@ BEGIN
     IF p_n IS NULL THEN
         RAISE EXCEPTION 'n must not be NULL' USING ERRCODE = '22004';
     END IF;
-    IF p_id IS NULL AND p_name IS NULL THEN
-        RAISE EXCEPTION 'schedule must not be NULL' USING ERRCODE = '22004';
-    END IF;
     PERFORM pgautomator._check_range('n', p_n, 0, 100000);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_preview(text, boolean, timestamptz, integer) IS 'Checks the arguments of next_runs and next_job_runs: 22004 for NULLs, 22023 naming a bad after or n.';
+
+CREATE FUNCTION pgautomator._next_runs(p_id bigint, p_name text, p_after timestamptz, p_n integer)
+RETURNS SETOF timestamptz LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id bigint := p_id;
+BEGIN
+    PERFORM pgautomator._check_preview('schedule', p_id IS NULL AND p_name IS NULL, p_after, p_n);
     IF p_name IS NOT NULL THEN
         SELECT s.id INTO v_id FROM pgautomator.schedule s WHERE s.name = p_name;
     END IF;
@@ -57,23 +70,7 @@ AS $$
 DECLARE
     v_job pgautomator.job;
 BEGIN
-    PERFORM pgautomator._require_user();
-    IF p_after IS NULL THEN
-        RAISE EXCEPTION 'after must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    IF NOT isfinite(p_after) THEN
-        RAISE EXCEPTION 'after must be a finite instant, not %', p_after USING ERRCODE = '22023';
-    END IF;
-    IF p_after > '9000-01-01 00:00+00' THEN     -- (as starts_at: the engine's calendar ends in 9999)
-        RAISE EXCEPTION 'after must be before 9000-01-01, not %', p_after USING ERRCODE = '22023';
-    END IF;
-    IF p_n IS NULL THEN
-        RAISE EXCEPTION 'n must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    IF p_id IS NULL AND p_name IS NULL THEN
-        RAISE EXCEPTION 'job must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    PERFORM pgautomator._check_range('n', p_n, 0, 100000);
+    PERFORM pgautomator._check_preview('job', p_id IS NULL AND p_name IS NULL, p_after, p_n);
     SELECT * INTO v_job FROM pgautomator.job j
      WHERE CASE WHEN p_id IS NOT NULL THEN j.id = p_id ELSE j.name = p_name END;
     -- (a job the caller may not see does not exist for it: its name is not
