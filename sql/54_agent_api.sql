@@ -530,9 +530,15 @@ BEGIN
         RAISE EXCEPTION 'step_run_id must not be NULL' USING ERRCODE = '22004';
     END IF;
     UPDATE pgautomator.agent a SET last_heartbeat = pg_catalog.now() WHERE a.id = v_agent.id;
+    -- (what an agent relays from a driver is kept only when it is what the
+    -- columns mean: a SQLSTATE is five digits or capitals, a count is not
+    -- negative; the outcome itself is never refused for it)
     PERFORM pgautomator._step_report(agent_report_v1.step_run_id, v_agent.id, agent_report_v1.succeeded,
-        agent_report_v1.exit_code, nullif(agent_report_v1.sqlstate, ''), agent_report_v1.error,
-        agent_report_v1.messages, agent_report_v1.rows_affected, agent_report_v1.output, true);
+        agent_report_v1.exit_code,
+        CASE WHEN agent_report_v1.sqlstate ~ '^[0-9A-Z]{5}$' THEN agent_report_v1.sqlstate END,
+        agent_report_v1.error, agent_report_v1.messages,
+        CASE WHEN agent_report_v1.rows_affected >= 0 THEN agent_report_v1.rows_affected END,
+        agent_report_v1.output, true);
 END
 $$;
 COMMENT ON FUNCTION pgautomator.agent_report_v1(bigint, bigint, boolean, integer, text, text, text, bigint, text) IS 'Reports the outcome of a step run the agent ran; output, when not NULL, replaces what was streamed. Ignored when the step run is no longer running (stopped, crashed).';

@@ -3,7 +3,7 @@
 -- lost agents, SMTP settings and dropping agents.
 BEGIN;
 SET client_min_messages = error;   -- re-registration notices
-SELECT plan(54);
+SELECT plan(55);
 
 SELECT pgautomator._launcher_start(4242) AS db_agent \gset
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -193,5 +193,17 @@ SELECT lives_ok($$SELECT pgautomator.drop_agent('host-c')$$, 'an idle agent can 
 
 SELECT throws_ok($$SELECT pgautomator.register_agent('flat', capabilities => '{{shell},{shell}}')$$, '22023',
                  'capabilities must be a one-dimensional list, not {{shell},{shell}}', 'a 2-D capability list is refused');
+-- What an agent relays from a driver: kept only when it fits its column
+SELECT pgautomator.create_job('ag_relay', run_as => 'postgres', agent => 'host-a') AS jrel \gset
+SELECT pgautomator.add_step(:jrel, 'q', 'SELECT 1', kind => 'remote_sql', connection => 'host=db2');
+SELECT pgautomator.start_job(:jrel) AS rrel \gset
+SET SESSION AUTHORIZATION ag_proc;
+SELECT step_run_id AS srel FROM pgautomator.agent_claim_v1(:a, 10) WHERE run_id = :rrel \gset
+SELECT pgautomator.agent_report_v1(:a, :srel, false, NULL, repeat('x', 1000) || E'\n', NULL, 'driver error', -5);
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT concat_ws(' | ', state, coalesce(sqlstate, 'no sqlstate'), coalesce(rows_affected::text, 'no count'), error)
+             FROM pgautomator.step_run WHERE id = :srel),
+          'failed | no sqlstate | no count | driver error',
+          'a malformed SQLSTATE and a negative row count are dropped, the outcome kept');
 SELECT * FROM finish();
 ROLLBACK;
