@@ -38,7 +38,11 @@ META.json: META.json.in $(EXTENSION).control
 	sed 's/@VERSION@/$(EXTVERSION)/g' $< > $@
 
 # A PGXN distribution: the committed tree plus the generated META.json.
+# (refused while the version or META.json differ from HEAD: the archive is
+# HEAD's, and its name would not match what it holds)
 dist: META.json
+	@git diff --quiet HEAD -- $(EXTENSION).control META.json || \
+		{ echo "commit $(EXTENSION).control and META.json first: make dist packs HEAD" >&2; exit 1; }
 	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
 
 .PHONY: deps test demo demo-stop bench bench-quick lint dist bench-schedules

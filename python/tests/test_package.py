@@ -29,6 +29,7 @@ def test_wheel_installs_a_working_command(tmp_path: Path) -> None:
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert {"pgautomator/py.typed", "pgautomator/executors/shell.py", "pgautomator/cli.py"} <= names
     assert not any(name.startswith("tests/") for name in names)
+    assert f"{info}/licenses/LICENSE" in names  # the licence travels with the package
     assert metadata["Version"] == pgautomator.__version__
     requires = metadata.get_all("Requires-Dist") or []
     assert any(req.startswith("psycopg[binary]") for req in requires)
