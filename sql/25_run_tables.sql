@@ -18,7 +18,10 @@ CREATE TABLE pgautomator.run (
     finished_at       timestamptz,     -- (how long it took: the runs view; not stored, see step_run)
     message           text,
     stop_requested_at timestamptz,
-    stop_requested_by name
+    stop_requested_by name,
+    -- how many crash retries led to this run: kept on the run, since purged
+    -- history breaks the retry_of chain (the crash_retries bound)
+    crash_depth       integer NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE pgautomator.run IS 'One execution of a job: who or what started it, when, and how it ended (which agent ran it: its step runs say).';
 -- A fire instant of a (job, schedule) pair becomes at most one run.

@@ -669,23 +669,37 @@ COMMENT ON FUNCTION pgautomator._next_fire(bigint, timestamptz) IS 'The first fi
 
 -- Recomputes job_schedule.next_fire_at for the matching links (NULL = all):
 -- once per schedule, however many jobs it fires.
+-- p_keep_missed (a schedule's rule or exclusions changed): a link whose
+-- next instant is already past (the launcher is down, or behind) is
+-- computed again from that instant, not from now, so that the instants it
+-- missed still meet the job's misfire policy when the launcher comes.
+-- Enabling a job or a schedule starts from now (its documented rule).
 CREATE FUNCTION pgautomator._refresh_next_fire(p_job_id bigint DEFAULT NULL, p_schedule_id bigint DEFAULT NULL,
-                                               p_after timestamptz DEFAULT pg_catalog.now())
+                                               p_after timestamptz DEFAULT pg_catalog.now(),
+                                               p_keep_missed boolean DEFAULT false)
 RETURNS void LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH links AS (
-        SELECT js.job_id, js.schedule_id FROM pgautomator.job_schedule js
+        SELECT js.job_id, js.schedule_id, js.next_fire_at, js.last_fire_at FROM pgautomator.job_schedule js
          WHERE (p_job_id IS NULL OR js.job_id = p_job_id)
            AND (p_schedule_id IS NULL OR js.schedule_id = p_schedule_id)
     ), nxt AS MATERIALIZED (   -- once per schedule, not per link
-        SELECT s.id, CASE WHEN s.enabled THEN pgautomator._from_us(
-                   (pgautomator._instants(pgautomator._schedule_def(s), pgautomator._us(p_after), 1))[1]) END AS at
+        SELECT s.id, s.enabled, pgautomator._schedule_def(s) AS def
           FROM pgautomator.schedule s
          WHERE s.id IN (SELECT l.schedule_id FROM links l)
+    ), nxt_now AS MATERIALIZED (
+        SELECT nxt.id, CASE WHEN nxt.enabled THEN pgautomator._from_us(
+                   (pgautomator._instants(nxt.def, pgautomator._us(p_after), 1))[1]) END AS at
+          FROM nxt
     )
-    UPDATE pgautomator.job_schedule js SET next_fire_at = nxt.at
-      FROM links l JOIN nxt ON nxt.id = l.schedule_id
+    UPDATE pgautomator.job_schedule js
+       SET next_fire_at = CASE
+               WHEN p_keep_missed AND nxt.enabled AND l.next_fire_at < p_after THEN
+                   pgautomator._from_us((pgautomator._instants(nxt.def, pgautomator._us(
+                       greatest(l.last_fire_at, l.next_fire_at - interval '1 microsecond')), 1))[1])
+               ELSE nxt_now.at END
+      FROM links l JOIN nxt ON nxt.id = l.schedule_id JOIN nxt_now ON nxt_now.id = l.schedule_id
      WHERE js.job_id = l.job_id AND js.schedule_id = l.schedule_id;
 $$;
-COMMENT ON FUNCTION pgautomator._refresh_next_fire(bigint, bigint, timestamptz) IS 'Recomputes the next fire instant of the matching job-schedule links (NULL argument = all); NULL when the schedule is disabled or ended.';
+COMMENT ON FUNCTION pgautomator._refresh_next_fire(bigint, bigint, timestamptz, boolean) IS 'Recomputes the next fire instant of the matching job-schedule links (NULL argument = all); NULL when the schedule is disabled or ended; with p_keep_missed, a link already past keeps its missed instants for the misfire policy.';

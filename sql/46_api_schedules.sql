@@ -258,7 +258,7 @@ BEGIN
             USING DETAIL = 'No instant after starts_at matches the rule (within 400 years) before ends_at.';
     END IF;
     PERFORM pgautomator._zone_seen(p_s.timezone);     -- the rules its instants are computed with
-    PERFORM pgautomator._refresh_next_fire(NULL, p_s.id);
+    PERFORM pgautomator._refresh_next_fire(NULL, p_s.id, p_keep_missed => true);
     PERFORM pgautomator._wake('schedule');
 END
 $$;

@@ -112,7 +112,7 @@ BEGIN
     VALUES (p_s.id, p_on_date, p_from_at, p_until_at, coalesce(p_reason, ''))
     RETURNING id INTO v_id;
     UPDATE pgautomator.schedule SET modified_at = pg_catalog.now() WHERE id = p_s.id;
-    PERFORM pgautomator._refresh_next_fire(NULL, p_s.id);
+    PERFORM pgautomator._refresh_next_fire(NULL, p_s.id, p_keep_missed => true);
     PERFORM pgautomator._wake('schedule');
     RETURN v_id;
 END
@@ -154,7 +154,7 @@ BEGIN
     v_s := pgautomator._schedule_for(v_schedule_id, NULL, true);
     DELETE FROM pgautomator.exclusion e WHERE e.id = drop_exclusion.exclusion;
     UPDATE pgautomator.schedule SET modified_at = pg_catalog.now() WHERE id = v_s.id;
-    PERFORM pgautomator._refresh_next_fire(NULL, v_s.id);
+    PERFORM pgautomator._refresh_next_fire(NULL, v_s.id, p_keep_missed => true);
     PERFORM pgautomator._wake('schedule');
 END
 $$;

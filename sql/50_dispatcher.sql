@@ -100,8 +100,9 @@ $$;
 COMMENT ON FUNCTION pgautomator._next_fire_in_pass(bigint, timestamptz) IS 'The dispatcher''s _next_fire: NULL, with a WARNING, for a schedule the engine refuses or fails on, so that the pass goes on for the others.';
 
 -- One due (job, schedule) pair.  An instant at most misfire_grace late is
--- an ordinary fire; an older one means the launcher was down, and the
--- job's misfire policy applies to the instants missed:
+-- an ordinary fire; an older one was missed (the launcher was down or
+-- behind, or someone held the job's row that long), and the job's misfire
+-- policy applies to the instants missed:
 --   run_once  one run, for the first missed instant;
 --   skip      a skipped run records the first missed instant, none runs;
 --   run_all   one queued run per missed instant, oldest first, at most
@@ -136,13 +137,14 @@ BEGIN
         v_after := p_now;
         IF p_job.misfire = 'run_once' THEN
             PERFORM pgautomator._fire_run(p_job, p_schedule.id, p_at, false,
-                pg_catalog.format('misfire: the launcher was down at %s; run once (misfire run_once)', p_at));
+                pg_catalog.format('misfire: the instant %s was missed (the launcher was down or behind, or the job '
+                                  'was held locked); run once (misfire run_once)', p_at));
         ELSIF p_job.misfire = 'skip' THEN
             INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger, state, message,
                                          finished_at)
             VALUES (p_job.id, p_job.owner, p_schedule.id, p_at, 'schedule', 'skipped',
-                    pg_catalog.format('skipped: the launcher was down at %s and later instants up to %s '
-                                      '(misfire skip)', p_at, p_now),
+                    pg_catalog.format('skipped: the instant %s and later ones up to %s were missed (the launcher '
+                                      'was down or behind, or the job was held locked; misfire skip)', p_at, p_now),
                     pg_catalog.now())
             ON CONFLICT (job_id, schedule_id, scheduled_at) WHERE trigger = 'schedule' DO NOTHING;
         ELSE

@@ -511,6 +511,16 @@ DECLARE
     v_retry   bigint;
     v_message text;
 BEGIN
+    -- One the dispatcher was cancelling for a timeout, and then ended when
+    -- it outlived kill_grace, failed by its timeout, not by a crash: its
+    -- retries, on_failure or the job timeout apply, never a crash retry
+    -- (which would start the timed-out step again, with a new job timeout).
+    IF (SELECT sr.cancel_reason FROM pgautomator.step_run sr
+         WHERE sr.id = p_step_run_id AND sr.state IS NOT DISTINCT FROM 'running') IN ('timeout', 'job_timeout') THEN
+        PERFORM pgautomator._step_report(p_step_run_id, NULL, false, NULL, '57014',
+            pg_catalog.format('it did not end when cancelled and was ended (%s)', p_reason), NULL, NULL, NULL, true);
+        RETURN NULL;
+    END IF;
     UPDATE pgautomator.step_run
        SET state = 'crashed', finished_at = pg_catalog.statement_timestamp(), error = p_reason
      WHERE id = p_step_run_id AND state = 'running'
@@ -526,18 +536,14 @@ BEGIN
     PERFORM pgautomator._queue_step_mail(v_sr.id);
     v_message := pg_catalog.format('crashed during step "%s": %s', v_sr.step_name, p_reason);
     IF v_job.retry_on_crash AND v_run.stop_requested_at IS NULL THEN
-        WITH RECURSIVE chain AS (
-            SELECT r.id, r.retry_of, 0 AS depth FROM pgautomator.run r WHERE r.id = v_run.id
-            UNION ALL
-            SELECT r.id, r.retry_of, c.depth + 1 FROM pgautomator.run r JOIN chain c ON r.id = c.retry_of
-             WHERE c.depth < 1000)
-        SELECT max(depth) INTO v_depth FROM chain;
+        v_depth := v_run.crash_depth;
         IF v_depth < pgautomator._setting_int('crash_retries') THEN
             INSERT INTO pgautomator.run (job_id, owner, schedule_id, scheduled_at, trigger, started_by,
-                                         retry_of, start_step_id, state, message)
+                                         retry_of, start_step_id, state, message, crash_depth)
             VALUES (v_run.job_id, v_run.owner, v_run.schedule_id, v_run.scheduled_at, 'crash_retry',
                     v_run.started_by, v_run.id, v_sr.step_id, 'queued',
-                    pg_catalog.format('retry of crashed run %s from step "%s"', v_run.id, v_sr.step_name))
+                    pg_catalog.format('retry of crashed run %s from step "%s"', v_run.id, v_sr.step_name),
+                    v_depth + 1)
             RETURNING id INTO v_retry;
             v_message := v_message || pg_catalog.format('; retried as run %s', v_retry);
         ELSE
@@ -557,4 +563,4 @@ BEGIN
     RETURN v_retry;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._crash_step_run(bigint, text) IS 'Ends a lost running step run and its run as crashed, queueing a crash retry when the job asks for it; returns the retry run id. Caller holds the job and run locks.';
+COMMENT ON FUNCTION pgautomator._crash_step_run(bigint, text) IS 'Ends a lost running step run and its run as crashed, queueing a crash retry when the job asks for it (one being cancelled for a timeout fails by its timeout instead); returns the retry run id. Caller holds the job and run locks.';

@@ -2,7 +2,7 @@
 -- fire instant, two schedules at one instant, overlap and misfire policies,
 -- disabled jobs and schedules, batches.
 BEGIN;
-SELECT plan(49);
+SELECT plan(51);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -139,7 +139,8 @@ SELECT pg_temp.job('f_once', ARRAY[:s], '2029-12-31 23:59:59+00', p_misfire => '
 SELECT pgautomator._launcher_tick('2030-01-01 03:00:30+00');
 SELECT is(pg_temp.runs(:j), '00:00 running', 'misfire run_once runs once for the missed instants');
 SELECT is((SELECT message FROM pgautomator.run WHERE job_id = :j),
-          'misfire: the launcher was down at 2030-01-01 00:00:00+00; run once (misfire run_once)', '... saying so');
+          'misfire: the instant 2030-01-01 00:00:00+00 was missed (the launcher was down or behind, or the job was held locked); run once (misfire run_once)',
+          '... saying so');
 SELECT is(pg_temp.next(:j), '03:01:00', 'the next fire is the first instant after now');
 SELECT pg_temp.finish(:j);
 
@@ -243,6 +244,25 @@ RESET enable_seqscan;
 SELECT cmp_ok((SELECT idx_tup_fetch + seq_tup_read FROM pg_stat_xact_user_tables
                 WHERE relid = 'pgautomator.run'::regclass) - :reads, '<=', 101::bigint,
               '... reading the running run and the queue up to the cap, not the whole queue');
+
+-- A schedule changed while the launcher is down keeps the instants its
+-- links missed, for the misfire policy (it recomputed them from now).
+SELECT pgautomator.create_schedule('f_down', 'daily', every_n => 1, every_unit => 'minute', timezone => 'UTC',
+                                   starts_at => now() - interval '1 hour') AS sd \gset
+SELECT pgautomator.create_job('f_down_job', run_as => 'postgres', misfire => 'skip') AS jd \gset
+SELECT pgautomator.add_step(:jd, 's', 'SELECT 1');
+SELECT pgautomator.attach_schedule(:jd::bigint, :sd::bigint);
+UPDATE pgautomator.job_schedule SET next_fire_at = date_trunc('minute', now()) - interval '10 minutes'
+ WHERE job_id = :jd;                                    -- as after 10 minutes down
+SELECT pgautomator.alter_schedule(:sd::bigint, description => 'edited while the launcher is down');
+SELECT is((SELECT next_fire_at FROM pgautomator.job_schedule WHERE job_id = :jd),
+          date_trunc('minute', now()) - interval '10 minutes',
+          'a schedule edited while the launcher is down keeps its first missed instant');
+SELECT pgautomator.add_exclusion(:sd::bigint, from_at => date_trunc('minute', now()) - interval '10 minutes',
+                                 until_at => date_trunc('minute', now()) - interval '8 minutes');
+SELECT is((SELECT next_fire_at FROM pgautomator.job_schedule WHERE job_id = :jd),
+          date_trunc('minute', now()) - interval '8 minutes',
+          'an exclusion added meanwhile passes over the excluded instants only');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,7 +3,7 @@
 -- _launcher_start and by the dispatcher, and releasing unstarted claims.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(35);
+SELECT plan(39);
 
 SELECT pgautomator._launcher_start(4242) AS agent \gset
 -- Passes run at instants in 2030: retention must not purge today's runs.
@@ -47,6 +47,23 @@ SELECT is((SELECT state || ' / ' || error FROM pgautomator.step_run WHERE run_id
           'a timed-out step fails saying so');
 SELECT is((SELECT state FROM pgautomator.step_run WHERE run_id = :r AND step_name = 'after'), 'queued',
           'a step timeout is a failure like any: on_failure next goes on');
+
+-- a step that outlives its timeout's cancel and is ended (kill_grace) failed
+-- by its timeout: on_failure applies, not a crash retry
+SELECT pgautomator.create_job('lt_stubborn', run_as => 'postgres', retry_on_crash => true) AS j \gset
+SELECT pgautomator.add_step(:j, 'slow', 'SELECT pg_sleep(60)', timeout => '5 seconds', on_failure => 'next');
+SELECT pgautomator.add_step(:j, 'after', 'SELECT 1');
+SELECT pgautomator.start_job(:j) AS r \gset
+SELECT pg_temp.claim_one(:r) AS sr \gset
+SELECT pg_temp.started(:r, '2030-01-01 00:00:00+00');
+SELECT pgautomator._launcher_started(:sr, 2147483000);
+SELECT pgautomator._launcher_tick('2030-01-01 00:00:05+00');
+SELECT pgautomator._crash_step_run(:sr, 'its worker (pid 2147483000) exited without reporting');
+SELECT is((SELECT state || ' / ' || error FROM pgautomator.step_run WHERE id = :sr),
+          'failed / step timeout of 00:00:05 exceeded: it did not end when cancelled and was ended (its worker (pid 2147483000) exited without reporting)',
+          'a step ended after its timeout''s cancel fails by the timeout, not as a crash');
+SELECT is((SELECT string_agg(state, ' ' ORDER BY id) FROM pgautomator.run WHERE job_id = :j), 'running',
+          '... its run goes on (on_failure next), with no crash retry');
 
 -- job timeout: the claim gives what is left; a timeout during a step fails the run
 SELECT pgautomator.create_job('lt_job', run_as => 'postgres', timeout => '1 minute') AS j \gset
@@ -116,6 +133,19 @@ SELECT is((SELECT count(*)::int FROM pgautomator.run WHERE job_id = :j AND id >=
           'a run is retried at most crash_retries times in a row');
 SELECT matches((SELECT message FROM pgautomator.run WHERE job_id = :j ORDER BY id DESC LIMIT 1),
                'not retried: 2 crash retries already made$', 'the last crashed run says why it was not retried');
+-- ... also when history is purged meanwhile (the retry_of chain then breaks)
+SELECT pgautomator.start_job(:j) AS r2 \gset
+SELECT pgautomator._launcher_started(pg_temp.claim_one(:r2), NULL);
+SELECT pgautomator._launcher_start(4), pgautomator._launcher_started(pg_temp.claim_one(r.id), NULL)
+  FROM pgautomator.run r WHERE r.job_id = :j AND r.state = 'running';
+UPDATE pgautomator.run SET finished_at = now() - interval '2 days' WHERE job_id = :j AND state = 'crashed';
+SELECT ok(pgautomator.purge_history('1 day') > 0, 'the crashed runs so far are purged');
+SELECT pgautomator._launcher_start(5), pgautomator._launcher_started(pg_temp.claim_one(r.id), NULL)
+  FROM pgautomator.run r WHERE r.job_id = :j AND r.state = 'running';
+SELECT pgautomator._launcher_start(6);
+SELECT matches((SELECT message FROM pgautomator.run WHERE job_id = :j ORDER BY id DESC LIMIT 1),
+               'not retried: 2 crash retries already made$',
+               'purged history does not lengthen the chain of crash retries');
 
 -- the dispatcher notices a worker gone without a report, after a grace period
 SELECT pgautomator.create_job('lt_lost', run_as => 'postgres') AS j \gset
