@@ -210,6 +210,20 @@ def test_output_is_streamed_while_the_step_runs_and_bounded(
     assert limit is not None and len(kept) <= limit[0]
 
 
+def test_any_output_character_with_another_client_encoding(
+    agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    # With PGCLIENTENCODING=LATIN1, "✓" (or invalid UTF-8, read as U+FFFD)
+    # could not be encoded: the streamer died, then the report killed the
+    # agent, and the step run stayed running.
+    agent = agents(environ={"PGCLIENTENCODING": "LATIN1"})
+    code = r"printf 'ok \342\234\223\n'; printf '\377\376 binary\n'"
+    run_id = start(user, make_job(user, [{"code": code}]))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    assert step_runs(admin, run_id)[0]["output"] == "ok \u2713\n\ufffd\ufffd binary\n"
+    assert agent.proc.poll() is None
+
+
 def test_failing_shell_step_fails_the_run(
     agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
 ) -> None:

@@ -14,6 +14,7 @@ does not re-register then, which would crash its own running step runs).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -111,6 +112,15 @@ class Agent:
 
     def run(self) -> int:
         """Runs until shutdown(); returns the exit status."""
+        try:
+            return self._run()
+        except BaseException:
+            # Whatever ends the loop unexpectedly, the steps' processes (in
+            # sessions of their own) must not outlive the agent.
+            self._kill_all(SHUTDOWN)
+            raise
+
+    def _run(self) -> int:
         if not self._start():
             log.info("agent %s stopped before it could connect", self.config.name)
             return 0
@@ -178,6 +188,9 @@ class Agent:
         if self._password is not None:
             params["password"] = self._password
         params["application_name"] = f"pgautomator agent {self.config.name}"[:63]
+        # Output and errors hold any character: with another client encoding
+        # (PGCLIENTENCODING, a service file) psycopg fails to encode them.
+        params["client_encoding"] = "UTF8"
         params.setdefault("connect_timeout", "10")
         conninfo = make_conninfo(**params)
         try:
@@ -397,7 +410,7 @@ class Agent:
             return True
         try:
             return api.output(agent_id, step_run_id, chunk)
-        except psycopg.Error as exc:
+        except Exception as exc:  # the final report still carries the output
             log.debug("step run %s: output not streamed: %s", step_run_id, _first_line(exc))
             return True
 
@@ -408,22 +421,45 @@ class Agent:
             pending = list(self._results)
         for item in pending:
             step_run_id, result = item
+            again = self._deliver(agent_id, step_run_id, result)
+            with self._lock:
+                index = next(i for i, r in enumerate(self._results) if r is item)
+                if again is None:
+                    del self._results[index]
+                else:
+                    self._results[index] = (step_run_id, again)
+
+    def _deliver(self, agent_id: int, step_run_id: int, result: StepResult) -> StepResult | None:
+        """Reports a result; returns what to report again later, or None
+        when it was delivered or given up. A refused report is made again
+        with its texts escaped to ASCII (a character the database's encoding
+        lacks, say), then as a bare failure, so the step run does not stay
+        running."""
+        attempts = [result]
+        while attempts:
+            attempt = attempts.pop(0)
             try:
-                self._call(partial(_report, agent_id=agent_id, step_run_id=step_run_id, result=result))
+                self._call(partial(_report, agent_id=agent_id, step_run_id=step_run_id, result=attempt))
+                return None
             except ConnectionLost:
                 raise
-            except psycopg.Error as exc:
-                if _transient(exc):
+            except Exception as exc:  # anything else must not end the loop
+                if isinstance(exc, psycopg.Error) and _transient(exc):
                     # A deadlock, a lock or statement timeout, a serialization
                     # failure: the same report goes through later.
                     log.warning(
                         "step run %s: report failed, retrying later: %s", step_run_id, _first_line(exc)
                     )
-                    continue
-                # Any other error: retrying would fail the same way.
+                    return attempt
                 log.error("step run %s: report refused: %s", step_run_id, _first_line(exc))
-            with self._lock:
-                self._results = [r for r in self._results if r is not item]
+                if attempt is result:
+                    safe = _ascii_result(result)
+                    bare = StepResult(
+                        succeeded=False,
+                        error=_ascii(f"the database refused this step run's report: {_first_line(exc)}"),
+                    )
+                    attempts = [safe, bare] if safe != result else [bare]
+        return None
 
     def _reap(self) -> None:
         with self._lock:
@@ -516,6 +552,23 @@ def _transient(exc: psycopg.Error) -> bool:
 
 def _report(api: AgentApi, *, agent_id: int, step_run_id: int, result: StepResult) -> None:
     api.report(agent_id, step_run_id, result)
+
+
+def _ascii(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text.encode("ascii", "backslashreplace").decode("ascii").replace("\x00", "\\x00")
+
+
+def _ascii_result(result: StepResult) -> StepResult:
+    """The result with its texts escaped to ASCII (any encoding takes it)."""
+    return dataclasses.replace(
+        result,
+        output=_ascii(result.output),
+        messages=_ascii(result.messages),
+        error=_ascii(result.error),
+        sqlstate=_ascii(result.sqlstate),
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,106 @@
+"""The agent's loop without a database: its calls go to a fake AgentApi."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, cast
+
+from psycopg import errors
+
+from pgautomator.agent import Agent
+from pgautomator.config import AgentConfig
+from pgautomator.protocol import AgentApi
+from pgautomator.steps import StepResult
+
+Refusal = Callable[[StepResult], Exception | None]
+
+
+class FakeApi(AgentApi):
+    """Records reports; `refuse` may turn one down with an exception."""
+
+    def __init__(self, refuse: Refusal | None = None) -> None:
+        self.reports: list[tuple[int, StepResult]] = []
+        self.refuse = refuse
+        self.conn = cast(Any, SimpleNamespace(closed=False, broken=False))
+
+    def report(self, agent_id: int, step_run_id: int, result: StepResult) -> None:
+        exc = self.refuse(result) if self.refuse else None
+        if exc is not None:
+            raise exc
+        self.reports.append((step_run_id, result))
+
+    def output(self, agent_id: int, step_run_id: int, chunk: str) -> bool:
+        chunk.encode("latin-1")  # as psycopg does with client_encoding LATIN1
+        return True
+
+
+def make_agent(api: FakeApi) -> Agent:
+    agent = Agent(AgentConfig(db_name="x", name="t-unit"))
+    agent.agent_id = 1
+    agent._api = api
+    return agent
+
+
+def non_ascii(result: StepResult) -> bool:
+    texts = (result.output, result.error, result.messages)
+    return any(text is not None and not text.isascii() for text in texts)
+
+
+def test_a_report_the_database_cannot_encode_is_made_again_escaped() -> None:
+    # A LATIN1 database refuses "✓" (22P05): the report used to be dropped
+    # and the step run stayed running.
+    api = FakeApi(
+        lambda r: errors.UntranslatableCharacter("no equivalent in LATIN1") if non_ascii(r) else None
+    )
+    agent = make_agent(api)
+    agent._results.append((7, StepResult(succeeded=True, exit_code=0, output="ok \u2713\n\x00")))
+    agent._deliver_results()
+    assert api.reports == [(7, StepResult(succeeded=True, exit_code=0, output="ok \\u2713\n\\x00"))]
+    assert agent._results == []
+
+
+def test_a_client_side_encoding_error_does_not_end_the_loop() -> None:
+    # psycopg raises UnicodeEncodeError (no psycopg.Error) with a client
+    # encoding that lacks the character: it used to kill the agent.
+    def refuse(result: StepResult) -> Exception | None:
+        try:
+            (result.error or "").encode("latin-1")
+        except UnicodeEncodeError as exc:
+            return exc
+        return None
+
+    api = FakeApi(refuse)
+    agent = make_agent(api)
+    agent._results.append((8, StepResult(succeeded=False, error="failed \u2717")))
+    agent._deliver_results()
+    assert api.reports == [(8, StepResult(succeeded=False, error="failed \\u2717"))]
+
+
+def test_a_report_refused_whatever_its_texts_ends_the_step_run_failed() -> None:
+    api = FakeApi(lambda r: errors.NumericValueOutOfRange("out of range") if r.rows_affected else None)
+    agent = make_agent(api)
+    agent._results.append((9, StepResult(succeeded=True, rows_affected=2**70)))
+    agent._deliver_results()
+    ((step_run_id, result),) = api.reports
+    assert (step_run_id, result.succeeded) == (9, False)
+    assert result.error == "the database refused this step run's report: out of range"
+    assert agent._results == []
+
+
+def test_a_passing_refusal_keeps_the_report() -> None:
+    api = FakeApi(lambda r: errors.LockNotAvailable("lock timeout"))
+    agent = make_agent(api)
+    agent._results.append((10, StepResult(succeeded=True)))
+    agent._deliver_results()
+    assert agent._results == [(10, StepResult(succeeded=True))]
+    api.refuse = None
+    agent._deliver_results()
+    assert api.reports == [(10, StepResult(succeeded=True))]
+    assert agent._results == []
+
+
+def test_streaming_survives_any_error() -> None:
+    agent = make_agent(FakeApi())
+    # The step goes on (True) when its output cannot be sent.
+    assert agent._stream(7, "\u2713") is True
