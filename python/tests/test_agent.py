@@ -672,3 +672,95 @@ def test_lost_connection_without_retry_on_crash_exits_1(
     assert _terminate_connections(admin, agent) == 2
     assert agent.proc.wait(60) == 1
     assert "retry_on_crash is off: exiting" in agent.log()
+
+
+def _claim_behind_its_back(admin: psycopg.Connection[Any], agent: AgentProcess) -> int:
+    """Claims one step run for the agent (stopped meanwhile): as if the
+    claim committed and its answer was lost with the connection."""
+    rows = admin.execute(
+        "SELECT step_run_id FROM pgautomator.agent_claim_v1(%s, 1)", (agent.agent_id,)
+    ).fetchall()
+    assert len(rows) == 1
+    return int(rows[0][0])
+
+
+def test_a_claim_whose_answer_was_lost_is_handed_back_or_ends_failed(
+    agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    # The step run stayed running on an agent that knew nothing of it, for
+    # good: its heartbeats went on, and even stop_run could not end it.
+    agent = agents()
+    agent.proc.send_signal(signal.SIGSTOP)
+    try:
+        run_id = start(user, make_job(user, [{"code": "echo ran"}], agent=agent.name))
+        step_run_id = _claim_behind_its_back(admin, agent)
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+    # Handed back to the queue (it never ran), claimed again, run.
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    (step,) = step_runs(admin, run_id)
+    assert (step["id"], step["output"], step["attempt"]) == (step_run_id, "ran\n", 1)
+    assert f"step run {step_run_id}: its claim was lost: handed back to the queue" in agent.log()
+
+    # A stop requested meanwhile: not handed back, it ends (stopped) with
+    # an error that says what happened.
+    agent.proc.send_signal(signal.SIGSTOP)
+    try:
+        run_id = start(user, make_job(user, [{"code": "echo never"}], agent=agent.name))
+        _claim_behind_its_back(admin, agent)
+        assert user.execute("SELECT pgautomator.stop_run(%s)", (run_id,)).fetchone() == (True,)
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+    assert wait_run(admin, run_id, ("stopped", "failed", "succeeded")) == "stopped"
+    (step,) = step_runs(admin, run_id)
+    assert step["error"] == (
+        f"stopped by {user.info.user}: agent {agent.name} was not running this step run: its claim was lost"
+    )
+
+
+def test_a_step_run_crashed_while_its_agent_was_cut_off_is_killed_there(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # An outage longer than the heartbeat timeout: the database crashed the
+    # step run (and may have retried it elsewhere), but the agent went on
+    # running it once back, for as long as it printed nothing.
+    pids = tmp_path / "pids"
+    agent = agents()
+    admin.execute("SELECT pgautomator.alter_agent(%s, heartbeat_timeout => '1 second')", (agent.name,))
+    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}]))
+    try:
+        # (Output streamed later would be refused, and that stopped it.)
+        wait_for(lambda: step_runs(admin, run_id)[0]["output"] == "started\n", what="the output")
+        agent.proc.send_signal(signal.SIGSTOP)  # cut off: no heartbeat
+        try:
+            assert wait_run(admin, run_id, ("crashed", "failed", "succeeded"), tick=True) == "crashed"
+        finally:
+            agent.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
+        wait_for(lambda: "not reported" in agent.log(), what="the agent to drop the step run")
+        (step,) = step_runs(admin, run_id)
+        assert step["state"] == "crashed"
+        assert "stopped sending heartbeats" in step["error"]
+        assert agent.proc.poll() is None
+    finally:
+        cleanup_pids(read_pids(pids))
+
+
+def test_reconnecting_is_retried_at_least_every_5_seconds(
+    agents: Callable[..., AgentProcess], agent_role: str, admin: psycopg.Connection[Any]
+) -> None:
+    # Backing off up to 30 s, an agent back after an outage of 16-25 s
+    # reconnected past the default heartbeat timeout (30 s): its step runs
+    # were crashed meanwhile.
+    agent = agents()
+    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
+    try:
+        assert _terminate_connections(admin, agent) == 2
+        wait_for(lambda: "retrying in 5 s" in agent.log(), timeout=60, what="the backoff to reach 5 s")
+    finally:
+        admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+    wait_for(lambda: "reconnected to the database" in agent.log(), what="the agent to reconnect")
+    assert "retrying in 8 s" not in agent.log()

@@ -19,8 +19,10 @@ Refusal = Callable[[StepResult], Exception | None]
 class FakeApi(AgentApi):
     """Records reports; `refuse` may turn one down with an exception."""
 
-    def __init__(self, refuse: Refusal | None = None) -> None:
+    def __init__(self, refuse: Refusal | None = None, held: list[int] | None = None) -> None:
         self.reports: list[tuple[int, StepResult]] = []
+        self.held = held  # None: an extension without agent_running_v1
+        self.released: list[int] = []
         self.refuse = refuse
         self.conn = cast(Any, SimpleNamespace(closed=False, broken=False))
 
@@ -29,6 +31,17 @@ class FakeApi(AgentApi):
         if exc is not None:
             raise exc
         self.reports.append((step_run_id, result))
+
+    def running(self, agent_id: int) -> list[int]:
+        if self.held is None:
+            raise errors.UndefinedFunction(
+                "function pgautomator.agent_running_v1(agent_id => bigint) does not exist"
+            )
+        return self.held
+
+    def release(self, agent_id: int, step_run_id: int) -> bool:
+        self.released.append(step_run_id)
+        return True
 
     def output(self, agent_id: int, step_run_id: int, chunk: str) -> bool:
         chunk.encode("latin-1")  # as psycopg does with client_encoding LATIN1
@@ -104,3 +117,20 @@ def test_streaming_survives_any_error() -> None:
     agent = make_agent(FakeApi())
     # The step goes on (True) when its output cannot be sent.
     assert agent._stream(7, "\u2713") is True
+
+
+def test_an_extension_without_agent_running_v1_is_not_reconciled() -> None:
+    agent = make_agent(FakeApi())
+    agent._reconcile(1)
+    agent._reconcile(1)
+    assert not agent._can_reconcile
+
+
+def test_a_step_run_whose_report_is_pending_or_given_up_is_not_handed_back() -> None:
+    # It ran: handing it back would run it again.
+    api = FakeApi(held=[5, 6, 7])
+    agent = make_agent(api)
+    agent._results.append((5, StepResult(succeeded=True)))
+    agent._unreported.add(6)
+    agent._reconcile(1)
+    assert api.released == [7]

@@ -42,7 +42,9 @@ log = logging.getLogger("pgautomator.agent")
 
 KILLED_BY_SCHEDULER = "killed on the scheduler's request"
 SHUTDOWN = "stopped: the agent shut down before the step finished"
-MAX_BACKOFF = 30.0
+# Well below the default heartbeat_timeout (30 s): a reconnect after a short
+# outage comes before the database crashes the agent's step runs.
+MAX_BACKOFF = 5.0
 
 
 class StartupError(Exception):
@@ -78,6 +80,9 @@ class Agent:
         self._listen: psycopg.Connection[Any] | None = None
         self._running: dict[int, _Running] = {}
         self._results: list[tuple[int, StepResult]] = []
+        self._unreported: set[int] = set()  # reports given up
+        self._lost: set[int] = set()  # run here, no longer held by the database
+        self._can_reconcile = True  # False on an extension without agent_running_v1
         self._lock = threading.Lock()
         # A socket pair, not a pipe: select() takes only sockets on Windows.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -319,6 +324,62 @@ class Agent:
             if running is not None:
                 log.info("step run %s: killing it on the scheduler's request", step_run_id)
                 running.stop.set(KILLED_BY_SCHEDULER)
+        self._reconcile(agent_id)
+
+    def _reconcile(self, agent_id: int) -> None:
+        """Makes what the database holds as running on this agent and what
+        the agent runs agree (called after each heartbeat, so also right
+        after a reconnect)."""
+        if not self._can_reconcile:
+            return
+        try:
+            held = set(self._call(lambda api: api.running(agent_id)))
+        except ConnectionLost:
+            raise
+        except errors.UndefinedFunction:
+            log.info("the extension has no agent_running_v1: what the agent runs is not checked")
+            self._can_reconcile = False
+            return
+        except psycopg.Error as exc:
+            log.warning("could not list the step runs held for this agent: %s", _first_line(exc))
+            return
+        self._reap()
+        # (Claims are made by this thread too: none is under way.)
+        with self._lock:
+            running = dict(self._running)
+            finished = {step_run_id for step_run_id, _ in self._results} | self._unreported
+            self._unreported &= held
+            lost = set(self._lost)
+        for step_run_id, item in running.items():
+            if step_run_id not in held and step_run_id not in finished and step_run_id not in lost:
+                # Crashed after missed heartbeats (a long outage, the agent
+                # stopped): a crash retry may run it elsewhere already.
+                log.warning(
+                    "step run %s: the database no longer holds it for this agent: killing it, unreported",
+                    step_run_id,
+                )
+                with self._lock:
+                    self._lost.add(step_run_id)
+                item.stop.set(KILLED_BY_SCHEDULER)
+        if self._shutdown_at is not None:
+            return  # what was handed back at shutdown is crashed by deregistering
+        for step_run_id in sorted(held - running.keys() - finished):
+            # Claimed, but the answer never reached the agent.
+            try:
+                released = self._call(partial(_release, agent_id=agent_id, step_run_id=step_run_id))
+            except ConnectionLost:
+                raise
+            except psycopg.Error as exc:
+                log.warning("step run %s: could not hand it back: %s", step_run_id, _first_line(exc))
+                continue
+            if released:
+                log.warning("step run %s: its claim was lost: handed back to the queue", step_run_id)
+                continue
+            # A stop or timeout was requested meanwhile: it ends failed.
+            error = f"agent {self.config.name} was not running this step run: its claim was lost"
+            log.warning("step run %s: %s", step_run_id, error)
+            with self._lock:
+                self._results.append((step_run_id, StepResult(succeeded=False, error=error)))
 
     def _claim(self) -> None:
         assert self.agent_id is not None
@@ -392,6 +453,13 @@ class Agent:
             outcome,
             f" ({result.error.splitlines()[0]})" if result.error else "",
         )
+        with self._lock:
+            lost = step.step_run_id in self._lost
+            self._lost.discard(step.step_run_id)
+        if lost:
+            log.info("step run %s: not reported (the database no longer holds it)", step.step_run_id)
+            self.wake()
+            return
         if not result.succeeded and stop.is_set() and stop.reason == SHUTDOWN:
             # Not the step's failure: handed back instead of reported, so that
             # deregistering ends it crashed and the job's retry_on_crash
@@ -459,6 +527,8 @@ class Agent:
                         error=_ascii(f"the database refused this step run's report: {_first_line(exc)}"),
                     )
                     attempts = [safe, bare] if safe != result else [bare]
+        with self._lock:
+            self._unreported.add(step_run_id)
         return None
 
     def _reap(self) -> None:
@@ -552,6 +622,10 @@ def _transient(exc: psycopg.Error) -> bool:
 
 def _report(api: AgentApi, *, agent_id: int, step_run_id: int, result: StepResult) -> None:
     api.report(agent_id, step_run_id, result)
+
+
+def _release(api: AgentApi, *, agent_id: int, step_run_id: int) -> bool:
+    return api.release(agent_id, step_run_id)
 
 
 def _ascii(text: str | None) -> str | None:
