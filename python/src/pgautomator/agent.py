@@ -35,6 +35,7 @@ from pgautomator.config import AgentConfig, conninfo_params
 from pgautomator.executors.dbapi import is_dbapi, run_dbapi
 from pgautomator.executors.remote_sql import run_remote_sql
 from pgautomator.executors.shell import run_shell
+from pgautomator.libpq import with_tcp_defaults
 from pgautomator.protocol import WAKE_CHANNEL, AgentApi
 from pgautomator.steps import ClaimedStep, StepContext, StepResult, StopSignal
 
@@ -188,7 +189,8 @@ class Agent:
 
     # --- connections ---
 
-    def _connect(self) -> tuple[AgentApi, psycopg.Connection[Any]]:
+    def connection_params(self) -> dict[str, str]:
+        """libpq parameters of the agent's own connections."""
         params = conninfo_params(self.config)
         if self._password is not None:
             params["password"] = self._password
@@ -197,7 +199,10 @@ class Agent:
         # (PGCLIENTENCODING, a service file) psycopg fails to encode them.
         params["client_encoding"] = "UTF8"
         params.setdefault("connect_timeout", "10")
-        conninfo = make_conninfo(**params)
+        return with_tcp_defaults(params)
+
+    def _connect(self) -> tuple[AgentApi, psycopg.Connection[Any]]:
+        conninfo = make_conninfo(**self.connection_params())
         try:
             control = psycopg.connect(conninfo, autocommit=True)
         except psycopg.OperationalError as exc:

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 
+from pgautomator.libpq import with_tcp_defaults
 from pgautomator.output import TailBuffer
 from pgautomator.steps import ClaimedStep, StepContext, StepResult
 
@@ -36,7 +37,7 @@ def connection_params(step: ClaimedStep) -> dict[str, Any]:
         params["user"] = step.run_as
     params.setdefault("application_name", f"pgautomator step run {step.step_run_id}")
     params.setdefault("connect_timeout", "10")
-    return params
+    return with_tcp_defaults(params)
 
 
 def run_remote_sql(step: ClaimedStep, ctx: StepContext, connect: Connect = psycopg.connect) -> StepResult:
