@@ -600,6 +600,30 @@ def test_bad_database_settings_stop_the_agent_with_status_2(
     )
 
 
+def test_too_many_connections_at_start_is_retried(
+    agent_role: str, tmp_path: Path, admin: psycopg.Connection[Any]
+) -> None:
+    # 'role "' matched "too many connections for role": exit 2, which the
+    # systemd unit never restarts (a quick restart while the old process's
+    # connections still count against the role's limit).
+    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
+    agent = AgentProcess(f"t-agent-{uuid.uuid4().hex[:8]}", agent_role, tmp_path)
+    try:
+        try:
+            wait_for(
+                lambda: "cannot connect to the database" in agent.log() or agent.proc.poll() is not None,
+                what="the first attempt to connect",
+            )
+            assert agent.proc.poll() is None, agent.log()
+        finally:
+            admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+        agent.wait_registered(admin)
+        assert agent.terminate() == 0
+    finally:
+        agent.close()
+        admin.execute("DELETE FROM pgautomator.agent WHERE name = %s", (agent.name,))
+
+
 def _terminate_connections(admin: psycopg.Connection[Any], agent: AgentProcess) -> int:
     row = admin.execute(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 from psycopg import errors
 
-from pgautomator.agent import Agent
+from pgautomator.agent import Agent, StartupError, _raise_if_settings
 from pgautomator.config import AgentConfig
 from pgautomator.protocol import AgentApi
 from pgautomator.steps import StepResult
@@ -134,3 +135,27 @@ def test_a_step_run_whose_report_is_pending_or_given_up_is_not_handed_back() -> 
     agent._unreported.add(6)
     agent._reconcile(1)
     assert api.released == [7]
+
+
+@pytest.mark.parametrize(
+    ("message", "key"),
+    [
+        ('FATAL:  password authentication failed for user "ag"', "db_user"),
+        ('FATAL:  role "ag" does not exist', "db_user"),
+        ('FATAL:  role "ag" is not permitted to log in', "db_user"),
+        ('FATAL:  database "jobs" does not exist', "db_name"),
+        ('could not translate host name "dbx" to address: Name or service not known', "db_host"),
+        # Passing: an old process's connections still counted, DNS not up yet.
+        ('FATAL:  too many connections for role "ag"', None),
+        ("FATAL:  sorry, too many clients already", None),
+        ('could not translate host name "db" to address: Temporary failure in name resolution', None),
+    ],
+)
+def test_only_settings_no_retry_can_fix_stop_the_agent_at_start(message: str, key: str | None) -> None:
+    config = AgentConfig(db_name="jobs", db_user="ag", db_host="dbx")
+    if key is None:
+        _raise_if_settings(message, config)
+        return
+    with pytest.raises(StartupError, match=f"^{key}: cannot connect with {key} = ") as info:
+        _raise_if_settings(message, config)
+    assert info.value.status == 2

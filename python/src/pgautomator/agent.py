@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import select
 import socket
 import threading
@@ -656,19 +657,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 # libpq's messages for settings that no retry will fix, and the key to blame.
+# Exact: "too many connections for role" (an old process's connections still
+# counted) or a DNS server not up yet at boot pass, and are retried.
 _SETTING_ERRORS = (
-    ("password authentication failed", "db_user"),
-    ("no password supplied", "db_user"),
-    ('role "', "db_user"),
-    ('database "', "db_name"),
-    ("definition of service", "db_service"),
-    ("could not translate host name", "db_host"),
-    ("invalid port number", "db_port"),
+    (re.compile(r"password authentication failed|no password supplied"), "db_user"),
+    (re.compile(r'role "[^"]*" (does not exist|is not permitted to log in)'), "db_user"),
+    (re.compile(r'database "[^"]*" does not exist'), "db_name"),
+    (re.compile(r"definition of service"), "db_service"),
+    (re.compile(r"could not translate host name .*: (?!.*(temporary|try again))", re.IGNORECASE), "db_host"),
+    (re.compile(r"invalid port number"), "db_port"),
 )
 
 
 def _raise_if_settings(message: str, config: AgentConfig) -> None:
     for pattern, key in _SETTING_ERRORS:
-        if pattern in message:
+        if pattern.search(message):
             value = getattr(config, key)
             raise StartupError(f"{key}: cannot connect with {key} = {value!r}: {message}")
