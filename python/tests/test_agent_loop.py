@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -9,10 +10,11 @@ from typing import Any, cast
 import pytest
 from psycopg import errors
 
-from pgautomator.agent import Agent, StartupError, _raise_if_settings
+from helpers import shell_step
+from pgautomator.agent import Agent, StartupError, _raise_if_settings, _Running
 from pgautomator.config import AgentConfig
 from pgautomator.protocol import AgentApi
-from pgautomator.steps import StepResult
+from pgautomator.steps import StepResult, StopSignal
 
 Refusal = Callable[[StepResult], Exception | None]
 
@@ -159,3 +161,22 @@ def test_only_settings_no_retry_can_fix_stop_the_agent_at_start(message: str, ke
     with pytest.raises(StartupError, match=f"^{key}: cannot connect with {key} = ") as info:
         _raise_if_settings(message, config)
     assert info.value.status == 2
+
+
+def test_killing_all_steps_does_not_wait_for_ever(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A step thread stuck in a call (a remote server that never answers the
+    # cancel) kept an agent that lost its connection from exiting.
+    monkeypatch.setattr("pgautomator.agent.KILL_JOIN_GRACE", 0.2, raising=False)
+    agent = Agent(AgentConfig(db_name="x", name="t-unit", kill_timeout=0.1))
+    release = threading.Event()
+    stuck = threading.Thread(target=release.wait, daemon=True)
+    stuck.start()
+    step = shell_step("sleep 300")
+    agent._running[step.step_run_id] = _Running(step, StopSignal(), stuck)
+    try:
+        killer = threading.Thread(target=agent._kill_all, args=("stopped",), daemon=True)
+        killer.start()
+        killer.join(30)
+        assert not killer.is_alive()
+    finally:
+        release.set()

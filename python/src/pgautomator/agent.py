@@ -47,6 +47,9 @@ SHUTDOWN = "stopped: the agent shut down before the step finished"
 # Well below the default heartbeat_timeout (30 s): a reconnect after a short
 # outage comes before the database crashes the agent's step runs.
 MAX_BACKOFF = 5.0
+# How long killed steps get to end, beyond kill_timeout, before the agent
+# exits without them.
+KILL_JOIN_GRACE = 15.0
 
 
 class StartupError(Exception):
@@ -548,8 +551,14 @@ class Agent:
             running = list(self._running.values())
         for item in running:
             item.stop.set(reason)
+        # Bounded: a thread stuck in a call that never returns (a remote
+        # server that ignores the cancel) must not keep the agent up.
+        deadline = time.monotonic() + self.config.kill_timeout + KILL_JOIN_GRACE
         for item in running:
-            item.thread.join()
+            item.thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [item.step.step_run_id for item in running if item.thread.is_alive()]
+        if stuck:
+            log.warning("step run(s) %s did not end in time: leaving them", ", ".join(map(str, stuck)))
         self._reap()
 
     def _handle_shutdown(self) -> None:
