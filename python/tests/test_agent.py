@@ -788,3 +788,21 @@ def test_reconnecting_is_retried_at_least_every_5_seconds(
         admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
     wait_for(lambda: "reconnected to the database" in agent.log(), what="the agent to reconnect")
     assert "retrying in 8 s" not in agent.log()
+
+
+def test_sigterm_while_disconnected_ends_the_wait_at_once(
+    agents: Callable[..., AgentProcess], agent_role: str, admin: psycopg.Connection[Any]
+) -> None:
+    # An idle agent waited out its backoff (up to 30 s) after a SIGTERM,
+    # then tried to connect once more.
+    agent = agents()
+    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
+    try:
+        assert _terminate_connections(admin, agent) == 2
+        wait_for(lambda: "retrying in 4 s" in agent.log(), what="a backoff of 4 s")
+        agent.proc.send_signal(signal.SIGTERM)
+    finally:
+        # Connecting would now succeed: the agent must not try.
+        admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+    assert agent.proc.wait(60) == 0
+    assert "reconnected to the database" not in agent.log()

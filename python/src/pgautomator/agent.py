@@ -167,7 +167,13 @@ class Agent:
                 if self._finished():
                     break
                 log.warning("lost the database connection (%s); retrying in %.0f s", exc, backoff)
-                self._sleep(backoff)
+                self._reap()
+                with self._lock:
+                    idle = not self._running and not self._results
+                # Nothing to finish or deliver: a shutdown ends the wait.
+                self._sleep(backoff, until_shutdown=idle)
+                if idle and self._shutdown_at is not None:
+                    break
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 if self._kill_at is not None and time.monotonic() >= self._kill_at:
                     self._kill_all(SHUTDOWN)
