@@ -698,6 +698,13 @@ def test_lost_connection_without_retry_on_crash_exits_1(
     assert "retry_on_crash is off: exiting" in agent.log()
 
 
+def _freeze(agent: AgentProcess) -> None:
+    """Stops the agent's process (SIGSTOP) and waits until it is stopped."""
+    agent.proc.send_signal(signal.SIGSTOP)
+    stat = Path(f"/proc/{agent.proc.pid}/stat")
+    wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", what="the agent to stop")
+
+
 def _claim_behind_its_back(admin: psycopg.Connection[Any], agent: AgentProcess) -> int:
     """Claims one step run for the agent (stopped meanwhile): as if the
     claim committed and its answer was lost with the connection."""
@@ -714,7 +721,7 @@ def test_a_claim_whose_answer_was_lost_is_handed_back_or_ends_failed(
     # The step run stayed running on an agent that knew nothing of it, for
     # good: its heartbeats went on, and even stop_run could not end it.
     agent = agents()
-    agent.proc.send_signal(signal.SIGSTOP)
+    _freeze(agent)
     try:
         run_id = start(user, make_job(user, [{"code": "echo ran"}], agent=agent.name))
         step_run_id = _claim_behind_its_back(admin, agent)
@@ -728,7 +735,7 @@ def test_a_claim_whose_answer_was_lost_is_handed_back_or_ends_failed(
 
     # A stop requested meanwhile: not handed back, it ends (stopped) with
     # an error that says what happened.
-    agent.proc.send_signal(signal.SIGSTOP)
+    _freeze(agent)
     try:
         run_id = start(user, make_job(user, [{"code": "echo never"}], agent=agent.name))
         _claim_behind_its_back(admin, agent)
@@ -758,7 +765,7 @@ def test_a_step_run_crashed_while_its_agent_was_cut_off_is_killed_there(
     try:
         # (Output streamed later would be refused, and that stopped it.)
         wait_for(lambda: step_runs(admin, run_id)[0]["output"] == "started\n", what="the output")
-        agent.proc.send_signal(signal.SIGSTOP)  # cut off: no heartbeat
+        _freeze(agent)  # cut off: no heartbeat
         try:
             assert wait_run(admin, run_id, ("crashed", "failed", "succeeded"), tick=True) == "crashed"
         finally:
