@@ -9,8 +9,10 @@ targets=(test/python)
 status=0
 .venv/bin/ruff check -q "${targets[@]}" || status=1
 .venv/bin/ruff format -q --check "${targets[@]}" || status=1
+# python/src on MYPYPATH: the tests are checked against this checkout's
+# package, not whichever one the shared .venv's editable install points at.
 for t in "${targets[@]}"; do
-    MYPYPATH=test/python .venv/bin/mypy --no-error-summary "$t" || status=1
+    MYPYPATH=test/python:python/src .venv/bin/mypy --no-error-summary "$t" || status=1
 done
 [ $status -eq 0 ] && log "lint: ruff and mypy clean" || log "lint: FAILED"
 exit $status

@@ -566,6 +566,23 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator.agent_release_v1(bigint, bigint) IS 'Hands a claimed step run the agent will not run back to the queue (e.g. on SIGTERM before it started); false when it is not the agent''s running step run.';
 
+-- What the database holds as running on an agent: the agent compares it
+-- with what it runs (a claim whose answer was lost, a step run crashed
+-- while the agent was cut off).
+CREATE FUNCTION pgautomator.agent_running_v1(agent_id bigint)
+RETURNS SETOF bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_agent pgautomator.agent := pgautomator._agent_for(agent_running_v1.agent_id);
+BEGIN
+    RETURN QUERY SELECT sr.id FROM pgautomator.step_run sr
+                  WHERE sr.agent_id = v_agent.id AND sr.state = 'running'
+                  ORDER BY sr.id;
+END
+$$;
+COMMENT ON FUNCTION pgautomator.agent_running_v1(bigint) IS 'The ids of the step runs the database holds as running on the agent, in order; the agent releases those it does not run and stops those it runs that are not listed.';
+
 CREATE FUNCTION pgautomator.agent_deregister_v1(agent_id bigint)
 RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

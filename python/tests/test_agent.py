@@ -210,6 +210,20 @@ def test_output_is_streamed_while_the_step_runs_and_bounded(
     assert limit is not None and len(kept) <= limit[0]
 
 
+def test_any_output_character_with_another_client_encoding(
+    agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    # With PGCLIENTENCODING=LATIN1, "✓" (or invalid UTF-8, read as U+FFFD)
+    # could not be encoded: the streamer died, then the report killed the
+    # agent, and the step run stayed running.
+    agent = agents(environ={"PGCLIENTENCODING": "LATIN1"})
+    code = r"printf 'ok \342\234\223\n'; printf '\377\376 binary\n'"
+    run_id = start(user, make_job(user, [{"code": code}]))
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    assert step_runs(admin, run_id)[0]["output"] == "ok \u2713\n\ufffd\ufffd binary\n"
+    assert agent.proc.poll() is None
+
+
 def test_failing_shell_step_fails_the_run(
     agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
 ) -> None:
@@ -586,6 +600,30 @@ def test_bad_database_settings_stop_the_agent_with_status_2(
     )
 
 
+def test_too_many_connections_at_start_is_retried(
+    agent_role: str, tmp_path: Path, admin: psycopg.Connection[Any]
+) -> None:
+    # 'role "' matched "too many connections for role": exit 2, which the
+    # systemd unit never restarts (a quick restart while the old process's
+    # connections still count against the role's limit).
+    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
+    agent = AgentProcess(f"t-agent-{uuid.uuid4().hex[:8]}", agent_role, tmp_path)
+    try:
+        try:
+            wait_for(
+                lambda: "cannot connect to the database" in agent.log() or agent.proc.poll() is not None,
+                what="the first attempt to connect",
+            )
+            assert agent.proc.poll() is None, agent.log()
+        finally:
+            admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+        agent.wait_registered(admin)
+        assert agent.terminate() == 0
+    finally:
+        agent.close()
+        admin.execute("DELETE FROM pgautomator.agent WHERE name = %s", (agent.name,))
+
+
 def _terminate_connections(admin: psycopg.Connection[Any], agent: AgentProcess) -> int:
     row = admin.execute(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
@@ -658,3 +696,120 @@ def test_lost_connection_without_retry_on_crash_exits_1(
     assert _terminate_connections(admin, agent) == 2
     assert agent.proc.wait(60) == 1
     assert "retry_on_crash is off: exiting" in agent.log()
+
+
+def _freeze(agent: AgentProcess) -> None:
+    """Stops the agent's process (SIGSTOP) and waits until it is stopped."""
+    agent.proc.send_signal(signal.SIGSTOP)
+    stat = Path(f"/proc/{agent.proc.pid}/stat")
+    wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", what="the agent to stop")
+
+
+def _claim_behind_its_back(admin: psycopg.Connection[Any], agent: AgentProcess) -> int:
+    """Claims one step run for the agent (stopped meanwhile): as if the
+    claim committed and its answer was lost with the connection."""
+    rows = admin.execute(
+        "SELECT step_run_id FROM pgautomator.agent_claim_v1(%s, 1)", (agent.agent_id,)
+    ).fetchall()
+    assert len(rows) == 1
+    return int(rows[0][0])
+
+
+def test_a_claim_whose_answer_was_lost_is_handed_back_or_ends_failed(
+    agents: Callable[..., AgentProcess], user: psycopg.Connection[Any], admin: psycopg.Connection[Any]
+) -> None:
+    # The step run stayed running on an agent that knew nothing of it, for
+    # good: its heartbeats went on, and even stop_run could not end it.
+    agent = agents()
+    _freeze(agent)
+    try:
+        run_id = start(user, make_job(user, [{"code": "echo ran"}], agent=agent.name))
+        step_run_id = _claim_behind_its_back(admin, agent)
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+    # Handed back to the queue (it never ran), claimed again, run.
+    assert wait_run(admin, run_id, ("succeeded", "failed")) == "succeeded"
+    (step,) = step_runs(admin, run_id)
+    assert (step["id"], step["output"], step["attempt"]) == (step_run_id, "ran\n", 1)
+    assert f"step run {step_run_id}: its claim was lost: handed back to the queue" in agent.log()
+
+    # A stop requested meanwhile: not handed back, it ends (stopped) with
+    # an error that says what happened.
+    _freeze(agent)
+    try:
+        run_id = start(user, make_job(user, [{"code": "echo never"}], agent=agent.name))
+        _claim_behind_its_back(admin, agent)
+        assert user.execute("SELECT pgautomator.stop_run(%s)", (run_id,)).fetchone() == (True,)
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+    assert wait_run(admin, run_id, ("stopped", "failed", "succeeded")) == "stopped"
+    (step,) = step_runs(admin, run_id)
+    assert step["error"] == (
+        f"stopped by {user.info.user}: agent {agent.name} was not running this step run: its claim was lost"
+    )
+
+
+def test_a_step_run_crashed_while_its_agent_was_cut_off_is_killed_there(
+    agents: Callable[..., AgentProcess],
+    user: psycopg.Connection[Any],
+    admin: psycopg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # An outage longer than the heartbeat timeout: the database crashed the
+    # step run (and may have retried it elsewhere), but the agent went on
+    # running it once back, for as long as it printed nothing.
+    pids = tmp_path / "pids"
+    agent = agents()
+    admin.execute("SELECT pgautomator.alter_agent(%s, heartbeat_timeout => '1 second')", (agent.name,))
+    run_id = start(user, make_job(user, [{"code": SLEEPER.format(pids=pids)}]))
+    try:
+        # (Output streamed later would be refused, and that stopped it.)
+        wait_for(lambda: step_runs(admin, run_id)[0]["output"] == "started\n", what="the output")
+        _freeze(agent)  # cut off: no heartbeat
+        try:
+            assert wait_run(admin, run_id, ("crashed", "failed", "succeeded"), tick=True) == "crashed"
+        finally:
+            agent.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: not pids_alive(read_pids(pids)), what="the sleep to be killed")
+        wait_for(lambda: "not reported" in agent.log(), what="the agent to drop the step run")
+        (step,) = step_runs(admin, run_id)
+        assert step["state"] == "crashed"
+        assert "stopped sending heartbeats" in step["error"]
+        assert agent.proc.poll() is None
+    finally:
+        cleanup_pids(read_pids(pids))
+
+
+def test_reconnecting_is_retried_at_least_every_5_seconds(
+    agents: Callable[..., AgentProcess], agent_role: str, admin: psycopg.Connection[Any]
+) -> None:
+    # Backing off up to 30 s, an agent back after an outage of 16-25 s
+    # reconnected past the default heartbeat timeout (30 s): its step runs
+    # were crashed meanwhile.
+    agent = agents()
+    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
+    try:
+        assert _terminate_connections(admin, agent) == 2
+        wait_for(lambda: "retrying in 5 s" in agent.log(), timeout=60, what="the backoff to reach 5 s")
+    finally:
+        admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+    wait_for(lambda: "reconnected to the database" in agent.log(), what="the agent to reconnect")
+    assert "retrying in 8 s" not in agent.log()
+
+
+def test_sigterm_while_disconnected_ends_the_wait_at_once(
+    agents: Callable[..., AgentProcess], agent_role: str, admin: psycopg.Connection[Any]
+) -> None:
+    # An idle agent waited out its backoff (up to 30 s) after a SIGTERM,
+    # then tried to connect once more.
+    agent = agents()
+    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
+    try:
+        assert _terminate_connections(admin, agent) == 2
+        wait_for(lambda: "retrying in 4 s" in agent.log(), what="a backoff of 4 s")
+        agent.proc.send_signal(signal.SIGTERM)
+    finally:
+        # Connecting would now succeed: the agent must not try.
+        admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+    assert agent.proc.wait(60) == 0
+    assert "reconnected to the database" not in agent.log()

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import shell_step
 from pgautomator.config import KEYS, ConfigError, env_name, load_config
+from pgautomator.executors.shell import run_shell
+from pgautomator.steps import StepContext
 
 NO_FLAGS: dict[str, object | None] = {}
 
@@ -148,3 +151,15 @@ def test_describe_round_trips_through_the_file(tmp_path: Path) -> None:
     config = load_config({"db_name": "x", "db_port": "6000", "capabilities": "shell"}, {})
     again = load_config(NO_FLAGS, {}, write(tmp_path, config.describe()))
     assert again == config
+
+
+def test_a_relative_work_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kept relative, it was resolved again in the step's own temporary
+    # directory: every shell and DB-API step failed ("cannot open wd/...").
+    (tmp_path / "wd").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = load_config({"db_name": "x", "work_dir": "wd"}, {})
+    assert config.work_dir == str(tmp_path / "wd")
+    result = run_shell(shell_step("pwd"), StepContext(work_dir=config.work_dir))
+    assert result.succeeded, result.error
+    assert (result.output or "").startswith(str(tmp_path / "wd" / "pgautomator-"))

@@ -13,6 +13,7 @@ import pytest
 from helpers import shell_step
 from pgautomator.config import ConfigError, load_config
 from pgautomator.executors.dbapi import parse_connection, run_dbapi
+from pgautomator.executors.shell import start_process
 from pgautomator.steps import ClaimedStep, StepContext
 
 ALLOWED = StepContext(dbapi_drivers=("sqlite3",))
@@ -70,3 +71,22 @@ def test_dbapi_drivers_setting() -> None:
     )
     with pytest.raises(ConfigError, match=r"^dbapi_drivers: 'os; rm' is not a Python module name"):
         load_config({"db_name": "x", "dbapi_drivers": ["os; rm"]}, {})
+
+
+def test_the_connection_argument_is_not_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `ps` showed it to every local user: an ODBC PWD=, an Oracle user/pw@dsn.
+    started: list[list[str]] = []
+
+    def spy(argv: list[str], *args: Any, **kwargs: Any) -> Any:
+        started.append(argv)
+        return start_process(argv, *args, **kwargs)
+
+    monkeypatch.setattr("pgautomator.executors.dbapi.start_process", spy)
+    db = tmp_path / "PWD=secret.db"
+    result = run_dbapi(step(db, "CREATE TABLE t (n integer)"), ALLOWED)
+    assert result.succeeded, result.error
+    assert db.exists()
+    (argv,) = started
+    assert not any("secret" in part for part in argv)

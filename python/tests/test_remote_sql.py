@@ -119,3 +119,12 @@ def test_stop_cancels_the_query(admin: psycopg.Connection[Any]) -> None:
     assert results[0].sqlstate == "57014"
     assert results[0].error == "stopped by request"
     wait_for(lambda: not _backend_running(admin, 4244), what="the query to end")
+
+
+def test_a_timeout_beyond_postgresqls_range_still_runs(cluster: None) -> None:
+    # A 30-day job timeout: statement_timeout of 2592000000 ms was refused
+    # (22023, exceeds integer range) and the step failed before it ran.
+    step = sql_step("SELECT current_setting('statement_timeout')", timeout_ms=30 * 86400 * 1000)
+    result = run_remote_sql(step, StepContext())
+    assert result.succeeded, result.error
+    assert result.output == "current_setting\n2147483647ms\nSELECT 1\n"

@@ -3,7 +3,7 @@
 -- lost agents, SMTP settings and dropping agents.
 BEGIN;
 SET client_min_messages = error;   -- re-registration notices
-SELECT plan(55);
+SELECT plan(56);
 
 SELECT pgautomator._launcher_start(4242) AS db_agent \gset
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -115,6 +115,10 @@ SELECT pgautomator.start_job(:jn) FROM generate_series(1, 4);
 SELECT is((SELECT count(*)::int FROM pgautomator.agent_claim_v1(:a, 10)), 2, 'an agent claims at most max_parallel steps');
 SELECT is((SELECT count(*)::int FROM pgautomator.agent_claim_v1(:a, 10)), 0, '... counting the ones it runs');
 SELECT is((SELECT count(*)::int FROM pgautomator.agent_claim_v1(:b, 1)), 1, 'and at most max_steps per call');
+
+SELECT is((SELECT array_agg(r) FROM pgautomator.agent_running_v1(:a) r),
+          (SELECT array_agg(id ORDER BY id) FROM pgautomator.step_run WHERE agent_id = :a AND state = 'running'),
+          'agent_running_v1 lists the step runs the agent holds, in order');
 
 -- stop: the heartbeat names what to kill, output says stop, the report ends it stopped
 SELECT sr.run_id AS rs, sr.id AS srs FROM pgautomator.step_run sr

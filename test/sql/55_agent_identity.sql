@@ -1,7 +1,7 @@
 -- An agent belongs to the role it registered as: another agent role can
 -- neither take over its name nor claim, report or heartbeat for it.
 BEGIN;
-SELECT plan(20);
+SELECT plan(21);
 
 CREATE ROLE pga_agent_a LOGIN IN ROLE pgautomator_agent;
 CREATE ROLE pga_agent_b LOGIN IN ROLE pgautomator_agent;
@@ -26,6 +26,8 @@ SELECT throws_ok(format('SELECT pgautomator.agent_claim_v1(%s, 1)', current_sett
                  '42501', NULL, 'nor claim as that agent');
 SELECT throws_ok(format('SELECT pgautomator.agent_heartbeat_v1(%s)', current_setting('test.agent_a')),
                  '42501', NULL, 'nor heartbeat as that agent');
+SELECT throws_ok(format('SELECT pgautomator.agent_running_v1(%s)', current_setting('test.agent_a')),
+                 '42501', NULL, 'nor list what that agent runs');
 SELECT throws_ok(format('SELECT pgautomator.agent_report_v1(%s, 1, true, 0, NULL, NULL, NULL, NULL)',
                         current_setting('test.agent_a')),
                  '42501', NULL, 'nor report as that agent');

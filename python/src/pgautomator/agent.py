@@ -14,8 +14,10 @@ does not re-register then, which would crash its own running step runs).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import re
 import select
 import socket
 import threading
@@ -34,6 +36,7 @@ from pgautomator.config import AgentConfig, conninfo_params
 from pgautomator.executors.dbapi import is_dbapi, run_dbapi
 from pgautomator.executors.remote_sql import run_remote_sql
 from pgautomator.executors.shell import run_shell
+from pgautomator.libpq import with_tcp_defaults
 from pgautomator.protocol import WAKE_CHANNEL, AgentApi
 from pgautomator.steps import ClaimedStep, StepContext, StepResult, StopSignal
 
@@ -41,7 +44,12 @@ log = logging.getLogger("pgautomator.agent")
 
 KILLED_BY_SCHEDULER = "killed on the scheduler's request"
 SHUTDOWN = "stopped: the agent shut down before the step finished"
-MAX_BACKOFF = 30.0
+# Well below the default heartbeat_timeout (30 s): a reconnect after a short
+# outage comes before the database crashes the agent's step runs.
+MAX_BACKOFF = 5.0
+# How long killed steps get to end, beyond kill_timeout, before the agent
+# exits without them.
+KILL_JOIN_GRACE = 15.0
 
 
 class StartupError(Exception):
@@ -77,6 +85,9 @@ class Agent:
         self._listen: psycopg.Connection[Any] | None = None
         self._running: dict[int, _Running] = {}
         self._results: list[tuple[int, StepResult]] = []
+        self._unreported: set[int] = set()  # reports given up
+        self._lost: set[int] = set()  # run here, no longer held by the database
+        self._can_reconcile = True  # False on an extension without agent_running_v1
         self._lock = threading.Lock()
         # A socket pair, not a pipe: select() takes only sockets on Windows.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -111,6 +122,15 @@ class Agent:
 
     def run(self) -> int:
         """Runs until shutdown(); returns the exit status."""
+        try:
+            return self._run()
+        except BaseException:
+            # Whatever ends the loop unexpectedly, the steps' processes (in
+            # sessions of their own) must not outlive the agent.
+            self._kill_all(SHUTDOWN)
+            raise
+
+    def _run(self) -> int:
         if not self._start():
             log.info("agent %s stopped before it could connect", self.config.name)
             return 0
@@ -147,7 +167,13 @@ class Agent:
                 if self._finished():
                     break
                 log.warning("lost the database connection (%s); retrying in %.0f s", exc, backoff)
-                self._sleep(backoff)
+                self._reap()
+                with self._lock:
+                    idle = not self._running and not self._results
+                # Nothing to finish or deliver: a shutdown ends the wait.
+                self._sleep(backoff, until_shutdown=idle)
+                if idle and self._shutdown_at is not None:
+                    break
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 if self._kill_at is not None and time.monotonic() >= self._kill_at:
                     self._kill_all(SHUTDOWN)
@@ -173,13 +199,20 @@ class Agent:
 
     # --- connections ---
 
-    def _connect(self) -> tuple[AgentApi, psycopg.Connection[Any]]:
+    def connection_params(self) -> dict[str, str]:
+        """libpq parameters of the agent's own connections."""
         params = conninfo_params(self.config)
         if self._password is not None:
             params["password"] = self._password
         params["application_name"] = f"pgautomator agent {self.config.name}"[:63]
+        # Output and errors hold any character: with another client encoding
+        # (PGCLIENTENCODING, a service file) psycopg fails to encode them.
+        params["client_encoding"] = "UTF8"
         params.setdefault("connect_timeout", "10")
-        conninfo = make_conninfo(**params)
+        return with_tcp_defaults(params)
+
+    def _connect(self) -> tuple[AgentApi, psycopg.Connection[Any]]:
+        conninfo = make_conninfo(**self.connection_params())
         try:
             control = psycopg.connect(conninfo, autocommit=True)
         except psycopg.OperationalError as exc:
@@ -306,6 +339,62 @@ class Agent:
             if running is not None:
                 log.info("step run %s: killing it on the scheduler's request", step_run_id)
                 running.stop.set(KILLED_BY_SCHEDULER)
+        self._reconcile(agent_id)
+
+    def _reconcile(self, agent_id: int) -> None:
+        """Makes what the database holds as running on this agent and what
+        the agent runs agree (called after each heartbeat, so also right
+        after a reconnect)."""
+        if not self._can_reconcile:
+            return
+        try:
+            held = set(self._call(lambda api: api.running(agent_id)))
+        except ConnectionLost:
+            raise
+        except errors.UndefinedFunction:
+            log.info("the extension has no agent_running_v1: what the agent runs is not checked")
+            self._can_reconcile = False
+            return
+        except psycopg.Error as exc:
+            log.warning("could not list the step runs held for this agent: %s", _first_line(exc))
+            return
+        self._reap()
+        # (Claims are made by this thread too: none is under way.)
+        with self._lock:
+            running = dict(self._running)
+            finished = {step_run_id for step_run_id, _ in self._results} | self._unreported
+            self._unreported &= held
+            lost = set(self._lost)
+        for step_run_id, item in running.items():
+            if step_run_id not in held and step_run_id not in finished and step_run_id not in lost:
+                # Crashed after missed heartbeats (a long outage, the agent
+                # stopped): a crash retry may run it elsewhere already.
+                log.warning(
+                    "step run %s: the database no longer holds it for this agent: killing it, unreported",
+                    step_run_id,
+                )
+                with self._lock:
+                    self._lost.add(step_run_id)
+                item.stop.set(KILLED_BY_SCHEDULER)
+        if self._shutdown_at is not None:
+            return  # what was handed back at shutdown is crashed by deregistering
+        for step_run_id in sorted(held - running.keys() - finished):
+            # Claimed, but the answer never reached the agent.
+            try:
+                released = self._call(partial(_release, agent_id=agent_id, step_run_id=step_run_id))
+            except ConnectionLost:
+                raise
+            except psycopg.Error as exc:
+                log.warning("step run %s: could not hand it back: %s", step_run_id, _first_line(exc))
+                continue
+            if released:
+                log.warning("step run %s: its claim was lost: handed back to the queue", step_run_id)
+                continue
+            # A stop or timeout was requested meanwhile: it ends failed.
+            error = f"agent {self.config.name} was not running this step run: its claim was lost"
+            log.warning("step run %s: %s", step_run_id, error)
+            with self._lock:
+                self._results.append((step_run_id, StepResult(succeeded=False, error=error)))
 
     def _claim(self) -> None:
         assert self.agent_id is not None
@@ -379,6 +468,13 @@ class Agent:
             outcome,
             f" ({result.error.splitlines()[0]})" if result.error else "",
         )
+        with self._lock:
+            lost = step.step_run_id in self._lost
+            self._lost.discard(step.step_run_id)
+        if lost:
+            log.info("step run %s: not reported (the database no longer holds it)", step.step_run_id)
+            self.wake()
+            return
         if not result.succeeded and stop.is_set() and stop.reason == SHUTDOWN:
             # Not the step's failure: handed back instead of reported, so that
             # deregistering ends it crashed and the job's retry_on_crash
@@ -397,7 +493,7 @@ class Agent:
             return True
         try:
             return api.output(agent_id, step_run_id, chunk)
-        except psycopg.Error as exc:
+        except Exception as exc:  # the final report still carries the output
             log.debug("step run %s: output not streamed: %s", step_run_id, _first_line(exc))
             return True
 
@@ -408,22 +504,47 @@ class Agent:
             pending = list(self._results)
         for item in pending:
             step_run_id, result = item
+            again = self._deliver(agent_id, step_run_id, result)
+            with self._lock:
+                index = next(i for i, r in enumerate(self._results) if r is item)
+                if again is None:
+                    del self._results[index]
+                else:
+                    self._results[index] = (step_run_id, again)
+
+    def _deliver(self, agent_id: int, step_run_id: int, result: StepResult) -> StepResult | None:
+        """Reports a result; returns what to report again later, or None
+        when it was delivered or given up. A refused report is made again
+        with its texts escaped to ASCII (a character the database's encoding
+        lacks, say), then as a bare failure, so the step run does not stay
+        running."""
+        attempts = [result]
+        while attempts:
+            attempt = attempts.pop(0)
             try:
-                self._call(partial(_report, agent_id=agent_id, step_run_id=step_run_id, result=result))
+                self._call(partial(_report, agent_id=agent_id, step_run_id=step_run_id, result=attempt))
+                return None
             except ConnectionLost:
                 raise
-            except psycopg.Error as exc:
-                if _transient(exc):
+            except Exception as exc:  # anything else must not end the loop
+                if isinstance(exc, psycopg.Error) and _transient(exc):
                     # A deadlock, a lock or statement timeout, a serialization
                     # failure: the same report goes through later.
                     log.warning(
                         "step run %s: report failed, retrying later: %s", step_run_id, _first_line(exc)
                     )
-                    continue
-                # Any other error: retrying would fail the same way.
+                    return attempt
                 log.error("step run %s: report refused: %s", step_run_id, _first_line(exc))
-            with self._lock:
-                self._results = [r for r in self._results if r is not item]
+                if attempt is result:
+                    safe = _ascii_result(result)
+                    bare = StepResult(
+                        succeeded=False,
+                        error=_ascii(f"the database refused this step run's report: {_first_line(exc)}"),
+                    )
+                    attempts = [safe, bare] if safe != result else [bare]
+        with self._lock:
+            self._unreported.add(step_run_id)
+        return None
 
     def _reap(self) -> None:
         with self._lock:
@@ -436,8 +557,14 @@ class Agent:
             running = list(self._running.values())
         for item in running:
             item.stop.set(reason)
+        # Bounded: a thread stuck in a call that never returns (a remote
+        # server that ignores the cancel) must not keep the agent up.
+        deadline = time.monotonic() + self.config.kill_timeout + KILL_JOIN_GRACE
         for item in running:
-            item.thread.join()
+            item.thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [item.step.step_run_id for item in running if item.thread.is_alive()]
+        if stuck:
+            log.warning("step run(s) %s did not end in time: leaving them", ", ".join(map(str, stuck)))
         self._reap()
 
     def _handle_shutdown(self) -> None:
@@ -518,25 +645,47 @@ def _report(api: AgentApi, *, agent_id: int, step_run_id: int, result: StepResul
     api.report(agent_id, step_run_id, result)
 
 
+def _release(api: AgentApi, *, agent_id: int, step_run_id: int) -> bool:
+    return api.release(agent_id, step_run_id)
+
+
+def _ascii(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text.encode("ascii", "backslashreplace").decode("ascii").replace("\x00", "\\x00")
+
+
+def _ascii_result(result: StepResult) -> StepResult:
+    """The result with its texts escaped to ASCII (any encoding takes it)."""
+    return dataclasses.replace(
+        result,
+        output=_ascii(result.output),
+        messages=_ascii(result.messages),
+        error=_ascii(result.error),
+        sqlstate=_ascii(result.sqlstate),
+    )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
 # libpq's messages for settings that no retry will fix, and the key to blame.
+# Exact: "too many connections for role" (an old process's connections still
+# counted) or a DNS server not up yet at boot pass, and are retried.
 _SETTING_ERRORS = (
-    ("password authentication failed", "db_user"),
-    ("no password supplied", "db_user"),
-    ('role "', "db_user"),
-    ('database "', "db_name"),
-    ("definition of service", "db_service"),
-    ("could not translate host name", "db_host"),
-    ("invalid port number", "db_port"),
+    (re.compile(r"password authentication failed|no password supplied"), "db_user"),
+    (re.compile(r'role "[^"]*" (does not exist|is not permitted to log in)'), "db_user"),
+    (re.compile(r'database "[^"]*" does not exist'), "db_name"),
+    (re.compile(r"definition of service"), "db_service"),
+    (re.compile(r"could not translate host name .*: (?!.*(temporary|try again))", re.IGNORECASE), "db_host"),
+    (re.compile(r"invalid port number"), "db_port"),
 )
 
 
 def _raise_if_settings(message: str, config: AgentConfig) -> None:
     for pattern, key in _SETTING_ERRORS:
-        if pattern in message:
+        if pattern.search(message):
             value = getattr(config, key)
             raise StartupError(f"{key}: cannot connect with {key} = {value!r}: {message}")

@@ -9,6 +9,7 @@ it from PGPASSWORD, ~/.pgpass or a service file.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sys
@@ -185,7 +186,9 @@ def _directory(value: object) -> str:
     text = _text(value)
     if not Path(text).is_dir():
         raise ValueError(f"directory {text!r} does not exist")
-    return text
+    # Absolute: a step's process runs in its temporary directory, where a
+    # relative path would be resolved again.
+    return os.path.abspath(text)
 
 
 PARSERS: dict[str, Callable[[object], Any]] = {

@@ -102,6 +102,24 @@ class AgentApi:
             },
         )
 
+    def running(self, agent_id: int) -> list[int]:
+        """The step runs the database holds as running on this agent."""
+        rows = self._rows(
+            "SELECT id FROM pgautomator.agent_running_v1(agent_id => %(agent_id)s) AS id",
+            {"agent_id": agent_id},
+        )
+        return [int(row["id"]) for row in rows]
+
+    def release(self, agent_id: int, step_run_id: int) -> bool:
+        """Hands a step run back to the queue; False when it is no longer
+        this agent's running step run or a stop or timeout was requested."""
+        rows = self._rows(
+            "SELECT pgautomator.agent_release_v1(agent_id => %(agent_id)s,"
+            " step_run_id => %(step_run_id)s) AS released",
+            {"agent_id": agent_id, "step_run_id": step_run_id},
+        )
+        return rows[0]["released"] is True
+
     def deregister(self, agent_id: int) -> None:
         """The agent shuts down: shown as down at once."""
         self._rows(

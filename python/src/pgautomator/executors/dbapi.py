@@ -7,7 +7,9 @@ in a child Python process, so a timeout or a stop kills it the way a shell
 step is killed; the child leaves its rows affected and error in a small JSON
 file in the step's temporary directory.
 
-Run as `python -m pgautomator.executors.dbapi MODULE ARGUMENT CODE_FILE SUMMARY_FILE`.
+Run as `python -m pgautomator.executors.dbapi MODULE CODE_FILE SUMMARY_FILE`
+with ARGUMENT on stdin: on the command line, any local user would see it
+(an ODBC PWD=, an Oracle user/password@dsn).
 """
 
 from __future__ import annotations
@@ -57,18 +59,10 @@ def run_dbapi(step: ClaimedStep, ctx: StepContext, base_env: Mapping[str, str] |
         summary_file = os.path.join(tmp, "result.json")
         with open(code_file, "w", encoding="utf-8") as handle:
             handle.write(step.code)
-        argv = [
-            sys.executable,
-            "-m",
-            "pgautomator.executors.dbapi",
-            module,
-            argument,
-            code_file,
-            summary_file,
-        ]
+        argv = [sys.executable, "-m", "pgautomator.executors.dbapi", module, code_file, summary_file]
         env = step_environment(step, os.environ if base_env is None else base_env, tmp)
         try:
-            proc = start_process(argv, tmp, env)
+            proc = start_process(argv, tmp, env, stdin=argument.encode("utf-8"))
         except OSError as exc:
             return StepResult(succeeded=False, error=f"cannot start the DB-API runner: {exc}")
         result = supervise(step, ctx, proc)
@@ -95,7 +89,8 @@ def _read_summary(path: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    module_name, argument, code_file, summary_file = argv
+    module_name, code_file, summary_file = argv
+    argument = sys.stdin.buffer.read().decode("utf-8")
     with open(code_file, encoding="utf-8") as handle:
         code = handle.read()
     summary: dict[str, Any] = {}

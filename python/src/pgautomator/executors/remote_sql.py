@@ -18,10 +18,12 @@ import psycopg
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 
+from pgautomator.libpq import with_tcp_defaults
 from pgautomator.output import TailBuffer
 from pgautomator.steps import ClaimedStep, StepContext, StepResult
 
 MAX_ROWS_SHOWN = 1000
+MAX_STATEMENT_TIMEOUT_MS = 2_147_483_647
 Connect = Callable[..., psycopg.Connection[Any]]
 
 
@@ -36,7 +38,7 @@ def connection_params(step: ClaimedStep) -> dict[str, Any]:
         params["user"] = step.run_as
     params.setdefault("application_name", f"pgautomator step run {step.step_run_id}")
     params.setdefault("connect_timeout", "10")
-    return params
+    return with_tcp_defaults(params)
 
 
 def run_remote_sql(step: ClaimedStep, ctx: StepContext, connect: Connect = psycopg.connect) -> StepResult:
@@ -67,8 +69,10 @@ def run_remote_sql(step: ClaimedStep, ctx: StepContext, connect: Connect = psyco
     try:
         conn.add_notice_handler(on_notice)
         if step.timeout is not None:
+            # PostgreSQL's int range (24.8 days); our own timer covers the rest.
+            statement_timeout = min(step.timeout_ms, MAX_STATEMENT_TIMEOUT_MS)
             conn.execute(
-                "SELECT pg_catalog.set_config('statement_timeout', %s, false)", (str(step.timeout_ms),)
+                "SELECT pg_catalog.set_config('statement_timeout', %s, false)", (str(statement_timeout),)
             )
             timer = threading.Timer(step.timeout, lambda: ctx.stop.set(f"timed out after {step.timeout:g} s"))
             timer.daemon = True

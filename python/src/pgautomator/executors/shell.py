@@ -4,6 +4,7 @@ or a stop kills everything it started (grandchildren included)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,18 +85,27 @@ def run_shell(step: ClaimedStep, ctx: StepContext, base_env: Mapping[str, str] |
         return supervise(step, ctx, proc)
 
 
-def start_process(argv: list[str], cwd: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def start_process(
+    argv: list[str], cwd: str, env: Mapping[str, str], stdin: bytes | None = None
+) -> subprocess.Popen[bytes]:
     """Starts a step's process in a process group of its own, stdout and
-    stderr into one pipe."""
-    return subprocess.Popen(
+    stderr into one pipe; `stdin`, if given, is its whole input."""
+    proc = subprocess.Popen(
         argv,
         cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         **_group_options(),
     )
+    if proc.stdin is not None:
+        # The process may have ended without reading it.
+        with contextlib.suppress(OSError):
+            proc.stdin.write(stdin or b"")
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+    return proc
 
 
 def supervise(step: ClaimedStep, ctx: StepContext, proc: subprocess.Popen[bytes]) -> StepResult:
