@@ -21,6 +21,17 @@
 #include "lib/stringinfo.h"
 #include "storage/dsm.h"
 
+/*
+ * The number of this process's PGPROC, by which other processes find its
+ * latch: PostgreSQL 17 dropped PGPROC.pgprocno for MyProcNumber (declared
+ * in storage/procnumber.h, which storage/proc.h includes).
+ */
+#if PG_VERSION_NUM >= 170000
+#define PGA_MY_PROCNO	MyProcNumber
+#else
+#define PGA_MY_PROCNO	(MyProc->pgprocno)
+#endif
+
 /* settings (init.c) */
 extern char *pga_database;
 extern int	pga_max_workers;

@@ -39,6 +39,7 @@
 #include "miscadmin.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/paths.h"
 #include "postmaster/interrupt.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -246,6 +247,7 @@ static const struct
 	{"enable_presorted_aggregate", &enable_presorted_aggregate},
 #endif
 #if PG_VERSION_NUM >= 170000
+	/* (declared in optimizer/paths.h) */
 	{"enable_group_by_reordering", &enable_group_by_reordering},
 #endif
 };
