@@ -138,8 +138,10 @@ pga_pass_reserve(void)
 	for (i = 0; i < pga_claimed.count; i++)
 	{
 		pga_claimed_slots[i] = pga_slots_reserve(&pga_claimed.steps[i]);
-		if (pga_claimed_slots[i] >= 0)
-			(void) pga_subxact(pga_pass_started, &i, "record of a step worker's pid");
+		/* not recorded: pga_slots_sync records it in a later pass */
+		if (pga_claimed_slots[i] >= 0 &&
+			pga_subxact(pga_pass_started, &i, "record of a step worker's pid"))
+			pga_slots_reserved_recorded(pga_claimed_slots[i]);
 	}
 }
 

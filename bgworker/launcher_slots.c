@@ -182,6 +182,7 @@ pga_slots_reserve(const PgaStepInput *input)
 			pga_shm_fits(slot->seg, input))
 		{
 			slot->reserved = true;
+			slot->pid_recorded = false;	/* until pga_slots_reserved_recorded */
 			return i;
 		}
 	}
@@ -195,6 +196,17 @@ int
 pga_slots_reserved_pid(int slotno)
 {
 	return (int) pga_slots[slotno].pid;
+}
+
+/*
+ * pga_slots_reserved_recorded notes that the pid of a reserved slot's
+ * worker was recorded with the claim; otherwise pga_slots_sync records it
+ * once the worker runs the step run.
+ */
+void
+pga_slots_reserved_recorded(int slotno)
+{
+	pga_slots[slotno].pid_recorded = true;
 }
 
 /*
@@ -237,7 +249,7 @@ pga_slot_assign(PgaSlot *slot, const PgaStepInput *input)
 		return false;
 	slot->state = PGA_SLOT_RUNNING;
 	slot->step_run_id = input->step_run_id;
-	slot->pid_recorded = true;	/* recorded when it was reserved */
+	/* (pid_recorded: whether recording it with the claim succeeded) */
 	slot->report_tries = 0;
 	return true;
 }
@@ -656,8 +668,14 @@ pga_slots_sync(void)
 		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded &&
 				 !slot->abandoned)
 		{
-			(void) pga_subxact(pga_slot_record_pid, slot, "record of a step worker's pid");
-			slot->pid_recorded = true;
+			/*
+			 * Noted only once recorded: a step run without its worker's pid
+			 * would be taken for lost (and crashed, maybe retried, while it
+			 * still runs), and could not be cancelled.  The next pass tries
+			 * again.
+			 */
+			if (pga_subxact(pga_slot_record_pid, slot, "record of a step worker's pid"))
+				slot->pid_recorded = true;
 		}
 	}
 	for (i = 0; i < pga_unstarted_count; i++)

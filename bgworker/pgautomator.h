@@ -206,6 +206,7 @@ extern int	pga_slots_free(void);
 extern int	pga_slots_running(void);
 extern int	pga_slots_reserve(const PgaStepInput *input);
 extern int	pga_slots_reserved_pid(int slotno);
+extern void pga_slots_reserved_recorded(int slotno);
 extern void pga_slots_unreserve(void);
 extern bool pga_slots_start(const PgaStepInput *input, int slotno);
 extern bool pga_slots_start_held(const PgaStepInput *input);

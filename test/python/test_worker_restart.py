@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from conftest import start
+from conftest import wait_run as conftest_wait_run
 from conftest import wait_until as _wait_until
 
 # The first attempt marks the table and sleeps; the retry marks it again
@@ -164,3 +166,73 @@ def test_server_restart_while_a_step_runs(crash_job: tuple[int, str]) -> None:
     check_crashed_and_retried(run_id)
     assert query(f"SELECT count(*) FROM {table}") == [(2,)]
     wait_for_launcher()
+
+
+@pytest.mark.parametrize("idle_worker", [False, True], ids=["new worker", "idle worker"])
+def test_a_pid_that_failed_to_record_is_recorded_later(
+    admin: psycopg.Connection,
+    job: Callable[..., int],
+    make_role: Callable[..., str],
+    setting: Callable[[str, str], None],
+    idle_worker: bool,
+) -> None:
+    """Recording a step worker's pid fails once (a deadlock, a cancelled
+    lock wait would do): the launcher records it in a later pass, rather
+    than leave the running step run without a pid, to be taken for lost,
+    crashed and maybe retried while it still runs, and not cancellable."""
+    role = make_role("pgautomator_user")
+    setting("pgautomator.worker_idle_time", "90s")
+    idle_pid = None
+    if idle_worker:
+        # a worker of the role that finished a step waits, idle, for the next
+        first = start(admin, job({"code": "SELECT 1"}, run_as=role))
+        assert conftest_wait_run(admin, first) == "succeeded"
+        idle_pid = wait_until(
+            "the worker to idle",
+            lambda: admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE usename = %s"
+                " AND application_name = 'pgautomator step idle'",
+                (role,),
+            ).fetchone(),
+        )[0]
+    job_id = job({"code": "SELECT pg_sleep(300)"}, run_as=role)
+    seq = f"public.fail_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SEQUENCE {seq}")
+    original = str(
+        admin.execute(
+            "SELECT pg_get_functiondef('pgautomator._launcher_started(bigint, integer)'::regprocedure)"
+        ).fetchone()[0]  # type: ignore[index]
+    )
+    head, sep, body = original.partition("BEGIN")
+    # (a sequence: what the failing subtransaction did is rolled back, not nextval)
+    failing = (
+        f"{head}{sep} IF p_pid <> 0 AND (SELECT r.job_id FROM pgautomator.step_run sr"
+        f" JOIN pgautomator.run r ON r.id = sr.run_id WHERE sr.id = p_step_run_id) = {job_id}"
+        f" AND pg_catalog.nextval('{seq}') = 1 THEN"
+        " RAISE EXCEPTION 'test: recording the pid fails once'; END IF;"
+        f"{body}"
+    )
+    try:
+        admin.execute(failing)
+        run_id = start(admin, job_id)
+        wait_until(
+            "the record of the pid to fail",
+            lambda: admin.execute(f"SELECT is_called FROM {seq}").fetchone() == (True,),
+        )
+        row = wait_until(
+            "the pid to be recorded while the step runs",
+            lambda: admin.execute(
+                "SELECT worker_pid, state FROM pgautomator.step_run"
+                " WHERE run_id = %s AND worker_pid IS NOT NULL",
+                (run_id,),
+            ).fetchone(),
+        )
+        assert row[1] == "running"
+        if idle_pid is not None:
+            assert row[0] == idle_pid, "the idle worker should have taken the step"
+        # recorded, the stop reaches the worker
+        admin.execute("SELECT pgautomator.stop_run(%s::bigint)", (run_id,))
+        assert conftest_wait_run(admin, run_id) == "stopped"
+    finally:
+        admin.execute(original)
+        admin.execute(f"DROP SEQUENCE IF EXISTS {seq}")
