@@ -514,5 +514,16 @@ pga_launcher_spares(long *sleep_ms)
 	/* too late: the preparation starts the workers it needs itself */
 	if (at - now <= (TimestampTz) pga_prefire_lead_ms * 1000)
 		return;
-	pga_spares_start(at);
+
+	/* an error (no shared memory for a segment) costs only the head start */
+	PG_TRY();
+	{
+		pga_spares_start(at);
+	}
+	PG_CATCH();
+	{
+		pga_log_caught("start of spare step workers");
+		AbortOutOfAnyTransaction();
+	}
+	PG_END_TRY();
 }

@@ -255,6 +255,19 @@ pga_slot_assign(PgaSlot *slot, const PgaStepInput *input)
 }
 
 /*
+ * pga_slot_clear lets go of a slot whose worker was not registered.
+ */
+static void
+pga_slot_clear(PgaSlot *slot)
+{
+	if (slot->seg)
+		dsm_detach(slot->seg);
+	if (slot->context)
+		MemoryContextDelete(slot->context);
+	memset(slot, 0, sizeof(PgaSlot));
+}
+
+/*
  * pga_slot_register starts a new worker for a claimed step run (held: not
  * to run it before pga_slots_release_held), or a spare for none
  * (step_run_id 0).
@@ -274,10 +287,29 @@ pga_slot_register(const PgaStepInput *input, bool held)
 	if (slot == NULL)
 		return false;
 
+	/*
+	 * What may fail (out of memory; a full /dev/shm fails dsm_create with
+	 * an ERROR) comes before the worker is registered: on an error the slot
+	 * is let go and nothing runs the step run, which the caller gives back.
+	 */
 	memset(slot, 0, sizeof(PgaSlot));
-	slot->seg = pga_shm_create(input);
+	PG_TRY();
+	{
+		slot->context = AllocSetContextCreate(TopMemoryContext, "pgautomator slot",
+											  ALLOCSET_SMALL_SIZES);
+		slot->seg = pga_shm_create(input);
+	}
+	PG_CATCH();
+	{
+		pga_slot_clear(slot);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (slot->seg == NULL)
+	{
+		pga_slot_clear(slot);
 		return false;
+	}
 	if (held)
 		pga_shm_hold(slot->seg);
 	slot->held = held;
@@ -297,8 +329,7 @@ pga_slot_register(const PgaStepInput *input, bool held)
 	if (!RegisterDynamicBackgroundWorker(&worker, &slot->handle))
 	{
 		MemoryContextSwitchTo(old);
-		dsm_detach(slot->seg);
-		memset(slot, 0, sizeof(PgaSlot));
+		pga_slot_clear(slot);
 		/* a spare is only a head start: no step waits for it */
 		if (input->step_run_id == 0)
 			return false;
@@ -319,24 +350,39 @@ pga_slot_register(const PgaStepInput *input, bool held)
 	slot->step_run_id = input->step_run_id;
 	strlcpy(slot->database, input->database, NAMEDATALEN);
 	strlcpy(slot->run_as, input->run_as, NAMEDATALEN);
-	slot->context = AllocSetContextCreate(TopMemoryContext, "pgautomator slot",
-										  ALLOCSET_SMALL_SIZES);
 	return true;
 }
 
 /*
  * pga_slots_start runs a claimed step run: on the slot reserved for it
- * (-1: none) or a new worker; otherwise it is kept for release.
+ * (-1: none) or a new worker; otherwise it is kept for release.  Called
+ * after the claim committed, outside a transaction: an error (no shared
+ * memory for a segment) is logged and the step run given back, rather
+ * than end the launcher and, with it, the steps of its other workers.
  */
 bool
 pga_slots_start(const PgaStepInput *input, int slotno)
 {
-	if (slotno >= 0 && pga_slot_assign(&pga_slots[slotno], input))
-		return true;
-	if (slotno < 0 && pga_slot_register(input, false))
-		return true;
-	pga_slot_unstarted(input->step_run_id);
-	return false;
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool started = false;
+
+	PG_TRY();
+	{
+		if (slotno >= 0)
+			started = pga_slot_assign(&pga_slots[slotno], input);
+		else
+			started = pga_slot_register(input, false);
+	}
+	PG_CATCH();
+	{
+		pga_log_caught("start of a step worker");
+		started = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	if (!started)
+		pga_slot_unstarted(input->step_run_id);
+	return started;
 }
 
 /*
@@ -398,6 +444,7 @@ pga_slots_start_spare(const char *database, const char *run_as)
 	input.code = "";
 	return pga_slot_register(&input, false);
 }
+
 
 /*
  * pga_slots_release_held lets the held workers run once their claims

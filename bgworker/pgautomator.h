@@ -224,6 +224,7 @@ extern void pga_lock_tables(const char *const *tables, int count);
 
 /* subtransactions of a dispatcher pass (launcher_xact.c) */
 extern bool pga_subxact(void (*fn) (void *), void *arg, const char *what);
+extern void pga_log_caught(const char *what);
 
 /* one dispatcher pass (launcher_pass.c) */
 extern bool pga_have_release;

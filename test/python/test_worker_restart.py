@@ -236,3 +236,42 @@ def test_a_pid_that_failed_to_record_is_recorded_later(
     finally:
         admin.execute(original)
         admin.execute(f"DROP SEQUENCE IF EXISTS {seq}")
+
+
+@pytest.mark.parametrize("backend_type", ["pgautomator launcher", "pgautomator mailer"])
+def test_a_cancel_while_idle_leaves_it_running(
+    admin: psycopg.Connection, job: Callable[..., int], backend_type: str
+) -> None:
+    """pg_cancel_backend on the idle launcher (or mailer), as a script that
+    cancels idle sessions would send it, has nothing to cancel: it used to
+    end the launcher, and with it every running step."""
+
+    def idle() -> Any:
+        return admin.execute(
+            "SELECT pid, state_change FROM pg_stat_activity WHERE backend_type = %s AND state = 'idle'",
+            (backend_type,),
+        ).fetchone()
+
+    pid, since = wait_until(f"the {backend_type} to idle", idle)
+    assert admin.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone() == (True,)
+    # the cancel wakes it: it goes through its loop (a pass) and idles again, or it is gone
+    wait_until(
+        f"the {backend_type} to take the cancel",
+        lambda: (
+            admin.execute(
+                "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s AND backend_type = %s"
+                " AND (state <> 'idle' OR state_change = %s))",
+                (pid, backend_type, since),
+            ).fetchone()
+            == (True,)
+        ),
+    )
+    assert admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = %s", (backend_type,)
+    ).fetchall() == [(pid,)], f"the {backend_type} should live on"
+    if backend_type == "pgautomator launcher":
+        run_id = start(admin, job({"code": "SELECT 1"}))
+        assert conftest_wait_run(admin, run_id) == "succeeded"
+        assert admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = %s", (backend_type,)
+        ).fetchall() == [(pid,)]
