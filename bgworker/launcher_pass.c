@@ -188,7 +188,12 @@ pga_pass_work(bool notified)
 		pga_waiting_logged = false;
 		if (extension_oid != pga_extension_oid)
 		{
-			/* installed afresh: register the database agent again */
+			/*
+			 * Installed afresh: register the database agent again.  What
+			 * the workers of the one before run is not this one's.
+			 */
+			if (OidIsValid(pga_extension_oid))
+				pga_slots_abandon_all();
 			pga_extension_oid = extension_oid;
 			pga_started = false;
 			pga_next_tick = 0;

@@ -685,6 +685,9 @@ pga_slots_sync(void)
 	{
 		PgaSlot    *slot = &pga_slots[i];
 
+		/* (an abandoned slot's step run is not, or no longer, this one's) */
+		if (slot->abandoned)
+			continue;
 		if (slot->state == PGA_SLOT_DONE && slot->outcome.self_reported)
 		{
 			/*
@@ -712,8 +715,7 @@ pga_slots_sync(void)
 								"; it ends as crashed when the launcher restarts", slot->step_run_id)));
 			pga_slot_reported(slot);
 		}
-		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded &&
-				 !slot->abandoned)
+		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded)
 		{
 			/*
 			 * Noted only once recorded: a step run without its worker's pid
@@ -729,6 +731,42 @@ pga_slots_sync(void)
 		(void) pga_subxact(pga_slot_release, &pga_unstarted[i], "release of an unstarted step run");
 	pga_unstarted_count = 0;
 	return reported;
+}
+
+/*
+ * pga_slots_abandon_all lets go of every worker, when the extension was
+ * dropped and created again: the step runs they run, or whose outcomes
+ * wait, were dropped with it, and their ids, given again by the new
+ * installation, now name other step runs.  Nothing of them is reported;
+ * they are stopped (a worker that records its own step runs would record
+ * it there) and their slots freed as they exit.
+ */
+void
+pga_slots_abandon_all(void)
+{
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state == PGA_SLOT_FREE || slot->abandoned)
+			continue;
+		pga_shm_quit(slot->seg);
+		if (slot->handle != NULL)
+			TerminateBackgroundWorker(slot->handle);
+		slot->quitting = true;
+		slot->abandoned = true;
+		slot->reserved = false;
+		slot->held = false;
+		n++;
+	}
+	pga_unstarted_count = 0;
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("pgautomator launcher: the extension was created again; stopping the %d step workers of the one before",
+						n)));
 }
 
 /*

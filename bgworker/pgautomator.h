@@ -217,6 +217,7 @@ extern void pga_slots_release_held(bool committed);
 extern bool pga_slots_collect(void);
 extern int	pga_slots_sync(void);
 extern bool pga_slots_capped(void);
+extern void pga_slots_abandon_all(void);
 extern void pga_slots_terminate_all(void);
 
 /* the tables a bookkeeping transaction uses, locked first (table_locks.c) */

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import start
+from conftest import scalar, start
 from conftest import wait_run as conftest_wait_run
 from conftest import wait_until as _wait_until
 
@@ -275,3 +275,35 @@ def test_a_cancel_while_idle_leaves_it_running(
         assert admin.execute(
             "SELECT pid FROM pg_stat_activity WHERE backend_type = %s", (backend_type,)
         ).fetchall() == [(pid,)]
+
+
+def test_the_extension_made_again_stops_the_workers_of_the_one_before(admin: psycopg.Connection) -> None:
+    """DROP and CREATE EXTENSION while a step runs: its step run went with
+    the old installation, and its id, given again by the new one, names
+    another step run there.  The launcher stops that worker rather than let
+    it (or itself) record its outcome into the new installation."""
+    job_id = int(scalar(admin, "SELECT pgautomator.create_job(%s)", (f"again_{uuid.uuid4().hex[:8]}",)))
+    admin.execute("SELECT pgautomator.add_step(%s, 'sleepy', 'SELECT pg_sleep(300)')", (job_id,))
+    run_id = start(admin, job_id)
+    pid = wait_until(
+        "the step worker to sleep",
+        lambda: admin.execute(
+            "SELECT a.pid FROM pg_stat_activity a JOIN pgautomator.step_run sr"
+            " ON a.application_name = 'pgautomator step ' || sr.id"
+            " WHERE sr.run_id = %s AND a.wait_event = 'PgSleep'",
+            (run_id,),
+        ).fetchone(),
+    )[0]
+    admin.execute("DROP EXTENSION pgautomator")
+    admin.execute("CREATE EXTENSION pgautomator")
+    wait_until(
+        "the old installation's worker to be stopped",
+        lambda: scalar(admin, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", (pid,)),
+    )
+    # the launcher serves the new installation
+    wait_until("the database agent", lambda: scalar(admin, "SELECT pgautomator._database_agent()"))
+    job_id = int(scalar(admin, "SELECT pgautomator.create_job(%s)", (f"again_{uuid.uuid4().hex[:8]}",)))
+    admin.execute("SELECT pgautomator.add_step(%s, 'quick', 'SELECT 1')", (job_id,))
+    run_id = start(admin, job_id)
+    assert conftest_wait_run(admin, run_id) == "succeeded"
+    admin.execute("DELETE FROM pgautomator.job WHERE id = %s", (job_id,))
