@@ -68,7 +68,15 @@ typedef struct PgaSlot
 static PgaSlot *pga_slots = NULL;
 static int	pga_cap = INT_MAX;	/* lowered while worker slots are short */
 static TimestampTz pga_cap_since = 0;
-static int64 *pga_unstarted = NULL;	/* claimed but not started: release */
+/* a claimed step run no worker took: to release */
+typedef struct PgaUnstarted
+{
+	int64		step_run_id;
+	pid_t		pid;			/* the idle worker reserved for it, or 0 */
+	int			tries;
+} PgaUnstarted;
+
+static PgaUnstarted *pga_unstarted = NULL;
 static int	pga_unstarted_count = 0;
 
 /*
@@ -78,7 +86,7 @@ void
 pga_slots_init(void)
 {
 	pga_slots = MemoryContextAllocZero(TopMemoryContext, sizeof(PgaSlot) * PGA_MAX_SLOTS);
-	pga_unstarted = MemoryContextAllocZero(TopMemoryContext, sizeof(int64) * PGA_MAX_SLOTS);
+	pga_unstarted = MemoryContextAllocZero(TopMemoryContext, sizeof(PgaUnstarted) * PGA_MAX_SLOTS);
 }
 
 /*
@@ -155,10 +163,16 @@ pga_slots_capped(void)
  * pga_slot_unstarted remembers a claimed step run no worker could take.
  */
 static void
-pga_slot_unstarted(int64 step_run_id)
+pga_slot_unstarted(int64 step_run_id, pid_t pid)
 {
 	if (pga_unstarted_count < PGA_MAX_SLOTS)
-		pga_unstarted[pga_unstarted_count++] = step_run_id;
+	{
+		PgaUnstarted *u = &pga_unstarted[pga_unstarted_count++];
+
+		u->step_run_id = step_run_id;
+		u->pid = pid;
+		u->tries = 0;
+	}
 }
 
 /*
@@ -381,7 +395,7 @@ pga_slots_start(const PgaStepInput *input, int slotno)
 	PG_END_TRY();
 	MemoryContextSwitchTo(caller);
 	if (!started)
-		pga_slot_unstarted(input->step_run_id);
+		pga_slot_unstarted(input->step_run_id, slotno >= 0 ? pga_slots[slotno].pid : 0);
 	return started;
 }
 
@@ -671,6 +685,34 @@ pga_slot_reported(PgaSlot *slot)
 }
 
 /*
+ * pga_slot_quit_pid asks the worker with the given pid (0: none) to exit
+ * once idle, after the launcher gave up reporting or giving back its step
+ * run: that step run stays running with the worker's pid, and only the
+ * worker's exit lets the dispatcher see it lost and end it as crashed.
+ * Alive and idle, the worker would keep it running for good, and a stop
+ * or timeout of it would cancel whatever step the worker ran next.
+ */
+static void
+pga_slot_quit_pid(pid_t pid)
+{
+	int			i;
+
+	if (pid == 0)
+		return;
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state != PGA_SLOT_FREE && slot->pid == pid && !slot->exited)
+		{
+			pga_shm_quit(slot->seg);
+			slot->quitting = true;
+			slot->reserved = false;
+		}
+	}
+}
+
+/*
  * pga_slots_sync tells the dispatcher, inside the caller's transaction,
  * the pids of new workers, the outcomes of finished step runs and the step
  * runs no worker could take.  Returns how many outcomes were reported.
@@ -679,6 +721,7 @@ int
 pga_slots_sync(void)
 {
 	int			reported = 0;
+	int			kept;
 	int			i;
 
 	for (i = 0; i < PGA_MAX_SLOTS; i++)
@@ -710,9 +753,13 @@ pga_slots_sync(void)
 			else if (++slot->report_tries < PGA_REPORT_TRIES)
 				continue;
 			else
+			{
 				ereport(WARNING,
 						(errmsg("pgautomator launcher: gave up reporting step run " INT64_FORMAT
-								"; it ends as crashed when the launcher restarts", slot->step_run_id)));
+								"; its worker (pid %d) is asked to exit, and the run ends as crashed",
+								slot->step_run_id, (int) slot->pid)));
+				pga_slot_quit_pid(slot->pid);
+			}
 			pga_slot_reported(slot);
 		}
 		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded)
@@ -727,9 +774,25 @@ pga_slots_sync(void)
 				slot->pid_recorded = true;
 		}
 	}
+	/* kept until released, as outcomes are until reported */
+	kept = 0;
 	for (i = 0; i < pga_unstarted_count; i++)
-		(void) pga_subxact(pga_slot_release, &pga_unstarted[i], "release of an unstarted step run");
-	pga_unstarted_count = 0;
+	{
+		PgaUnstarted *u = &pga_unstarted[i];
+
+		if (pga_subxact(pga_slot_release, &u->step_run_id, "release of an unstarted step run"))
+			continue;
+		if (++u->tries < PGA_REPORT_TRIES)
+		{
+			pga_unstarted[kept++] = *u;
+			continue;
+		}
+		ereport(WARNING,
+				(errmsg("pgautomator launcher: gave up giving back step run " INT64_FORMAT
+						"; the run ends as crashed", u->step_run_id)));
+		pga_slot_quit_pid(u->pid);
+	}
+	pga_unstarted_count = kept;
 	return reported;
 }
 

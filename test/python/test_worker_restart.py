@@ -307,3 +307,56 @@ def test_the_extension_made_again_stops_the_workers_of_the_one_before(admin: psy
     run_id = start(admin, job_id)
     assert conftest_wait_run(admin, run_id) == "succeeded"
     admin.execute("DELETE FROM pgautomator.job WHERE id = %s", (job_id,))
+
+
+def test_a_step_run_whose_report_is_given_up_ends_crashed(
+    admin: psycopg.Connection,
+    job: Callable[..., int],
+    make_role: Callable[..., str],
+    setting: Callable[[str, str], None],
+) -> None:
+    """The launcher gives up reporting an outcome (here _launcher_report
+    fails each time for the job): the step run is still running with the
+    worker's pid, so the worker is asked to exit, and the dispatcher then
+    ends it crashed.  Idle and alive, the worker kept the step run running
+    for good (and a stop of it would have cancelled its next steps)."""
+    setting("pgautomator.max_sleep", "1s")
+    setting("pgautomator.worker_idle_time", "1h")
+    role = make_role("pgautomator_user")
+    other = f"pga_other_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE DATABASE {other}")
+    original = str(
+        scalar(
+            admin,
+            "SELECT pg_get_functiondef('pgautomator._launcher_report(bigint, boolean, text, text, text,"
+            " bigint, text)'::regprocedure)",
+        )
+    )
+    try:
+        # steps of another database are reported by the launcher
+        # (a second: its pid is recorded while it runs)
+        job_id = job({"code": "SELECT pg_sleep(1)", "database": other}, run_as=role)
+        head, sep, body = original.partition("BEGIN")
+        admin.execute(
+            f"{head}{sep} IF (SELECT r.job_id FROM pgautomator.step_run sr JOIN pgautomator.run r"
+            f" ON r.id = sr.run_id WHERE sr.id = p_step_run_id) = {job_id} THEN"
+            f" RAISE EXCEPTION 'test: the report fails'; END IF;{body}"
+        )
+        run_id = start(admin, job_id)
+        pid = wait_until(
+            "the step run's worker",
+            lambda: scalar(
+                admin,
+                "SELECT (SELECT pid FROM pg_stat_activity WHERE usename = %s AND datname = %s"
+                " AND backend_type = 'pgautomator step' LIMIT 1)",
+                (role, other),
+            ),
+        )
+        wait_until(
+            "the worker to exit",
+            lambda: scalar(admin, "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", (pid,)),
+        )
+        assert conftest_wait_run(admin, run_id) == "crashed"
+    finally:
+        admin.execute(original)
+        admin.execute(f"DROP DATABASE {other} WITH (FORCE)")
