@@ -11,7 +11,8 @@
  * or stops, by SIGHUP and SIGTERM; otherwise it sleeps until the next due
  * instant the dispatcher returned, at most pgautomator.max_sleep.
  *
- * SIGTERM ends it (the postmaster restarts it after a few seconds unless
+ * SIGINT (pg_cancel_backend) cancels what a pass runs; between passes it
+ * is dropped.  SIGTERM ends it (the postmaster restarts it after a few seconds unless
  * the server is shutting down); on exit it stops its step workers, so the
  * next launcher can mark what they left running as crashed.
  *
@@ -94,6 +95,13 @@ pga_launcher_main(Datum main_arg)
 	{
 		long		sleep_ms;
 
+		/*
+		 * Between passes a cancel (pg_cancel_backend: the launcher shows as
+		 * idle) has nothing to cancel, as for a client's idle backend; with
+		 * no error handler out here it would end the launcher and its steps.
+		 * A pass catches the cancels that reach it as errors.
+		 */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

@@ -138,8 +138,10 @@ pga_pass_reserve(void)
 	for (i = 0; i < pga_claimed.count; i++)
 	{
 		pga_claimed_slots[i] = pga_slots_reserve(&pga_claimed.steps[i]);
-		if (pga_claimed_slots[i] >= 0)
-			(void) pga_subxact(pga_pass_started, &i, "record of a step worker's pid");
+		/* not recorded: pga_slots_sync records it in a later pass */
+		if (pga_claimed_slots[i] >= 0 &&
+			pga_subxact(pga_pass_started, &i, "record of a step worker's pid"))
+			pga_slots_reserved_recorded(pga_claimed_slots[i]);
 	}
 }
 
@@ -186,7 +188,12 @@ pga_pass_work(bool notified)
 		pga_waiting_logged = false;
 		if (extension_oid != pga_extension_oid)
 		{
-			/* installed afresh: register the database agent again */
+			/*
+			 * Installed afresh: register the database agent again.  What
+			 * the workers of the one before run is not this one's.
+			 */
+			if (OidIsValid(pga_extension_oid))
+				pga_slots_abandon_all();
 			pga_extension_oid = extension_oid;
 			pga_started = false;
 			pga_next_tick = 0;
@@ -512,5 +519,16 @@ pga_launcher_spares(long *sleep_ms)
 	/* too late: the preparation starts the workers it needs itself */
 	if (at - now <= (TimestampTz) pga_prefire_lead_ms * 1000)
 		return;
-	pga_spares_start(at);
+
+	/* an error (no shared memory for a segment) costs only the head start */
+	PG_TRY();
+	{
+		pga_spares_start(at);
+	}
+	PG_CATCH();
+	{
+		pga_log_caught("start of spare step workers");
+		AbortOutOfAnyTransaction();
+	}
+	PG_END_TRY();
 }

@@ -68,7 +68,15 @@ typedef struct PgaSlot
 static PgaSlot *pga_slots = NULL;
 static int	pga_cap = INT_MAX;	/* lowered while worker slots are short */
 static TimestampTz pga_cap_since = 0;
-static int64 *pga_unstarted = NULL;	/* claimed but not started: release */
+/* a claimed step run no worker took: to release */
+typedef struct PgaUnstarted
+{
+	int64		step_run_id;
+	pid_t		pid;			/* the idle worker reserved for it, or 0 */
+	int			tries;
+} PgaUnstarted;
+
+static PgaUnstarted *pga_unstarted = NULL;
 static int	pga_unstarted_count = 0;
 
 /*
@@ -78,7 +86,7 @@ void
 pga_slots_init(void)
 {
 	pga_slots = MemoryContextAllocZero(TopMemoryContext, sizeof(PgaSlot) * PGA_MAX_SLOTS);
-	pga_unstarted = MemoryContextAllocZero(TopMemoryContext, sizeof(int64) * PGA_MAX_SLOTS);
+	pga_unstarted = MemoryContextAllocZero(TopMemoryContext, sizeof(PgaUnstarted) * PGA_MAX_SLOTS);
 }
 
 /*
@@ -155,10 +163,16 @@ pga_slots_capped(void)
  * pga_slot_unstarted remembers a claimed step run no worker could take.
  */
 static void
-pga_slot_unstarted(int64 step_run_id)
+pga_slot_unstarted(int64 step_run_id, pid_t pid)
 {
 	if (pga_unstarted_count < PGA_MAX_SLOTS)
-		pga_unstarted[pga_unstarted_count++] = step_run_id;
+	{
+		PgaUnstarted *u = &pga_unstarted[pga_unstarted_count++];
+
+		u->step_run_id = step_run_id;
+		u->pid = pid;
+		u->tries = 0;
+	}
 }
 
 /*
@@ -182,6 +196,7 @@ pga_slots_reserve(const PgaStepInput *input)
 			pga_shm_fits(slot->seg, input))
 		{
 			slot->reserved = true;
+			slot->pid_recorded = false;	/* until pga_slots_reserved_recorded */
 			return i;
 		}
 	}
@@ -195,6 +210,17 @@ int
 pga_slots_reserved_pid(int slotno)
 {
 	return (int) pga_slots[slotno].pid;
+}
+
+/*
+ * pga_slots_reserved_recorded notes that the pid of a reserved slot's
+ * worker was recorded with the claim; otherwise pga_slots_sync records it
+ * once the worker runs the step run.
+ */
+void
+pga_slots_reserved_recorded(int slotno)
+{
+	pga_slots[slotno].pid_recorded = true;
 }
 
 /*
@@ -237,9 +263,22 @@ pga_slot_assign(PgaSlot *slot, const PgaStepInput *input)
 		return false;
 	slot->state = PGA_SLOT_RUNNING;
 	slot->step_run_id = input->step_run_id;
-	slot->pid_recorded = true;	/* recorded when it was reserved */
+	/* (pid_recorded: whether recording it with the claim succeeded) */
 	slot->report_tries = 0;
 	return true;
+}
+
+/*
+ * pga_slot_clear lets go of a slot whose worker was not registered.
+ */
+static void
+pga_slot_clear(PgaSlot *slot)
+{
+	if (slot->seg)
+		dsm_detach(slot->seg);
+	if (slot->context)
+		MemoryContextDelete(slot->context);
+	memset(slot, 0, sizeof(PgaSlot));
 }
 
 /*
@@ -262,10 +301,29 @@ pga_slot_register(const PgaStepInput *input, bool held)
 	if (slot == NULL)
 		return false;
 
+	/*
+	 * What may fail (out of memory; a full /dev/shm fails dsm_create with
+	 * an ERROR) comes before the worker is registered: on an error the slot
+	 * is let go and nothing runs the step run, which the caller gives back.
+	 */
 	memset(slot, 0, sizeof(PgaSlot));
-	slot->seg = pga_shm_create(input);
+	PG_TRY();
+	{
+		slot->context = AllocSetContextCreate(TopMemoryContext, "pgautomator slot",
+											  ALLOCSET_SMALL_SIZES);
+		slot->seg = pga_shm_create(input);
+	}
+	PG_CATCH();
+	{
+		pga_slot_clear(slot);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (slot->seg == NULL)
+	{
+		pga_slot_clear(slot);
 		return false;
+	}
 	if (held)
 		pga_shm_hold(slot->seg);
 	slot->held = held;
@@ -285,8 +343,7 @@ pga_slot_register(const PgaStepInput *input, bool held)
 	if (!RegisterDynamicBackgroundWorker(&worker, &slot->handle))
 	{
 		MemoryContextSwitchTo(old);
-		dsm_detach(slot->seg);
-		memset(slot, 0, sizeof(PgaSlot));
+		pga_slot_clear(slot);
 		/* a spare is only a head start: no step waits for it */
 		if (input->step_run_id == 0)
 			return false;
@@ -307,24 +364,39 @@ pga_slot_register(const PgaStepInput *input, bool held)
 	slot->step_run_id = input->step_run_id;
 	strlcpy(slot->database, input->database, NAMEDATALEN);
 	strlcpy(slot->run_as, input->run_as, NAMEDATALEN);
-	slot->context = AllocSetContextCreate(TopMemoryContext, "pgautomator slot",
-										  ALLOCSET_SMALL_SIZES);
 	return true;
 }
 
 /*
  * pga_slots_start runs a claimed step run: on the slot reserved for it
- * (-1: none) or a new worker; otherwise it is kept for release.
+ * (-1: none) or a new worker; otherwise it is kept for release.  Called
+ * after the claim committed, outside a transaction: an error (no shared
+ * memory for a segment) is logged and the step run given back, rather
+ * than end the launcher and, with it, the steps of its other workers.
  */
 bool
 pga_slots_start(const PgaStepInput *input, int slotno)
 {
-	if (slotno >= 0 && pga_slot_assign(&pga_slots[slotno], input))
-		return true;
-	if (slotno < 0 && pga_slot_register(input, false))
-		return true;
-	pga_slot_unstarted(input->step_run_id);
-	return false;
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool started = false;
+
+	PG_TRY();
+	{
+		if (slotno >= 0)
+			started = pga_slot_assign(&pga_slots[slotno], input);
+		else
+			started = pga_slot_register(input, false);
+	}
+	PG_CATCH();
+	{
+		pga_log_caught("start of a step worker");
+		started = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	if (!started)
+		pga_slot_unstarted(input->step_run_id, slotno >= 0 ? pga_slots[slotno].pid : 0);
+	return started;
 }
 
 /*
@@ -386,6 +458,7 @@ pga_slots_start_spare(const char *database, const char *run_as)
 	input.code = "";
 	return pga_slot_register(&input, false);
 }
+
 
 /*
  * pga_slots_release_held lets the held workers run once their claims
@@ -612,6 +685,34 @@ pga_slot_reported(PgaSlot *slot)
 }
 
 /*
+ * pga_slot_quit_pid asks the worker with the given pid (0: none) to exit
+ * once idle, after the launcher gave up reporting or giving back its step
+ * run: that step run stays running with the worker's pid, and only the
+ * worker's exit lets the dispatcher see it lost and end it as crashed.
+ * Alive and idle, the worker would keep it running for good, and a stop
+ * or timeout of it would cancel whatever step the worker ran next.
+ */
+static void
+pga_slot_quit_pid(pid_t pid)
+{
+	int			i;
+
+	if (pid == 0)
+		return;
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state != PGA_SLOT_FREE && slot->pid == pid && !slot->exited)
+		{
+			pga_shm_quit(slot->seg);
+			slot->quitting = true;
+			slot->reserved = false;
+		}
+	}
+}
+
+/*
  * pga_slots_sync tells the dispatcher, inside the caller's transaction,
  * the pids of new workers, the outcomes of finished step runs and the step
  * runs no worker could take.  Returns how many outcomes were reported.
@@ -620,12 +721,16 @@ int
 pga_slots_sync(void)
 {
 	int			reported = 0;
+	int			kept;
 	int			i;
 
 	for (i = 0; i < PGA_MAX_SLOTS; i++)
 	{
 		PgaSlot    *slot = &pga_slots[i];
 
+		/* (an abandoned slot's step run is not, or no longer, this one's) */
+		if (slot->abandoned)
+			continue;
 		if (slot->state == PGA_SLOT_DONE && slot->outcome.self_reported)
 		{
 			/*
@@ -648,22 +753,83 @@ pga_slots_sync(void)
 			else if (++slot->report_tries < PGA_REPORT_TRIES)
 				continue;
 			else
+			{
 				ereport(WARNING,
 						(errmsg("pgautomator launcher: gave up reporting step run " INT64_FORMAT
-								"; it ends as crashed when the launcher restarts", slot->step_run_id)));
+								"; its worker (pid %d) is asked to exit, and the run ends as crashed",
+								slot->step_run_id, (int) slot->pid)));
+				pga_slot_quit_pid(slot->pid);
+			}
 			pga_slot_reported(slot);
 		}
-		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded &&
-				 !slot->abandoned)
+		else if (slot->state == PGA_SLOT_RUNNING && slot->pid != 0 && !slot->pid_recorded)
 		{
-			(void) pga_subxact(pga_slot_record_pid, slot, "record of a step worker's pid");
-			slot->pid_recorded = true;
+			/*
+			 * Noted only once recorded: a step run without its worker's pid
+			 * would be taken for lost (and crashed, maybe retried, while it
+			 * still runs), and could not be cancelled.  The next pass tries
+			 * again.
+			 */
+			if (pga_subxact(pga_slot_record_pid, slot, "record of a step worker's pid"))
+				slot->pid_recorded = true;
 		}
 	}
+	/* kept until released, as outcomes are until reported */
+	kept = 0;
 	for (i = 0; i < pga_unstarted_count; i++)
-		(void) pga_subxact(pga_slot_release, &pga_unstarted[i], "release of an unstarted step run");
-	pga_unstarted_count = 0;
+	{
+		PgaUnstarted *u = &pga_unstarted[i];
+
+		if (pga_subxact(pga_slot_release, &u->step_run_id, "release of an unstarted step run"))
+			continue;
+		if (++u->tries < PGA_REPORT_TRIES)
+		{
+			pga_unstarted[kept++] = *u;
+			continue;
+		}
+		ereport(WARNING,
+				(errmsg("pgautomator launcher: gave up giving back step run " INT64_FORMAT
+						"; the run ends as crashed", u->step_run_id)));
+		pga_slot_quit_pid(u->pid);
+	}
+	pga_unstarted_count = kept;
 	return reported;
+}
+
+/*
+ * pga_slots_abandon_all lets go of every worker, when the extension was
+ * dropped and created again: the step runs they run, or whose outcomes
+ * wait, were dropped with it, and their ids, given again by the new
+ * installation, now name other step runs.  Nothing of them is reported;
+ * they are stopped (a worker that records its own step runs would record
+ * it there) and their slots freed as they exit.
+ */
+void
+pga_slots_abandon_all(void)
+{
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < PGA_MAX_SLOTS; i++)
+	{
+		PgaSlot    *slot = &pga_slots[i];
+
+		if (slot->state == PGA_SLOT_FREE || slot->abandoned)
+			continue;
+		pga_shm_quit(slot->seg);
+		if (slot->handle != NULL)
+			TerminateBackgroundWorker(slot->handle);
+		slot->quitting = true;
+		slot->abandoned = true;
+		slot->reserved = false;
+		slot->held = false;
+		n++;
+	}
+	pga_unstarted_count = 0;
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("pgautomator launcher: the extension was created again; stopping the %d step workers of the one before",
+						n)));
 }
 
 /*

@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "utils/memutils.h"
 #include "utils/resowner.h"
 
 #include "pgautomator.h"
@@ -54,4 +55,22 @@ pga_subxact(void (*fn) (void *), void *arg, const char *what)
 	MemoryContextSwitchTo(caller_context);
 	CurrentResourceOwner = caller_owner;
 	return ok;
+}
+
+/*
+ * pga_log_caught logs, as a WARNING naming what failed, the error caught
+ * outside a transaction (in a PG_CATCH block), and clears it.
+ */
+void
+pga_log_caught(const char *what)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("pgautomator launcher: %s failed: %s", what, edata->message)));
+	FreeErrorData(edata);
 }

@@ -129,6 +129,8 @@ pga_mailer_main(Datum main_arg)
 		PgaMailPass pass;
 		long		sleep_ms = pga_mailer_interval * 1000L;
 
+		/* idle, a cancel has nothing to cancel (and would end the mailer) */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

@@ -21,6 +21,17 @@
 #include "lib/stringinfo.h"
 #include "storage/dsm.h"
 
+/*
+ * The number of this process's PGPROC, by which other processes find its
+ * latch: PostgreSQL 17 dropped PGPROC.pgprocno for MyProcNumber (declared
+ * in storage/procnumber.h, which storage/proc.h includes).
+ */
+#if PG_VERSION_NUM >= 170000
+#define PGA_MY_PROCNO	MyProcNumber
+#else
+#define PGA_MY_PROCNO	(MyProc->pgprocno)
+#endif
+
 /* settings (init.c) */
 extern char *pga_database;
 extern int	pga_max_workers;
@@ -195,6 +206,7 @@ extern int	pga_slots_free(void);
 extern int	pga_slots_running(void);
 extern int	pga_slots_reserve(const PgaStepInput *input);
 extern int	pga_slots_reserved_pid(int slotno);
+extern void pga_slots_reserved_recorded(int slotno);
 extern void pga_slots_unreserve(void);
 extern bool pga_slots_start(const PgaStepInput *input, int slotno);
 extern bool pga_slots_start_held(const PgaStepInput *input);
@@ -205,6 +217,7 @@ extern void pga_slots_release_held(bool committed);
 extern bool pga_slots_collect(void);
 extern int	pga_slots_sync(void);
 extern bool pga_slots_capped(void);
+extern void pga_slots_abandon_all(void);
 extern void pga_slots_terminate_all(void);
 
 /* the tables a bookkeeping transaction uses, locked first (table_locks.c) */
@@ -212,6 +225,7 @@ extern void pga_lock_tables(const char *const *tables, int count);
 
 /* subtransactions of a dispatcher pass (launcher_xact.c) */
 extern bool pga_subxact(void (*fn) (void *), void *arg, const char *what);
+extern void pga_log_caught(const char *what);
 
 /* one dispatcher pass (launcher_pass.c) */
 extern bool pga_have_release;

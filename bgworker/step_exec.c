@@ -22,8 +22,6 @@
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "mb/pg_wchar.h"
@@ -40,8 +38,12 @@
 #include "utils/ps_status.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
+#include "utils/timestamp.h"
 
 #include "pgautomator.h"
+
+/* the longest step timeout: 100 years, the SQL API's bound on intervals */
+#define PGA_TIMEOUT_MAX_MS	(INT64CONST(36525) * 24 * 3600 * 1000)
 
 static bool pga_xact_started = false;
 static MemoryContext pga_step_context = NULL;
@@ -303,8 +305,15 @@ pga_exec_step(const PgaStepInput *input, PgaStepOutcome *outcome,
 	outcome->sqlstate[0] = '\0';
 	debug_query_string = input->code;
 
+	/*
+	 * At an instant: enable_timeout_after takes an int of milliseconds, and
+	 * a timeout clipped to it (24.8 days) would cancel a longer step early.
+	 * (Bounded, as the SQL API bounds timeouts, against an overflow.)
+	 */
 	if (input->timeout_ms > 0)
-		enable_timeout_after(STATEMENT_TIMEOUT, (int) Min(input->timeout_ms, INT_MAX));
+		enable_timeout_at(STATEMENT_TIMEOUT,
+						  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  Min(input->timeout_ms, PGA_TIMEOUT_MAX_MS)));
 
 	PG_TRY();
 	{

@@ -39,6 +39,7 @@
 #include "miscadmin.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/paths.h"
 #include "postmaster/interrupt.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -68,6 +69,7 @@ pga_session_reset(bool keep_cancel)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	volatile bool ok = true;
+	uint32		holdoff = QueryCancelHoldoffCount;
 
 	/* a cancel meant for the step that ended must not break the reset */
 	QueryCancelPending = false;
@@ -105,7 +107,16 @@ pga_session_reset(bool keep_cancel)
 	PG_END_TRY();
 	if (!keep_cancel)
 		QueryCancelPending = false;
-	RESUME_CANCEL_INTERRUPTS();
+
+	/*
+	 * An error's recovery reset the hold-off count to zero already: resuming
+	 * then would take it below (an assertion failure in assert-enabled
+	 * builds, cancels held off for good in others).
+	 */
+	if (ok)
+		RESUME_CANCEL_INTERRUPTS();
+	else
+		QueryCancelHoldoffCount = holdoff;
 	return ok;
 }
 
@@ -246,6 +257,7 @@ static const struct
 	{"enable_presorted_aggregate", &enable_presorted_aggregate},
 #endif
 #if PG_VERSION_NUM >= 170000
+	/* (declared in optimizer/paths.h) */
 	{"enable_group_by_reordering", &enable_group_by_reordering},
 #endif
 };

@@ -122,7 +122,7 @@ pga_shm_header(dsm_segment *seg)
 }
 
 /*
- * pga_shm_set_latch wakes the process with the given pgprocno.
+ * pga_shm_set_latch wakes the process with the given PGPROC number.
  */
 static void
 pga_shm_set_latch(int procno)
@@ -156,7 +156,7 @@ pga_shm_create(const PgaStepInput *input)
 
 	header = shm_toc_allocate(toc, sizeof(PgaShmHeader));
 	memset(header, 0, sizeof(PgaShmHeader));
-	header->launcher_procno = MyProc->pgprocno;
+	header->launcher_procno = PGA_MY_PROCNO;
 	header->code_capacity = code_capacity;
 	pg_atomic_init_u32(&header->worker_procno, (uint32) -1);
 	pg_atomic_init_u32(&header->quit, 0);
@@ -237,7 +237,7 @@ pga_shm_assign(dsm_segment *seg, const PgaStepInput *input)
 void
 pga_shm_worker_attached(dsm_segment *seg)
 {
-	pg_atomic_write_u32(&pga_shm_header(seg)->worker_procno, (uint32) MyProc->pgprocno);
+	pg_atomic_write_u32(&pga_shm_header(seg)->worker_procno, (uint32) PGA_MY_PROCNO);
 }
 
 /*

@@ -142,6 +142,8 @@ pga_step_worker_wait_release(dsm_segment *seg)
 			return false;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* no step runs yet: a cancel has nothing to cancel (nor may end it) */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 	}
 	return true;
@@ -311,10 +313,21 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaInStepSettl
 static bool
 pga_step_worker_next(dsm_segment *seg, PgaStepInput *input)
 {
+	bool		same;
+
 	if (pga_reset_failed || !pga_step_worker_wait(seg))
 		return false;
 	pga_shm_read_input(seg, input);
-	if (!pga_step_worker_same_session(input))
+
+	/*
+	 * A cancel that comes now (a stop of the step run just handed over) is
+	 * kept for the step's first statement, which it cancels: here, with no
+	 * error handler, it would end the worker and fail the step.
+	 */
+	HOLD_CANCEL_INTERRUPTS();
+	same = pga_step_worker_same_session(input);
+	RESUME_CANCEL_INTERRUPTS();
+	if (!same)
 	{
 		PgaStepOutcome outcome;
 

@@ -181,6 +181,17 @@ def test_timeout_stops_a_sleep(admin: psycopg.Connection, job: Callable[..., int
     assert result["sqlstate"] == "57014"
 
 
+@pytest.mark.parametrize("timeout", ["30 days", "100 years"])
+def test_a_timeout_beyond_24_days_is_taken(
+    admin: psycopg.Connection, job: Callable[..., int], timeout: str
+) -> None:
+    """Timeouts past what an int counts in milliseconds (24.8 days) are set
+    at their instant, up to the API's bound: the step runs (they used to be
+    clipped to 24.8 days, and would have cancelled a longer step early)."""
+    run_id = start(admin, job({"code": "SELECT pg_sleep(0.01)", "timeout": timeout}))
+    assert wait_run(admin, run_id) == "succeeded"
+
+
 def test_stop_run_cancels_the_running_statement(
     admin: psycopg.Connection, job: Callable[..., int], table: str
 ) -> None:
