@@ -30,13 +30,18 @@
 
 #include "pgautomator.h"
 
-/* messages sent per call; a full batch means: call again at once */
-#define PGA_MAIL_BATCH 50
+/*
+ * Messages per call, each call its own transaction: one, so that a message
+ * the server accepted is marked sent before the next is tried (a batch
+ * rolled back by an error or a crash resent every message it had sent).
+ * A call that handled a full batch means: call again at once.
+ */
+#define PGA_MAIL_BATCH 1
 
 typedef struct PgaMailPass
 {
 	bool		ready;			/* the extension and _send_mail exist */
-	int			sent;
+	int			handled;		/* messages sent or attempted */
 } PgaMailPass;
 
 /* the table _send_mail reads and then writes (see table_locks.c) */
@@ -44,7 +49,7 @@ static const char *const pga_mailer_tables[] = {"mail"};
 
 /*
  * pga_mailer_call runs the sending function, if the extension is installed
- * in this database, and records how many messages went out.
+ * in this database, and records how many messages it handled.
  */
 static void
 pga_mailer_call(void *arg)
@@ -83,7 +88,7 @@ pga_mailer_call(void *arg)
 		rc = SPI_execute("SELECT pgautomator._send_mail(" CppAsString2(PGA_MAIL_BATCH) ")", false, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "pgautomator._send_mail returned SPI code %d", rc);
-		pass->sent = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		pass->handled = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	PopActiveSnapshot();
 	SPI_finish();
@@ -141,7 +146,7 @@ pga_mailer_main(Datum main_arg)
 			ProcessNotifyInterrupt(false);
 
 		pass = pga_mailer_pass();
-		if (pass.ready && pass.sent >= PGA_MAIL_BATCH)
+		if (pass.ready && pass.handled >= PGA_MAIL_BATCH)
 			continue;			/* more may be waiting */
 		if (!pass.ready)
 			sleep_ms = Max(sleep_ms, 60 * 1000L);	/* no extension here yet */

@@ -120,14 +120,31 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_list(text, anyarray) IS 'Raises 22023 unless an array argument is one-dimensional and starts at 1.';
 
+-- An e-mail address as the mailer can send to: local@domain, the domain a
+-- host name or a bracketed address literal. Python's e-mail parser raises
+-- on anything looser (an "ops@[10.0.0.1" typo stopped every later mail),
+-- and no header can be smuggled in. False for NULL.
+CREATE FUNCTION pgautomator._is_address(p_value text)
+RETURNS boolean LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(p_value ~ '^[^@\s[:cntrl:]<>,;:"()\[\]\\]+@([^@\s[:cntrl:]<>,;:"()\[\]\\]+|\[[0-9A-Za-z.:]+\])$',
+                    false)
+$$;
+COMMENT ON FUNCTION pgautomator._is_address(text) IS 'Whether a text is an e-mail address the mailer can send to.';
+
 CREATE FUNCTION pgautomator._check_addresses(p_arg text, p_values text[])
 RETURNS text[] LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pgautomator._check_list(p_arg, p_values);
-    IF EXISTS (SELECT FROM unnest(p_values) AS a WHERE a IS NULL OR a !~ '^[^@\s[:cntrl:]<>,;"]+@[^@\s[:cntrl:]<>,;"]+$') THEN
+    IF EXISTS (SELECT FROM unnest(p_values) AS a WHERE NOT pgautomator._is_address(a)) THEN
         RAISE EXCEPTION '% must hold e-mail addresses, not %', p_arg, p_values USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(p_values) > 100 THEN
+        RAISE EXCEPTION '% must hold at most 100 addresses, not %', p_arg, cardinality(p_values)
+            USING ERRCODE = '22023';
     END IF;
     RETURN p_values;
 END

@@ -20,6 +20,26 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._check_job_settings(interval, text, integer, text, integer, text, text[]) IS 'Validates job settings given to create_job or alter_job.';
 
+-- A job's own sender for its mails: admins only, since mail goes out
+-- through the database agent's SMTP account, whose relay vouches for the
+-- sender (a user could otherwise mail anyone as anyone through it).
+CREATE FUNCTION pgautomator._check_notify_from(p_from text)
+RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_from IS NULL THEN
+        RETURN;
+    END IF;
+    IF NOT pgautomator._is_admin() THEN
+        RAISE EXCEPTION 'permission denied to set notify_from' USING ERRCODE = '42501',
+            HINT = 'Mail is sent as the SMTP settings'' sender; admins may set another per job.';
+    END IF;
+    PERFORM pgautomator._check_addresses('notify_from', ARRAY[p_from]);
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_notify_from(text) IS 'Checks a job''s notify_from: admins only, one e-mail address.';
+
 CREATE FUNCTION pgautomator.create_job(
     name            text,
     description     text DEFAULT '',
@@ -49,9 +69,7 @@ BEGIN
     PERFORM pgautomator._check_name('job', create_job.name);
     PERFORM pgautomator._check_job_settings(create_job.timeout, create_job.overlap, create_job.max_parallel,
         create_job.misfire, create_job.misfire_limit, create_job.notify_on, create_job.notify_to);
-    IF create_job.notify_from IS NOT NULL THEN
-        PERFORM pgautomator._check_addresses('notify_from', ARRAY[create_job.notify_from]);
-    END IF;
+    PERFORM pgautomator._check_notify_from(create_job.notify_from);
     INSERT INTO pgautomator.job (name, description, category_id, enabled, owner, run_as, agent, timeout,
                                  overlap, max_parallel, misfire, misfire_limit, retry_on_crash,
                                  notify_on, notify_to, notify_from, notify_subject, notify_body)
@@ -106,9 +124,7 @@ BEGIN
     END IF;
     PERFORM pgautomator._check_job_settings(alter_job.timeout, alter_job.overlap, alter_job.max_parallel,
         alter_job.misfire, alter_job.misfire_limit, alter_job.notify_on, alter_job.notify_to);
-    IF alter_job.notify_from IS NOT NULL THEN
-        PERFORM pgautomator._check_addresses('notify_from', ARRAY[alter_job.notify_from]);
-    END IF;
+    PERFORM pgautomator._check_notify_from(alter_job.notify_from);
     UPDATE pgautomator.job j SET
         name           = coalesce(alter_job.name, j.name),
         description    = coalesce(alter_job.description, j.description),

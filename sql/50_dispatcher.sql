@@ -573,6 +573,9 @@ BEGIN
     v_runs := ARRAY(SELECT d.id FROM pgautomator.run d
                      WHERE d.finished_at < p_before
                        AND (NOT p_managed_only OR pgautomator._may_manage(d.owner))
+                       -- (not while its mail is still to be sent: retries
+                       -- take minutes, retention can be one)
+                       AND NOT EXISTS (SELECT FROM pgautomator.mail m WHERE m.run_id = d.id AND m.state = 'queued')
                      ORDER BY d.finished_at
                      LIMIT p_limit
                        FOR UPDATE SKIP LOCKED);

@@ -265,8 +265,12 @@ BEGIN
     IF p_password IS NOT NULL AND p_user IS NULL THEN
         RAISE EXCEPTION 'a password needs a user' USING ERRCODE = '22023';
     END IF;
-    IF p_from IS NOT NULL AND p_from !~ '^[^@\s]+@[^@\s]+$' THEN
+    IF p_from IS NOT NULL AND NOT pgautomator._is_address(p_from) THEN
         RAISE EXCEPTION 'invalid sender address "%"', p_from USING ERRCODE = '22023';
+    END IF;
+    -- (smtplib logs in with ASCII only: anything else failed every send)
+    IF p_user ~ '[^\x01-\x7f]' OR p_password ~ '[^\x01-\x7f]' THEN
+        RAISE EXCEPTION 'SMTP user and password must be ASCII' USING ERRCODE = '22023';
     END IF;
     UPDATE pgautomator.agent SET
         smtp_host = p_host,

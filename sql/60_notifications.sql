@@ -38,23 +38,20 @@ AS $$
 $$;
 COMMENT ON FUNCTION pgautomator._notify_matches(text, text) IS 'Whether a final state calls for a notification under a notify_on setting.';
 
--- Fills {placeholders} of a subject or body template.
+-- Fills {placeholders} of a subject or body template, in one pass: a
+-- value that holds "{output}" (an error message may) stays as it is, never
+-- expanded again; an unknown placeholder stays as written.
 CREATE FUNCTION pgautomator._mail_text(p_template text, p_values jsonb)
-RETURNS text LANGUAGE plpgsql IMMUTABLE
+RETURNS text LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_text text := p_template;
-    v_key text;
-    v_value text;
-BEGIN
-    FOR v_key, v_value IN SELECT key, value FROM jsonb_each_text(p_values) LOOP
-        v_text := replace(v_text, '{' || v_key || '}', coalesce(v_value, ''));
-    END LOOP;
-    RETURN v_text;
-END
+    SELECT coalesce(string_agg(CASE WHEN t.tok ~ '^\{[a-z_]+\}$' AND p_values ? btrim(t.tok, '{}')
+                                    THEN coalesce(p_values ->> btrim(t.tok, '{}'), '')
+                                    ELSE t.tok END, '' ORDER BY t.n), '')
+      FROM regexp_matches(p_template, '\{[a-z_]+\}|[^{]+|\{', 'g') WITH ORDINALITY AS m(parts, n),
+           LATERAL (SELECT m.parts[1] AS tok, m.n) AS t
 $$;
-COMMENT ON FUNCTION pgautomator._mail_text(text, jsonb) IS 'Replaces {name} placeholders in a notification template.';
+COMMENT ON FUNCTION pgautomator._mail_text(text, jsonb) IS 'Replaces {name} placeholders in a notification template, in one pass.';
 
 -- A header value on one line: line breaks and other controls (from a
 -- template, an error message or a job name) become spaces, so a value can
@@ -136,14 +133,21 @@ $$;
 COMMENT ON FUNCTION pgautomator._queue_step_mail(bigint) IS 'Queues the step notification for a step run''s final outcome when the step''s notify_on matches.';
 
 -- Sends up to p_limit queued messages through the database agent's SMTP
--- settings; returns how many were sent. Failures are retried with
--- exponential backoff, five attempts in all. Standard library only.
+-- settings; returns how many it handled (sent, or an attempt recorded).
+-- The mailer calls it for one message per transaction, so that a message
+-- the server accepted is marked sent before the next one goes (a batch
+-- rolled back by a crash or an error resent what it had sent). The SMTP
+-- session is kept (SD) between calls while it answers, a minute at most.
+-- Failures are retried with exponential backoff, five attempts in all; a
+-- message that cannot be built, or that the server refuses for good (5xx),
+-- fails at once, alone. Standard library only.
 CREATE FUNCTION pgautomator._send_mail(p_limit integer DEFAULT 20)
 RETURNS integer LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $py$
 import smtplib
 import ssl
+import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -153,28 +157,51 @@ smtp = plpy.execute(
 if not smtp:
     return 0
 cfg = smtp[0]
-claim = plpy.prepare(
-    "SELECT id, recipients, sender, subject, body FROM pgautomator.mail "
-    "WHERE state = 'queued' AND next_attempt_at <= pg_catalog.now() "
-    "ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED", ["integer"])
-done = plpy.prepare(
-    "UPDATE pgautomator.mail SET state = 'sent', sent_at = pg_catalog.now(), "
-    "attempts = attempts + 1, last_error = NULL WHERE id = $1", ["bigint"])
-failed = plpy.prepare(
-    "UPDATE pgautomator.mail SET attempts = attempts + 1, last_error = $2, "
-    "state = CASE WHEN attempts + 1 >= 5 THEN 'failed' ELSE 'queued' END, "
-    "next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => 30 * 2 ^ attempts) "
-    "WHERE id = $1", ["bigint", "text"])
-unsendable = plpy.prepare(
-    "UPDATE pgautomator.mail SET attempts = attempts + 1, last_error = $2, state = 'failed' "
-    "WHERE id = $1", ["bigint", "text"])
-rows = plpy.execute(claim, [p_limit])
+if "plans" not in SD:
+    SD["plans"] = {
+        "claim": plpy.prepare(
+            "SELECT id, recipients, sender, subject, body FROM pgautomator.mail "
+            "WHERE state = 'queued' AND next_attempt_at <= pg_catalog.now() "
+            "ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED", ["integer"]),
+        "done": plpy.prepare(
+            "UPDATE pgautomator.mail SET state = 'sent', sent_at = pg_catalog.now(), "
+            "attempts = attempts + 1, last_error = $2 WHERE id = $1", ["bigint", "text"]),
+        "failed": plpy.prepare(
+            "UPDATE pgautomator.mail SET attempts = attempts + 1, last_error = $2, "
+            "state = CASE WHEN attempts + 1 >= 5 THEN 'failed' ELSE 'queued' END, "
+            "next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => 30 * 2 ^ attempts) "
+            "WHERE id = $1", ["bigint", "text"]),
+        "unsendable": plpy.prepare(
+            "UPDATE pgautomator.mail SET attempts = attempts + 1, last_error = $2, state = 'failed' "
+            "WHERE id = $1", ["bigint", "text"]),
+    }
+plans = SD["plans"]
+rows = plpy.execute(plans["claim"], [p_limit])
 if not rows:
     return 0
 security = cfg["smtp_security"]
 port = cfg["smtp_port"] or {"tls": 465, "starttls": 587}.get(security, 25)
-sent = 0
-try:
+key = (cfg["smtp_host"], port, security, cfg["smtp_user"], cfg["smtp_password"])
+
+
+def drop():
+    held = SD.pop("smtp", None)
+    if held is not None:
+        try:
+            held[1].close()
+        except Exception:
+            pass
+
+
+def session():
+    held = SD.get("smtp")
+    if held is not None and held[0] == key and time.monotonic() - held[2] < 60:
+        try:
+            if held[1].noop()[0] == 250:
+                return held[1]
+        except Exception:
+            pass
+    drop()
     if security == "tls":
         server = smtplib.SMTP_SSL(cfg["smtp_host"], port, timeout=10, context=ssl.create_default_context())
     else:
@@ -183,40 +210,55 @@ try:
             server.starttls(context=ssl.create_default_context())
     if cfg["smtp_user"]:
         server.login(cfg["smtp_user"], cfg["smtp_password"] or "")
-except (OSError, smtplib.SMTPException) as exc:
-    for row in rows:
-        plpy.execute(failed, [row["id"], "SMTP connection: %s" % exc])
-    return 0
-try:
-    for row in rows:
-        try:
-            msg = EmailMessage()
-            msg["From"] = row["sender"] or cfg["smtp_from"] or "pgautomator@localhost"
-            msg["To"] = ", ".join(row["recipients"])
-            msg["Subject"] = row["subject"]
-            msg["Date"] = formatdate(localtime=False)
-            msg["Message-ID"] = make_msgid(domain="pgautomator")
-            msg.set_content(row["body"])
-        except (ValueError, TypeError) as exc:
-            # A message that cannot be built never will be: give up on it
-            # alone, so it cannot hold back (or resend) the others.
-            plpy.execute(unsendable, [row["id"], "cannot build the message: %s" % exc])
-            continue
-        try:
-            server.send_message(msg)
-        except (OSError, smtplib.SMTPException) as exc:
-            plpy.execute(failed, [row["id"], str(exc)])
-        else:
-            plpy.execute(done, [row["id"]])
-            sent += 1
-finally:
+    SD["smtp"] = [key, server, time.monotonic()]
+    return server
+
+
+def permanent(exc):
+    """A refusal no retry changes: every code 5xx."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+    else:
+        codes = [getattr(exc, "smtp_code", 0)]
+    return bool(codes) and all(500 <= code < 600 for code in codes)
+
+
+handled = 0
+for row in rows:
+    handled += 1
     try:
-        server.quit()
-    except (OSError, smtplib.SMTPException):
-        pass
-return sent
+        msg = EmailMessage()
+        msg["From"] = row["sender"] or cfg["smtp_from"] or "pgautomator@localhost"
+        msg["To"] = ", ".join(row["recipients"])
+        # (one line: Unicode's line separators too, which Python refuses)
+        msg["Subject"] = " ".join(row["subject"].splitlines())
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = make_msgid(domain="pgautomator")
+        msg.set_content(row["body"])
+    except Exception as exc:
+        # A message that cannot be built never will be: it fails alone.
+        plpy.execute(plans["unsendable"], [row["id"], "cannot build the message: %s" % exc])
+        continue
+    try:
+        server = session()
+    except Exception as exc:
+        drop()
+        plpy.execute(plans["failed"], [row["id"], "SMTP connection: %s" % exc])
+        continue
+    try:
+        refused = server.send_message(msg)
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+        plpy.execute(plans["unsendable" if permanent(exc) else "failed"], [row["id"], str(exc)])
+        continue
+    except Exception as exc:
+        drop()   # (a dropped connection: the next message connects again)
+        plpy.execute(plans["failed"], [row["id"], str(exc)])
+        continue
+    SD["smtp"][2] = time.monotonic()
+    plpy.execute(plans["done"], [row["id"], ("refused recipients: %s" % ", ".join(sorted(refused))) if refused else None])
+return handled
 $py$;
-COMMENT ON FUNCTION pgautomator._send_mail(integer) IS 'Sends queued notification e-mails through the database agent''s SMTP settings; returns how many were sent.';
+COMMENT ON FUNCTION pgautomator._send_mail(integer) IS 'Sends queued notification e-mails through the database agent''s SMTP settings, each failing alone; returns how many it handled (sent or attempted).';
 
 CREATE VIEW pgautomator.mails WITH (security_invoker = true) AS
 SELECT m.id, m.run_id, r.job_id, m.step_run_id, m.recipients, m.subject, m.state, m.attempts,

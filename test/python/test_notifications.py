@@ -19,8 +19,18 @@ from conftest import scalar, wait_until
 
 
 class _Inbox:
+    """A real SMTP server's handler: keeps what it accepts; refuses, for
+    good, the recipients in `refuse`."""
+
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.refuse: set[str] = set()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse:
+            return "550 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(message_from_bytes(envelope.content))
@@ -126,6 +136,52 @@ def test_step_mail_names_the_step_and_error(admin: psycopg.Connection, inbox: _I
     admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
 
 
+def test_a_refusal_for_good_fails_its_mail_alone(admin: psycopg.Connection, inbox: _Inbox) -> None:
+    # A 5xx for every recipient: the mail fails at once (five retries would
+    # change nothing); a 5xx for some: sent to the others, saying so.
+    inbox.refuse = {"gone@example.com"}
+    jobs = [f"mail-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for job, to in zip(jobs, (["gone@example.com"], ["gone@example.com", "dba@example.com"]), strict=True):
+        admin.execute(
+            "SELECT pgautomator.create_job(%s, notify_on => 'always', notify_to => %s)",
+            (job, to),
+        )
+        admin.execute("SELECT pgautomator.add_step(%s, 'ok', 'SELECT 1')", (job,))
+    runs = [_run_to_end(admin, job) for job in jobs]
+
+    def outcomes() -> list[tuple[Any, ...]] | None:
+        rows = admin.execute(
+            "SELECT state, attempts, last_error FROM pgautomator.mail WHERE run_id = ANY(%s) ORDER BY run_id",
+            (runs,),
+        ).fetchall()
+        return rows if len(rows) == 2 and all(r[0] != "queued" for r in rows) else None
+
+    refused, partly = wait_until("both mails handled", outcomes)
+    assert refused[:2] == ("failed", 1) and "550" in refused[2]
+    assert partly == ("sent", 1, "refused recipients: gone@example.com")
+    assert [m["To"] for m in inbox.messages] == ["gone@example.com, dba@example.com"]
+    for job in jobs:
+        admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
+
+
+def test_a_line_separator_in_an_error_still_makes_a_subject(admin: psycopg.Connection, inbox: _Inbox) -> None:
+    # U+2028 is no control character, but Python refuses it in a header:
+    # the mail failed ("cannot build the message").
+    job = f"mail-{uuid.uuid4().hex[:8]}"
+    admin.execute("SELECT pgautomator.create_job(%s)", (job,))
+    code = "DO $$ BEGIN RAISE EXCEPTION 'one%two', chr(8232); END $$"
+    admin.execute(
+        "SELECT pgautomator.add_step(%s, 'raise', %s, notify_on => 'failure',"
+        " notify_to => ARRAY['dev@example.com'], notify_subject => 'failed: {error}')",
+        (job, code),
+    )
+    _run_to_end(admin, job)
+    wait_until("the step e-mail", lambda: len(inbox.messages) >= 1)
+    subject = " ".join(str(inbox.messages[0]["Subject"]).split())  # (unfolded)
+    assert subject.startswith("failed: one two"), subject
+    admin.execute("SELECT pgautomator.drop_job(%s)", (job,))
+
+
 def test_unreachable_server_is_retried_with_backoff(admin: psycopg.Connection, database_agent: str) -> None:
     admin.execute(
         "SELECT pgautomator.set_agent_smtp(%s, '127.0.0.1', %s, security => 'none')",
@@ -219,7 +275,9 @@ def test_the_mailer_calls_the_sender_only_when_an_email_is_due(
 
         return poll
 
-    # The sender runs for a due e-mail, and the mailer's calls are counted.
+    # The sender runs for a due e-mail, and the mailer's calls are counted
+    # (from here: the counts add up over the cluster's life).
+    before = calls()
     job = f"mail-{uuid.uuid4().hex[:8]}"
     admin.execute(
         "SELECT pgautomator.create_job(%s, notify_on => 'failure', notify_to => ARRAY['dba@example.com'])",
@@ -229,7 +287,7 @@ def test_the_mailer_calls_the_sender_only_when_an_email_is_due(
     try:
         _run_to_end(admin, job)
         wait_until("the failure e-mail", lambda: len(inbox.messages) >= 1)
-        wait_until("the sender's call counted", woken(lambda: calls() >= 1))
+        wait_until("the sender's call counted", woken(lambda: calls() >= before + 1))
         # With nothing due, the mailer wakes and looks, and calls nothing.
         sent_calls, looked = calls(), probes()
         wait_until("the mailer to look three more times", woken(lambda: probes() >= looked + 3))

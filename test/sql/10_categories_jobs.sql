@@ -1,6 +1,6 @@
 -- Categories and jobs: create, alter (NULL = unchanged), enable/disable, drop, errors.
 BEGIN;
-SELECT plan(44);
+SELECT plan(48);
 
 -- categories
 SELECT isnt(pgautomator.create_category('etl', 'loading data'), NULL, 'create_category returns an id');
@@ -44,6 +44,15 @@ SELECT throws_ok($$SELECT pgautomator.create_job('j2', run_as => 'pga_t_nologin'
                  'run_as role "pga_t_nologin" cannot log in', 'a run_as role without LOGIN is refused');
 SELECT throws_ok($$SELECT pgautomator.create_job('j2', notify_to => ARRAY['not an address'])$$, '22023', NULL,
                  'a malformed notify_to address is refused');
+SELECT throws_ok($$SELECT pgautomator.create_job('j2', notify_to => ARRAY['ops@[10.0.0.1'])$$, '22023', NULL,
+                 'an address the mailer cannot parse (a bracket left open) is refused');
+SELECT lives_ok($$SELECT pgautomator.create_job('j-literal', notify_to => ARRAY['ops@[10.0.0.1]', 'a.b+c@mail.example.com'])$$,
+                'address literals and plus addressing are taken');
+SELECT throws_ok(format('SELECT pgautomator.create_job(%L, notify_to => %L)', 'j2',
+                        (SELECT array_agg('u' || g || '@example.com') FROM generate_series(1, 101) g)),
+                 '22023', 'notify_to must hold at most 100 addresses, not 101', 'at most 100 recipients');
+SELECT is(pgautomator._mail_text('{job}: {error} {nope}', '{"job": "j", "error": "{output} {job}", "output": "x"}'),
+          'j: {output} {job} {nope}', 'placeholders are filled once: a value holding one stays as it is');
 SELECT throws_ok($$SELECT pgautomator.create_job('j2', notify_from => E'a@b.example\nBcc: c@d.example')$$, '22023',
                  NULL, 'a notify_from that would add mail headers is refused');
 SELECT throws_ok($$SELECT pgautomator.create_job(E'j2\nBcc: c@d.example')$$, '22023',

@@ -1,6 +1,6 @@
 -- Roles, ownership, run-as rules and row-level security, as non-superusers.
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 
 CREATE ROLE pga_alice LOGIN IN ROLE pgautomator_user;
 CREATE ROLE pga_bob LOGIN IN ROLE pgautomator_user;
@@ -21,6 +21,9 @@ SELECT throws_ok($$SELECT * FROM pgautomator.job$$, '42501', NULL, 'nor read the
 
 SET SESSION AUTHORIZATION pga_alice;
 SELECT lives_ok($$SELECT pgautomator.create_job('alice-job')$$, 'a user creates a job');
+SELECT throws_ok($$SELECT pgautomator.create_job('alice-spoof', notify_from => 'ceo@example.com')$$, '42501',
+                 'permission denied to set notify_from',
+                 'only admins choose a job''s mail sender (mail goes out through the admin''s SMTP account)');
 SELECT is((SELECT run_as::text || '/' || owner::text FROM pgautomator.job WHERE name = 'alice-job'),
           'pga_alice/pga_alice', 'it runs as and is owned by its creator');
 SELECT lives_ok($$SELECT pgautomator.create_job('etl-job', run_as => 'pga_etl')$$,

@@ -2,7 +2,7 @@
 -- overlap of manual starts, what a stop does at each stage of a run.
 BEGIN;
 SET client_min_messages = error;   -- pg_cancel_backend of made-up worker pids warns
-SELECT plan(55);
+SELECT plan(56);
 
 SELECT pgautomator._launcher_start(4242);
 CREATE ROLE rt_owner LOGIN IN ROLE pgautomator_user;
@@ -150,7 +150,10 @@ DELETE FROM pgautomator.job WHERE id IN (:qa, :qb);
 
 -- purge_history
 UPDATE pgautomator.run SET finished_at = '2020-01-01 00:00:00+00' WHERE id IN (:r1, :r2);
-SELECT is(pgautomator.purge_history('1 day'), 2::bigint, 'purge_history deletes finished runs older than the interval');
+INSERT INTO pgautomator.mail (run_id, recipients, subject, body) VALUES (:r1, '{a@example.com}', 's', 'b');
+SELECT is(pgautomator.purge_history('1 day'), 1::bigint, 'a run whose mail is still to be sent is kept');
+UPDATE pgautomator.mail SET state = 'sent' WHERE run_id = :r1;
+SELECT is(pgautomator.purge_history('1 day'), 1::bigint, 'purge_history deletes finished runs older than the interval');
 SELECT is((SELECT count(*)::int FROM pgautomator.step_run WHERE run_id IN (:r1, :r2)), 0, '... with their step runs');
 SELECT is(pgautomator.purge_history('1 day'), 0::bigint, 'a second purge finds nothing');
 SELECT throws_ok($$SELECT pgautomator.purge_history('-1 day')$$, '22023',

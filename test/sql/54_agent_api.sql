@@ -3,7 +3,7 @@
 -- lost agents, SMTP settings and dropping agents.
 BEGIN;
 SET client_min_messages = error;   -- re-registration notices
-SELECT plan(56);
+SELECT plan(57);
 
 SELECT pgautomator._launcher_start(4242) AS db_agent \gset
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -183,6 +183,8 @@ SELECT throws_ok($$SELECT pgautomator.set_agent_smtp('host-c', 'smtp.example.com
                  'invalid security "ssl"', 'a bad security mode is refused');
 SELECT throws_ok($$SELECT pgautomator.set_agent_smtp('host-c', 'smtp.example.com', sender => 'nobody')$$, '22023',
                  'invalid sender address "nobody"', 'a bad sender is refused');
+SELECT throws_ok($$SELECT pgautomator.set_agent_smtp('host-c', 'smtp.example.com', username => 'u', password => 'pässword')$$,
+                 '22023', 'SMTP user and password must be ASCII', 'a password smtplib cannot send is refused');
 SELECT throws_ok($$SELECT pgautomator.set_agent_smtp('nope', 'smtp.example.com')$$, '42704', 'agent "nope" does not exist',
                  'an unknown agent is refused');
 SELECT throws_ok($$SELECT pgautomator.drop_agent('database')$$, '55000', NULL, 'the database agent cannot be dropped');
