@@ -3,6 +3,7 @@ through the public API (jobs are made and started by an ordinary user)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import struct
@@ -633,6 +634,29 @@ def _terminate_connections(admin: psycopg.Connection[Any], agent: AgentProcess) 
     return int(row[0])
 
 
+def _start_waiting_step(user: psycopg.Connection[Any], admin: psycopg.Connection[Any], go: Path) -> int:
+    """Starts a job whose one shell step waits for the file `go` and prints
+    "finished"; returns its run once the step runs."""
+    code = f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done; echo finished"
+    run_id = start(user, make_job(user, [{"code": code}]))
+    wait_for(
+        lambda: [s for s in step_runs(admin, run_id) if s["state"] == "running"], what="the step to start"
+    )
+    return run_id
+
+
+@contextlib.contextmanager
+def _shut_out(admin: psycopg.Connection[Any], agent_role: str, agent: AgentProcess) -> Iterator[None]:
+    """The agent's connections cut, and its role unable to connect again
+    until the block ends."""
+    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
+    try:
+        assert _terminate_connections(admin, agent) == 2
+        yield
+    finally:
+        admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+
+
 def test_lost_connection_keeps_the_result_of_a_step_that_finished_meanwhile(
     agents: Callable[..., AgentProcess],
     user: psycopg.Connection[Any],
@@ -641,11 +665,7 @@ def test_lost_connection_keeps_the_result_of_a_step_that_finished_meanwhile(
 ) -> None:
     go = tmp_path / "go"
     agent = agents()
-    code = f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done; echo finished"
-    run_id = start(user, make_job(user, [{"code": code}]))
-    wait_for(
-        lambda: [s for s in step_runs(admin, run_id) if s["state"] == "running"], what="the step to start"
-    )
+    run_id = _start_waiting_step(user, admin, go)
     assert _terminate_connections(admin, agent) == 2  # the API connection and the LISTEN one
     wait_for(lambda: "lost the database connection" in agent.log(), what="the agent to notice")
     go.touch()  # the step ends while the agent may still be disconnected
@@ -668,11 +688,7 @@ def test_a_report_that_fails_for_a_passing_reason_is_made_again(
     admin.execute(f"ALTER ROLE {agent_role} SET lock_timeout = '200ms'".encode())
     go = tmp_path / "go"
     agent = agents()
-    code = f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do i=$((i+1)); sleep 0.05; done; echo finished"
-    run_id = start(user, make_job(user, [{"code": code}]))
-    wait_for(
-        lambda: [s for s in step_runs(admin, run_id) if s["state"] == "running"], what="the step to start"
-    )
+    run_id = _start_waiting_step(user, admin, go)
     with psycopg.connect(conninfo()) as holder:
         # The report locks the run first: it waits 200 ms and fails with 55P03.
         holder.execute("SELECT FROM pgautomator.run WHERE id = %s FOR UPDATE", (run_id,))
@@ -787,12 +803,8 @@ def test_reconnecting_is_retried_at_least_every_5_seconds(
     # reconnected past the default heartbeat timeout (30 s): its step runs
     # were crashed meanwhile.
     agent = agents()
-    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
-    try:
-        assert _terminate_connections(admin, agent) == 2
+    with _shut_out(admin, agent_role, agent):
         wait_for(lambda: "retrying in 5 s" in agent.log(), timeout=60, what="the backoff to reach 5 s")
-    finally:
-        admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
     wait_for(lambda: "reconnected to the database" in agent.log(), what="the agent to reconnect")
     assert "retrying in 8 s" not in agent.log()
 
@@ -803,13 +815,9 @@ def test_sigterm_while_disconnected_ends_the_wait_at_once(
     # An idle agent waited out its backoff (up to 30 s) after a SIGTERM,
     # then tried to connect once more.
     agent = agents()
-    admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT 0".encode())
-    try:
-        assert _terminate_connections(admin, agent) == 2
+    with _shut_out(admin, agent_role, agent):
         wait_for(lambda: "retrying in 4 s" in agent.log(), what="a backoff of 4 s")
         agent.proc.send_signal(signal.SIGTERM)
-    finally:
-        # Connecting would now succeed: the agent must not try.
-        admin.execute(f"ALTER ROLE {agent_role} CONNECTION LIMIT -1".encode())
+    # (connecting would now succeed: the agent must not try)
     assert agent.proc.wait(60) == 0
     assert "reconnected to the database" not in agent.log()
