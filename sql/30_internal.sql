@@ -125,11 +125,22 @@ COMMENT ON FUNCTION pgautomator._check_list(text, anyarray) IS 'Raises 22023 unl
 -- on anything looser (an "ops@[10.0.0.1" typo stopped every later mail),
 -- and no header can be smuggled in. False for NULL.
 CREATE FUNCTION pgautomator._is_address(p_value text)
-RETURNS boolean LANGUAGE sql IMMUTABLE
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(p_value ~ '^[^@\s[:cntrl:]<>,;:"()\[\]\\]+@([^@\s[:cntrl:]<>,;:"()\[\]\\]+|\[[0-9A-Za-z.:]+\])$',
-                    false)
+BEGIN
+    IF p_value IS NULL
+       OR p_value !~ '^[^@\s[:cntrl:]<>,;:"()\[\]\\]+@([^@\s[:cntrl:]<>,;:"()\[\]\\]+|\[[0-9A-Za-z.:]+\])$' THEN
+        RETURN false;
+    END IF;
+    -- Line breaks \s may not know (it follows the database's LC_CTYPE):
+    -- NEL and Unicode's line and paragraph separators, which Python refuses
+    -- in a header. (chr() above 255 exists only in UTF8 databases.)
+    IF pg_catalog.getdatabaseencoding() = 'UTF8' THEN
+        RETURN p_value !~ ('[' || chr(133) || chr(8232) || chr(8233) || ']');
+    END IF;
+    RETURN true;
+END
 $$;
 COMMENT ON FUNCTION pgautomator._is_address(text) IS 'Whether a text is an e-mail address the mailer can send to.';
 
@@ -190,15 +201,30 @@ CREATE FUNCTION pgautomator._check_interval(p_arg text, p_value interval, p_allo
 RETURNS interval LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_months bigint;
+    v_days   bigint;
+    v_time   interval;
 BEGIN
-    IF p_value IS NOT NULL AND (p_value < interval '0' OR (p_value = interval '0' AND NOT p_allow_zero)) THEN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF p_value < interval '0' OR (p_value = interval '0' AND NOT p_allow_zero) THEN
         RAISE EXCEPTION '% must be % interval, not %', p_arg,
             CASE WHEN p_allow_zero THEN 'a non-negative' ELSE 'a positive' END, p_value
             USING ERRCODE = '22023';
     END IF;
-    -- Bounded: the dispatcher adds these to instants, and an instant past
-    -- the timestamp range (294276 AD) would fail every pass, for all jobs.
-    IF p_value > interval '100 years' THEN
+    -- Bounded, each part: the dispatcher adds these to instants (months,
+    -- then days, then time), and an instant past the timestamp range would
+    -- fail every pass, for all jobs. Comparing whole intervals counts a
+    -- month as 30 days, which '4000000 months -119990000 days' slips past.
+    v_months := extract(year FROM p_value)::bigint * 12 + extract(month FROM p_value)::bigint;
+    v_days := extract(day FROM p_value)::bigint;
+    v_time := p_value - pg_catalog.make_interval(months => v_months::integer, days => v_days::integer);
+    IF v_months < 0 OR v_days < 0 OR v_time < interval '0' THEN
+        RAISE EXCEPTION '% must not mix positive and negative parts, not %', p_arg, p_value USING ERRCODE = '22023';
+    END IF;
+    IF p_value > interval '100 years' OR v_months > 1200 OR v_days > 36525 OR v_time > interval '876600 hours' THEN
         RAISE EXCEPTION '% must be at most 100 years, not %', p_arg, p_value USING ERRCODE = '22023';
     END IF;
     RETURN p_value;

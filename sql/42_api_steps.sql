@@ -36,7 +36,9 @@ DECLARE
     v_plain text := p_connection;
     v_hex   text;
 BEGIN
-    FOR v_hex IN SELECT DISTINCT m[1] FROM regexp_matches(p_connection, '%([0-9A-Fa-f]{2})', 'g') AS m
+    -- (ASCII bytes only: the keys are ASCII, and chr() of a byte above 127
+    -- fails in some server encodings)
+    FOR v_hex IN SELECT DISTINCT m[1] FROM regexp_matches(p_connection, '%([0-7][0-9A-Fa-f])', 'g') AS m
                   WHERE m[1] <> '00' LOOP
         v_plain := replace(v_plain, '%' || v_hex, chr(('x' || v_hex)::bit(8)::integer));
     END LOOP;

@@ -520,8 +520,13 @@ BEGIN
                 v_next := least(v_next, v.lost_since + interval '10 seconds');
             END IF;
         ELSIF (v.worker_pid IS NULL AND v.started_at + interval '1 minute' <= p_now)
+              -- (and still a step worker's: one reused by another process
+              -- would keep a lost step run running for good; a worker just
+              -- started may show no type yet, which is no sign of reuse)
               OR (v.worker_pid IS NOT NULL
-                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(v.worker_pid))) THEN
+                  AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_get_activity(v.worker_pid) w
+                                   WHERE w.backend_type IS NOT DISTINCT FROM 'pgautomator step'
+                                      OR w.backend_type IS NULL)) THEN
             UPDATE pgautomator.step_run SET lost_since = p_now
              WHERE id = v.id AND pgautomator._lock_step_run(v.id) IS NOT NULL;
             v_next := least(v_next, p_now + interval '10 seconds');
@@ -574,8 +579,12 @@ BEGIN
                      WHERE d.finished_at < p_before
                        AND (NOT p_managed_only OR pgautomator._may_manage(d.owner))
                        -- (not while its mail is still to be sent: retries
-                       -- take minutes, retention can be one)
-                       AND NOT EXISTS (SELECT FROM pgautomator.mail m WHERE m.run_id = d.id AND m.state = 'queued')
+                       -- take minutes, retention can be one; an hour at
+                       -- most, since without SMTP settings or a mailer a
+                       -- mail stays queued for good)
+                       AND NOT EXISTS (SELECT FROM pgautomator.mail m
+                                        WHERE m.run_id = d.id AND m.state = 'queued'
+                                          AND m.queued_at > pg_catalog.now() - interval '1 hour')
                      ORDER BY d.finished_at
                      LIMIT p_limit
                        FOR UPDATE SKIP LOCKED);

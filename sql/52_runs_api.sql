@@ -81,16 +81,13 @@ BEGIN
             IF lower(btrim(p_value)) = 'off' THEN
                 RETURN 'off';
             END IF;
-            v_iv := p_value::interval;
-            IF v_iv < interval '1 minute' OR v_iv > interval '100 years' THEN   -- (see _check_interval)
+            v_iv := pgautomator._check_interval(p_name, p_value::interval);   -- (bounded parts)
+            IF v_iv < interval '1 minute' THEN
                 RAISE EXCEPTION USING ERRCODE = '22023';
             END IF;
             RETURN v_iv::text;
         WHEN 'misfire_grace', 'kill_grace' THEN
-            v_iv := p_value::interval;
-            IF v_iv < interval '0' OR (p_name = 'kill_grace' AND v_iv = interval '0') OR v_iv > interval '100 years' THEN
-                RAISE EXCEPTION USING ERRCODE = '22023';
-            END IF;
+            v_iv := pgautomator._check_interval(p_name, p_value::interval, p_name <> 'kill_grace');
             RETURN v_iv::text;
         ELSE
             v_int := p_value::integer;

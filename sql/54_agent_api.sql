@@ -420,7 +420,10 @@ COMMENT ON FUNCTION pgautomator.agent_heartbeat_v1(bigint) IS 'Records an agent'
 
 -- Claims step runs the agent can run (its capabilities) and may run (the
 -- job's agent affinity, if any, names it), up to its free slots.
-CREATE FUNCTION pgautomator.agent_claim_v1(agent_id bigint, max_steps integer)
+-- pid: the claiming process's, kept on its step runs (worker_pid), so that
+-- agent_running_v1 tells each process its own claims apart from those of
+-- another process under the same name.
+CREATE FUNCTION pgautomator.agent_claim_v1(agent_id bigint, max_steps integer, pid integer DEFAULT NULL)
 RETURNS SETOF pgautomator.claimed_step_v1 LANGUAGE plpgsql SECURITY DEFINER
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
@@ -489,7 +492,8 @@ BEGIN
                 CONTINUE;
             END IF;
             UPDATE pgautomator.step_run
-               SET state = 'running', agent_id = v_agent.id, started_at = pg_catalog.now(), worker_pid = NULL
+               SET state = 'running', agent_id = v_agent.id, started_at = pg_catalog.now(),
+                   worker_pid = agent_claim_v1.pid
              WHERE id = v_sr.id;
             RETURN NEXT ROW(v_sr.id, v_run.id, v_job.id, v_job.name, v_step.name, v_step.kind, v_step.code,
                             v_step.connection, v_step.shell, v_step.success_codes,
@@ -500,7 +504,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION pgautomator.agent_claim_v1(bigint, integer) IS 'Claims up to max_steps ready shell/remote_sql step runs the agent''s capabilities cover and the jobs'' agent affinity allows (FOR UPDATE SKIP LOCKED), within its max_parallel.';
+COMMENT ON FUNCTION pgautomator.agent_claim_v1(bigint, integer, integer) IS 'Claims up to max_steps ready shell/remote_sql step runs the agent''s capabilities cover and the jobs'' agent affinity allows (FOR UPDATE SKIP LOCKED), within its max_parallel; pid, the claiming process''s, is kept on them.';
 
 CREATE FUNCTION pgautomator.agent_output_v1(agent_id bigint, step_run_id bigint, chunk text)
 RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
@@ -558,7 +562,7 @@ BEGIN
     -- holds it, reads the step run unlocked, and must not see it change.
     PERFORM pgautomator._lock_run_of(agent_release_v1.step_run_id);
     UPDATE pgautomator.step_run sr
-       SET state = 'queued', agent_id = NULL, started_at = NULL, output = NULL
+       SET state = 'queued', agent_id = NULL, started_at = NULL, output = NULL, worker_pid = NULL
      WHERE sr.id = agent_release_v1.step_run_id AND sr.agent_id = v_agent.id AND sr.state = 'running'
        AND sr.cancel_requested_at IS NULL;
     IF NOT FOUND THEN
@@ -573,7 +577,7 @@ COMMENT ON FUNCTION pgautomator.agent_release_v1(bigint, bigint) IS 'Hands a cla
 -- What the database holds as running on an agent: the agent compares it
 -- with what it runs (a claim whose answer was lost, a step run crashed
 -- while the agent was cut off).
-CREATE FUNCTION pgautomator.agent_running_v1(agent_id bigint)
+CREATE FUNCTION pgautomator.agent_running_v1(agent_id bigint, pid integer DEFAULT NULL)
 RETURNS SETOF bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -582,10 +586,11 @@ DECLARE
 BEGIN
     RETURN QUERY SELECT sr.id FROM pgautomator.step_run sr
                   WHERE sr.agent_id = v_agent.id AND sr.state = 'running'
+                    AND (agent_running_v1.pid IS NULL OR sr.worker_pid IS NOT DISTINCT FROM agent_running_v1.pid)
                   ORDER BY sr.id;
 END
 $$;
-COMMENT ON FUNCTION pgautomator.agent_running_v1(bigint) IS 'The ids of the step runs the database holds as running on the agent, in order; the agent releases those it does not run and stops those it runs that are not listed.';
+COMMENT ON FUNCTION pgautomator.agent_running_v1(bigint, integer) IS 'The ids of the step runs the database holds as running on the agent (with pid: those that process claimed), in order; the agent releases those it does not run and stops those it runs that are not listed.';
 
 CREATE FUNCTION pgautomator.agent_deregister_v1(agent_id bigint)
 RETURNS integer LANGUAGE plpgsql SECURITY DEFINER

@@ -725,7 +725,8 @@ def _claim_behind_its_back(admin: psycopg.Connection[Any], agent: AgentProcess) 
     """Claims one step run for the agent (stopped meanwhile): as if the
     claim committed and its answer was lost with the connection."""
     rows = admin.execute(
-        "SELECT step_run_id FROM pgautomator.agent_claim_v1(%s, 1)", (agent.agent_id,)
+        "SELECT step_run_id FROM pgautomator.agent_claim_v1(%s, 1, pid => %s)",
+        (agent.agent_id, agent.proc.pid),
     ).fetchall()
     assert len(rows) == 1
     return int(rows[0][0])

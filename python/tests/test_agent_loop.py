@@ -13,7 +13,7 @@ from psycopg import errors
 from helpers import shell_step
 from pgautomator.agent import Agent, StartupError, _raise_if_settings, _Running
 from pgautomator.config import AgentConfig
-from pgautomator.protocol import AgentApi
+from pgautomator.protocol import AgentApi, _int32
 from pgautomator.steps import StepResult, StopSignal
 
 Refusal = Callable[[StepResult], Exception | None]
@@ -93,15 +93,32 @@ def test_a_client_side_encoding_error_does_not_end_the_loop() -> None:
     assert api.reports == [(8, StepResult(succeeded=False, error="failed \\u2717"))]
 
 
-def test_a_report_refused_whatever_its_texts_ends_the_step_run_failed() -> None:
+def test_a_report_refused_whatever_its_texts_ends_the_step_run_with_its_outcome() -> None:
+    # Its outcome is kept: a success reported as a failure would run the
+    # step's retries or on_failure again.
     api = FakeApi(lambda r: errors.NumericValueOutOfRange("out of range") if r.rows_affected else None)
     agent = make_agent(api)
     agent._results.append((9, StepResult(succeeded=True, rows_affected=2**70)))
     agent._deliver_results()
     ((step_run_id, result),) = api.reports
-    assert (step_run_id, result.succeeded) == (9, False)
+    assert (step_run_id, result.succeeded, result.rows_affected) == (9, True, None)
     assert result.error == "the database refused this step run's report: out of range"
     assert agent._results == []
+
+
+def test_a_passing_refusal_is_made_again_a_bounded_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A shutdown waits for every report: one refused for ever "for a passing
+    # reason" (a role's statement_timeout shorter than the report) kept the
+    # agent from ending.
+    monkeypatch.setattr("pgautomator.agent.MAX_TRANSIENT_TRIES", 3)
+    api = FakeApi(lambda r: errors.QueryCanceled("canceling statement due to statement timeout"))
+    agent = make_agent(api)
+    agent._results.append((11, StepResult(succeeded=True)))
+    for _ in range(2):
+        agent._deliver_results()
+        assert [i for i, _ in agent._results] == [11]
+    agent._deliver_results()
+    assert agent._results == [] and 11 in agent._unreported
 
 
 def test_a_passing_refusal_keeps_the_report() -> None:
@@ -147,6 +164,7 @@ def test_a_step_run_whose_report_is_pending_or_given_up_is_not_handed_back() -> 
         ('FATAL:  role "ag" is not permitted to log in', "db_user"),
         ('FATAL:  database "jobs" does not exist', "db_name"),
         ('could not translate host name "dbx" to address: Name or service not known', "db_host"),
+        ("failed to resolve host 'dbx': [Errno -2] Name or service not known", "db_host"),
         # Passing: an old process's connections still counted, DNS not up yet.
         ('FATAL:  too many connections for role "ag"', None),
         ("FATAL:  sorry, too many clients already", None),
@@ -180,3 +198,9 @@ def test_killing_all_steps_does_not_wait_for_ever(monkeypatch: pytest.MonkeyPatc
         assert not killer.is_alive()
     finally:
         release.set()
+
+
+def test_an_exit_code_beyond_integer_is_reported_as_a_signed_32_bit_value() -> None:
+    # Windows reports a crash (0xC0000005) unsigned: the report failed (42883).
+    assert _int32(3221225477) == -1073741819
+    assert (_int32(None), _int32(0), _int32(-15), _int32(2**31 - 1)) == (None, 0, -15, 2**31 - 1)

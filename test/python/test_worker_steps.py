@@ -17,6 +17,7 @@ from conftest import (
     DEADLINE,
     _dsn,
     connect_as,
+    run_state,
     scalar,
     start,
     step_runs,
@@ -504,3 +505,19 @@ def test_reindex_of_the_schedulers_tables_never_deadlocks_with_it(
         scalar(admin, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
         == deadlocks_before
     )
+
+
+def test_a_step_running_past_the_lost_grace_is_left_alone(
+    admin: psycopg.Connection, job: Callable[..., int]
+) -> None:
+    # A worker seen gone is given 10 seconds before its step run is crashed:
+    # a live one, running longer while the dispatcher passes, never is.
+    run = start(admin, job({"code": "SELECT pg_sleep(12)"}))
+    end = time.monotonic() + 60
+    while run_state(admin, run) in ("queued", "running") and time.monotonic() < end:
+        admin.execute("NOTIFY pgautomator_wake")  # a dispatcher pass, crash checks included
+        time.sleep(0.5)
+    assert wait_run(admin, run) == "succeeded"
+    assert admin.execute(
+        "SELECT lost_since FROM pgautomator.step_run WHERE run_id = %s", (run,)
+    ).fetchone() == (None,)

@@ -1,6 +1,6 @@
 -- Categories and jobs: create, alter (NULL = unchanged), enable/disable, drop, errors.
 BEGIN;
-SELECT plan(48);
+SELECT plan(49);
 
 -- categories
 SELECT isnt(pgautomator.create_category('etl', 'loading data'), NULL, 'create_category returns an id');
@@ -37,6 +37,9 @@ SELECT throws_ok($$SELECT pgautomator.create_job('j2', timeout => '-1 minute')$$
 SELECT throws_ok($$SELECT pgautomator.create_job('j2', timeout => '1000000 years')$$, '22023',
                  'timeout must be at most 100 years, not 1000000 years',
                  'a timeout past what an instant can hold is refused (it failed every dispatcher pass)');
+SELECT throws_ok($$SELECT pgautomator.create_job('j2', timeout => '4000000 months -119990000 days')$$, '22023',
+                 'timeout must not mix positive and negative parts, not 333333 years 4 mons -119990000 days',
+                 'nor one whose parts would overflow though the whole compares as 27 years');
 SELECT throws_ok($$SELECT pgautomator.create_job('j2', run_as => 'no_such_role')$$, '42704',
                  'run_as role "no_such_role" does not exist', 'an unknown run_as role is refused');
 CREATE ROLE pga_t_nologin NOLOGIN;

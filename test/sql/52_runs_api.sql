@@ -152,8 +152,9 @@ DELETE FROM pgautomator.job WHERE id IN (:qa, :qb);
 UPDATE pgautomator.run SET finished_at = '2020-01-01 00:00:00+00' WHERE id IN (:r1, :r2);
 INSERT INTO pgautomator.mail (run_id, recipients, subject, body) VALUES (:r1, '{a@example.com}', 's', 'b');
 SELECT is(pgautomator.purge_history('1 day'), 1::bigint, 'a run whose mail is still to be sent is kept');
-UPDATE pgautomator.mail SET state = 'sent' WHERE run_id = :r1;
-SELECT is(pgautomator.purge_history('1 day'), 1::bigint, 'purge_history deletes finished runs older than the interval');
+UPDATE pgautomator.mail SET queued_at = now() - interval '2 hours' WHERE run_id = :r1;
+SELECT is(pgautomator.purge_history('1 day'), 1::bigint,
+          'purge_history deletes finished runs older than the interval (kept for its mail an hour at most)');
 SELECT is((SELECT count(*)::int FROM pgautomator.step_run WHERE run_id IN (:r1, :r2)), 0, '... with their step runs');
 SELECT is(pgautomator.purge_history('1 day'), 0::bigint, 'a second purge finds nothing');
 SELECT throws_ok($$SELECT pgautomator.purge_history('-1 day')$$, '22023',

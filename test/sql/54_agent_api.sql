@@ -3,7 +3,7 @@
 -- lost agents, SMTP settings and dropping agents.
 BEGIN;
 SET client_min_messages = error;   -- re-registration notices
-SELECT plan(57);
+SELECT plan(58);
 
 SELECT pgautomator._launcher_start(4242) AS db_agent \gset
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -119,6 +119,10 @@ SELECT is((SELECT count(*)::int FROM pgautomator.agent_claim_v1(:b, 1)), 1, 'and
 SELECT is((SELECT array_agg(r) FROM pgautomator.agent_running_v1(:a) r),
           (SELECT array_agg(id ORDER BY id) FROM pgautomator.step_run WHERE agent_id = :a AND state = 'running'),
           'agent_running_v1 lists the step runs the agent holds, in order');
+SELECT step_run_id AS mine FROM pgautomator.agent_claim_v1(:b, 1, pid => 4242) \gset
+SELECT is((SELECT array_agg(r) FROM pgautomator.agent_running_v1(:b, pid => 4242) r), ARRAY[:mine::bigint],
+          'with a pid, only what that process claimed: another process''s under the same name is not its to hand back');
+SELECT pgautomator.agent_report_v1(:b, :mine, true, 0, NULL, NULL, NULL, NULL);
 
 -- stop: the heartbeat names what to kill, output says stop, the report ends it stopped
 SELECT sr.run_id AS rs, sr.id AS srs FROM pgautomator.step_run sr
@@ -145,7 +149,7 @@ SELECT is((SELECT count(*)::int FROM pgautomator.step_run WHERE agent_id = :a AN
           'within heartbeat_timeout nothing happens');
 SELECT pgautomator._launcher_tick(now() + interval '31 seconds');
 SELECT is((SELECT string_agg(DISTINCT state, ' ') FROM pgautomator.step_run WHERE agent_id IN (:a, :b) AND state <> 'stopped'
-              AND run_id IN (SELECT id FROM pgautomator.run WHERE job_id = :jn)),
+              AND run_id IN (SELECT id FROM pgautomator.run WHERE job_id = :jn) AND id <> :mine),
           'crashed', 'after it, the step runs of silent agents end crashed');
 SELECT matches((SELECT message FROM pgautomator.run WHERE job_id = :jn AND state = 'crashed' ORDER BY id LIMIT 1),
                'agent "host-a" stopped sending heartbeats', 'the run says which agent was lost');

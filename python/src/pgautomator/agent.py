@@ -47,6 +47,9 @@ SHUTDOWN = "stopped: the agent shut down before the step finished"
 # Well below the default heartbeat_timeout (30 s): a reconnect after a short
 # outage comes before the database crashes the agent's step runs.
 MAX_BACKOFF = 5.0
+# Reports failed for a passing reason are made again at most this many times
+# (about a heartbeat interval apart), then handled as refused.
+MAX_TRANSIENT_TRIES = 30
 # How long killed steps get to end, beyond kill_timeout, before the agent
 # exits without them.
 KILL_JOIN_GRACE = 15.0
@@ -88,6 +91,7 @@ class Agent:
         self._unreported: set[int] = set()  # reports given up
         self._lost: set[int] = set()  # run here, no longer held by the database
         self._can_reconcile = True  # False on an extension without agent_running_v1
+        self._transient_tries: dict[int, int] = {}  # reports failed for a passing reason
         self._lock = threading.Lock()
         # A socket pair, not a pipe: select() takes only sockets on Windows.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -378,6 +382,9 @@ class Agent:
                 item.stop.set(KILLED_BY_SCHEDULER)
         if self._shutdown_at is not None:
             return  # what was handed back at shutdown is crashed by deregistering
+        # (held lists this process's claims only: another process's under the
+        # same name, two agents named after one host say, are never handed
+        # back, which would run them twice)
         for step_run_id in sorted(held - running.keys() - finished):
             # Claimed, but the answer never reached the agent.
             try:
@@ -523,25 +530,34 @@ class Agent:
             attempt = attempts.pop(0)
             try:
                 self._call(partial(_report, agent_id=agent_id, step_run_id=step_run_id, result=attempt))
+                self._transient_tries.pop(step_run_id, None)
                 return None
             except ConnectionLost:
                 raise
             except Exception as exc:  # anything else must not end the loop
-                if isinstance(exc, psycopg.Error) and _transient(exc):
+                tries = self._transient_tries.get(step_run_id, 0) + 1
+                if isinstance(exc, psycopg.Error) and _transient(exc) and tries < MAX_TRANSIENT_TRIES:
                     # A deadlock, a lock or statement timeout, a serialization
-                    # failure: the same report goes through later.
+                    # failure: the same report goes through later (a bounded
+                    # number of times: a shutdown waits for every report).
+                    self._transient_tries[step_run_id] = tries
                     log.warning(
                         "step run %s: report failed, retrying later: %s", step_run_id, _first_line(exc)
                     )
                     return attempt
+                self._transient_tries[step_run_id] = tries  # (the fallbacks below are not retried later)
                 log.error("step run %s: report refused: %s", step_run_id, _first_line(exc))
                 if attempt is result:
                     safe = _ascii_result(result)
+                    # (the outcome itself is kept: a success reported as a
+                    # failure would run the step's retries or on_failure)
                     bare = StepResult(
-                        succeeded=False,
+                        succeeded=result.succeeded,
+                        exit_code=result.exit_code,
                         error=_ascii(f"the database refused this step run's report: {_first_line(exc)}"),
                     )
                     attempts = [safe, bare] if safe != result else [bare]
+        self._transient_tries.pop(step_run_id, None)
         with self._lock:
             self._unreported.add(step_run_id)
         return None
@@ -638,7 +654,8 @@ def _transient(exc: psycopg.Error) -> bool:
     rollback class (deadlock, serialization failure), a lock not available,
     a statement cancelled (statement_timeout) and insufficient resources."""
     sqlstate = exc.sqlstate or ""
-    return sqlstate[:2] in ("40", "53") or sqlstate in ("55P03", "57014")
+    # (25006: a read-only transaction, as on a standby after a failover)
+    return sqlstate[:2] in ("40", "53") or sqlstate in ("55P03", "57014", "25006")
 
 
 def _report(api: AgentApi, *, agent_id: int, step_run_id: int, result: StepResult) -> None:
@@ -680,6 +697,8 @@ _SETTING_ERRORS = (
     (re.compile(r'database "[^"]*" does not exist'), "db_name"),
     (re.compile(r"definition of service"), "db_service"),
     (re.compile(r"could not translate host name .*: (?!.*(temporary|try again))", re.IGNORECASE), "db_host"),
+    # (psycopg 3.2+ resolves names itself, with the resolver's own words)
+    (re.compile(r"failed to resolve host .*(Name or service not known|nodename nor servname)"), "db_host"),
     (re.compile(r"invalid port number"), "db_port"),
 )
 

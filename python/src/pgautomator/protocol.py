@@ -7,6 +7,7 @@ adds later (with defaults) do not break an older agent.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import fields
 from typing import Any
@@ -60,9 +61,11 @@ class AgentApi:
         return [int(row["id"]) for row in rows]
 
     def claim(self, agent_id: int, max_steps: int) -> list[ClaimedStep]:
+        # (this process's pid is kept on the claims: see running)
         rows = self._rows(
-            "SELECT * FROM pgautomator.agent_claim_v1(agent_id => %(agent_id)s, max_steps => %(max_steps)s)",
-            {"agent_id": agent_id, "max_steps": max_steps},
+            "SELECT * FROM pgautomator.agent_claim_v1(agent_id => %(agent_id)s, max_steps => %(max_steps)s,"
+            " pid => %(pid)s)",
+            {"agent_id": agent_id, "max_steps": max_steps, "pid": os.getpid()},
         )
         steps = []
         for row in rows:
@@ -93,7 +96,9 @@ class AgentApi:
                 "agent_id": agent_id,
                 "step_run_id": step_run_id,
                 "succeeded": result.succeeded,
-                "exit_code": result.exit_code,
+                # (as a signed 32-bit value: Windows reports crash codes
+                # such as 0xC0000005 unsigned, which integer cannot take)
+                "exit_code": _int32(result.exit_code),
                 "sqlstate": result.sqlstate,
                 "output": result.output,
                 "error": result.error,
@@ -103,10 +108,11 @@ class AgentApi:
         )
 
     def running(self, agent_id: int) -> list[int]:
-        """The step runs the database holds as running on this agent."""
+        """The step runs the database holds as running on this agent and
+        this process claimed (not another process's under the same name)."""
         rows = self._rows(
-            "SELECT id FROM pgautomator.agent_running_v1(agent_id => %(agent_id)s) AS id",
-            {"agent_id": agent_id},
+            "SELECT id FROM pgautomator.agent_running_v1(agent_id => %(agent_id)s, pid => %(pid)s) AS id",
+            {"agent_id": agent_id, "pid": os.getpid()},
         )
         return [int(row["id"]) for row in rows]
 
@@ -126,3 +132,10 @@ class AgentApi:
             "SELECT pgautomator.agent_deregister_v1(agent_id => %(agent_id)s)",
             {"agent_id": agent_id},
         )
+
+
+def _int32(value: int | None) -> int | None:
+    """An exit code as PostgreSQL's integer: unsigned 32-bit values wrap."""
+    if value is None or -(2**31) <= value < 2**31:
+        return value
+    return (value + 2**31) % 2**32 - 2**31

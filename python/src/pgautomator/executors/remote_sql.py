@@ -69,8 +69,10 @@ def run_remote_sql(step: ClaimedStep, ctx: StepContext, connect: Connect = psyco
     try:
         conn.add_notice_handler(on_notice)
         if step.timeout is not None:
-            # PostgreSQL's int range (24.8 days); our own timer covers the rest.
-            statement_timeout = min(step.timeout_ms, MAX_STATEMENT_TIMEOUT_MS)
+            # Within PostgreSQL's int range (24.8 days) the server enforces it
+            # too; beyond it, 0 (none there): our own timer alone, which a
+            # clamped value would have beaten at 24.8 days.
+            statement_timeout = step.timeout_ms if step.timeout_ms <= MAX_STATEMENT_TIMEOUT_MS else 0
             conn.execute(
                 "SELECT pg_catalog.set_config('statement_timeout', %s, false)", (str(statement_timeout),)
             )
