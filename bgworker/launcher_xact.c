@@ -12,10 +12,21 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "postmaster/bgworker.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
 #include "pgautomator.h"
+
+/*
+ * pga_process_name is what this background worker's messages start with:
+ * the launcher's and the mailer's share these helpers.
+ */
+static const char *
+pga_process_name(void)
+{
+	return MyBgworkerEntry ? MyBgworkerEntry->bgw_type : "pgautomator";
+}
 
 /*
  * pga_subxact runs fn(arg) in a subtransaction, in the caller's memory
@@ -45,7 +56,7 @@ pga_subxact(void (*fn) (void *), void *arg, const char *what)
 		RollbackAndReleaseCurrentSubTransaction();
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
-				 errmsg("pgautomator launcher: %s failed: %s", what, edata->message),
+				 errmsg("%s: %s failed: %s", pga_process_name(), what, edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 				 edata->context ? errcontext("%s", edata->context) : 0));
 		FreeErrorData(edata);
@@ -71,6 +82,6 @@ pga_log_caught(const char *what)
 	FlushErrorState();
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
-			 errmsg("pgautomator launcher: %s failed: %s", what, edata->message)));
+			 errmsg("%s: %s failed: %s", pga_process_name(), what, edata->message)));
 	FreeErrorData(edata);
 }

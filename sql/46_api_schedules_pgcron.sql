@@ -1,6 +1,19 @@
 -- pg_cron's shorthand: a job with one sql step running as the caller, fired
 -- by a cron schedule of the same name. Calling it again with the same name
 -- replaces the command and the cron expression, as pg_cron does.
+-- The cron schedule of a job that schedule() made (a step "command" and a
+-- cron schedule of the job's name); NULL for any other job.
+CREATE FUNCTION pgautomator._pgcron_schedule(p_job pgautomator.job)
+RETURNS bigint LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT js.schedule_id
+      FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id
+     WHERE js.job_id = p_job.id AND s.name = p_job.name AND s.frequency = 'cron'
+       AND EXISTS (SELECT FROM pgautomator.step st WHERE st.job_id = p_job.id AND st.name = 'command')
+$$;
+COMMENT ON FUNCTION pgautomator._pgcron_schedule(pgautomator.job) IS 'The cron schedule of a job made by schedule(); NULL for any other job.';
+
 CREATE FUNCTION pgautomator.schedule(name text, cron text, command text)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -20,11 +33,8 @@ BEGIN
         RETURN v_job.id;
     END IF;
     v_job := pgautomator._job_for(NULL, schedule.name, 'manage');
-    SELECT js.schedule_id INTO v_schedule_id
-      FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id
-     WHERE js.job_id = v_job.id AND s.name = schedule.name AND s.frequency = 'cron';
-    IF v_schedule_id IS NULL
-       OR NOT EXISTS (SELECT FROM pgautomator.step st WHERE st.job_id = v_job.id AND st.name = 'command') THEN
+    v_schedule_id := pgautomator._pgcron_schedule(v_job);
+    IF v_schedule_id IS NULL THEN
         RAISE EXCEPTION 'job "%" already exists and was not created by schedule()', schedule.name
             USING ERRCODE = '23505', HINT = 'Use another name, or alter_step and alter_schedule.';
     END IF;
@@ -42,8 +52,13 @@ AS $$
 DECLARE
     v_s pgautomator.schedule;
 BEGIN
-    SELECT s.* INTO v_s FROM pgautomator.job_schedule js JOIN pgautomator.schedule s ON s.id = js.schedule_id
-     WHERE js.job_id = p_job.id AND s.name = p_job.name;
+    -- (as schedule() refuses to take over such a job, unschedule() refuses
+    -- to drop one, with its history: drop_job says what it does)
+    SELECT s.* INTO v_s FROM pgautomator.schedule s WHERE s.id = pgautomator._pgcron_schedule(p_job);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job "%" was not created by schedule()', p_job.name USING ERRCODE = '42809',
+            HINT = 'drop_job drops any job, with its history.';
+    END IF;
     PERFORM pgautomator.drop_job(p_job.id);
     -- The job's own schedule goes too, unless another job uses it.
     IF v_s.id IS NOT NULL AND pgautomator._may_manage(v_s.owner)

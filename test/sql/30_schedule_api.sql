@@ -1,7 +1,7 @@
 -- The schedule API: alter, enable/disable, exclusions, attach/detach, drop,
 -- next_job_runs, the schedules view, schedule()/unschedule(), and rights.
 BEGIN;
-SELECT plan(51);
+SELECT plan(52);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -126,6 +126,8 @@ SELECT is((SELECT s.cron || ' / ' || st.code FROM pgautomator.schedule s, pgauto
 SELECT ok(pgautomator.unschedule('nightly'), 'unschedule() returns true');
 SELECT ok(NOT EXISTS (SELECT FROM pgautomator.schedule WHERE name = 'nightly')
           AND NOT EXISTS (SELECT FROM pgautomator.job WHERE name = 'nightly'), 'and drops the job and its schedule');
+SELECT throws_ok($$SELECT pgautomator.unschedule('bob_job')$$, '42809', 'job "bob_job" was not created by schedule()',
+    'unschedule() drops only what schedule() made, as schedule() takes over only that');
 
 -- NULL and out-of-range arguments of the previews: 22004 / 22023 naming them
 SELECT throws_ok($$SELECT pgautomator.next_runs(NULL::text)$$, '22004', 'schedule must not be NULL',
