@@ -1,6 +1,7 @@
 -- pg_cron's shorthand: a job with one sql step running as the caller, fired
 -- by a cron schedule of the same name. Calling it again with the same name
 -- replaces the command and the cron expression, as pg_cron does.
+
 -- The cron schedule of a job that schedule() made (a step "command" and a
 -- cron schedule of the job's name); NULL for any other job.
 CREATE FUNCTION pgautomator._pgcron_schedule(p_job pgautomator.job)
