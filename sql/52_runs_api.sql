@@ -185,16 +185,28 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._start_job(pgautomator.job, text) IS 'Creates a manual run of a job (from a step when given) and starts it when its overlap limit allows.';
 
+-- (the table locks before the job's row lock that _job_for takes: held the
+-- other way round, a REINDEX and the launcher could close a cycle with it)
 CREATE FUNCTION pgautomator.start_job(job bigint, from_step text DEFAULT NULL)
-RETURNS bigint LANGUAGE sql SECURITY DEFINER
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgautomator._start_job(pgautomator._job_for($1, NULL, 'operate'), $2) $$;
+AS $$
+BEGIN
+    LOCK TABLE pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;
+    RETURN pgautomator._start_job(pgautomator._job_for(start_job.job, NULL, 'operate'), start_job.from_step);
+END
+$$;
 COMMENT ON FUNCTION pgautomator.start_job(bigint, text) IS 'Runs a job named by id now (from the step from_step when given) and returns the run id; it waits while the job''s overlap limit is reached.';
 
 CREATE FUNCTION pgautomator.start_job(job text, from_step text DEFAULT NULL)
-RETURNS bigint LANGUAGE sql SECURITY DEFINER
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgautomator._start_job(pgautomator._job_for(NULL, $1, 'operate'), $2) $$;
+AS $$
+BEGIN
+    LOCK TABLE pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;   -- (see above)
+    RETURN pgautomator._start_job(pgautomator._job_for(NULL, start_job.job, 'operate'), start_job.from_step);
+END
+$$;
 COMMENT ON FUNCTION pgautomator.start_job(text, text) IS 'Runs a job named by name now (from the step from_step when given) and returns the run id; it waits while the job''s overlap limit is reached.';
 
 -- stop_run: a queued run ends stopped at once; a running one gets a stop
