@@ -105,6 +105,21 @@ COMMENT ON FUNCTION pgautomator._check_choice(text, text, text[]) IS 'Validates 
 
 -- Raises 22023 naming the argument unless every element is a plain e-mail
 -- address (no spaces or line breaks: they end up in mail headers).
+-- Raises 22023 when a free text (a description, a reason) is longer than
+-- p_max characters: they are shown in views, logs and the UI, and errors
+-- quote arguments.
+CREATE FUNCTION pgautomator._check_length(p_arg text, p_value text, p_max integer)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF length(p_value) > p_max THEN
+        RAISE EXCEPTION '% is longer than % characters', p_arg, p_max USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgautomator._check_length(text, text, integer) IS 'Raises 22023 when a free text argument is longer than p_max characters.';
+
 -- Raises 22023 unless an array argument is a plain list (one dimension,
 -- from 1): a '[5:5]={0}' or a 2-D array would reach agents and checks that
 -- read it as one.

@@ -9,6 +9,7 @@ DECLARE
 BEGIN
     PERFORM pgautomator._require_admin('create categories');
     PERFORM pgautomator._check_name('category', create_category.name);
+    PERFORM pgautomator._check_length('description', create_category.description, 10000);
     INSERT INTO pgautomator.category (name, description)
     VALUES (create_category.name, coalesce(create_category.description, ''))
     RETURNING id INTO v_id;

@@ -70,6 +70,7 @@ BEGIN
     PERFORM pgautomator._check_job_settings(create_job.timeout, create_job.overlap, create_job.max_parallel,
         create_job.misfire, create_job.misfire_limit, create_job.notify_on, create_job.notify_to);
     PERFORM pgautomator._check_notify_from(create_job.notify_from);
+    PERFORM pgautomator._check_length('description', create_job.description, 10000);
     INSERT INTO pgautomator.job (name, description, category_id, enabled, owner, run_as, agent, timeout,
                                  overlap, max_parallel, misfire, misfire_limit, retry_on_crash,
                                  notify_on, notify_to, notify_from, notify_subject, notify_body)
@@ -125,6 +126,7 @@ BEGIN
     PERFORM pgautomator._check_job_settings(alter_job.timeout, alter_job.overlap, alter_job.max_parallel,
         alter_job.misfire, alter_job.misfire_limit, alter_job.notify_on, alter_job.notify_to);
     PERFORM pgautomator._check_notify_from(alter_job.notify_from);
+    PERFORM pgautomator._check_length('description', alter_job.description, 10000);
     UPDATE pgautomator.job j SET
         name           = coalesce(alter_job.name, j.name),
         description    = coalesce(alter_job.description, j.description),

@@ -163,6 +163,7 @@ BEGIN
     v_step.notify_on := coalesce(add_step.notify_on, 'never');
     PERFORM pgautomator._check_step(v_step);
     PERFORM pgautomator._check_addresses('notify_to', add_step.notify_to);
+    PERFORM pgautomator._check_length('description', add_step.description, 10000);
     v_ok := pgautomator._step_action(v_job.id, 'on_success', coalesce(add_step.on_success, 'next'));
     v_fail := pgautomator._step_action(v_job.id, 'on_failure', coalesce(add_step.on_failure, 'fail'));
     -- Make room when inserting before existing steps.
@@ -259,6 +260,7 @@ BEGIN
     v_step.notify_on := coalesce(alter_step.notify_on, v_step.notify_on);
     PERFORM pgautomator._check_step(v_step);
     PERFORM pgautomator._check_addresses('notify_to', alter_step.notify_to);
+    PERFORM pgautomator._check_length('description', alter_step.description, 10000);
     IF alter_step.on_success IS NOT NULL THEN
         v_ok := pgautomator._step_action(v_job.id, 'on_success', alter_step.on_success);
         v_step.on_success := v_ok.action;

@@ -137,6 +137,7 @@ DECLARE
     v_hint text;
 BEGIN
     PERFORM pgautomator._check_name('schedule', p_s.name);
+    PERFORM pgautomator._check_length('description', p_s.description, 10000);
     IF f IS NULL THEN
         RAISE EXCEPTION 'frequency must be given' USING ERRCODE = '22023',
             HINT = 'Use once, daily, weekly, monthly, monthly_relative or cron.';

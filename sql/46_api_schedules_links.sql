@@ -96,6 +96,7 @@ AS $$
 DECLARE
     v_id bigint;
 BEGIN
+    PERFORM pgautomator._check_length('reason', p_reason, 10000);
     IF p_on_date IS NOT NULL AND (p_from_at IS NOT NULL OR p_until_at IS NOT NULL) THEN
         RAISE EXCEPTION 'give either on_date or from_at and until_at, not both' USING ERRCODE = '22023';
     ELSIF p_on_date IS NULL AND (p_from_at IS NULL OR p_until_at IS NULL) THEN

@@ -1,6 +1,6 @@
 -- Categories and jobs: create, alter (NULL = unchanged), enable/disable, drop, errors.
 BEGIN;
-SELECT plan(49);
+SELECT plan(50);
 
 -- categories
 SELECT isnt(pgautomator.create_category('etl', 'loading data'), NULL, 'create_category returns an id');
@@ -119,5 +119,7 @@ SELECT throws_ok(format('SELECT pgautomator.create_job(%L)', 'pay' || chr(8238) 
                  'job name must not contain line separators or bidirectional controls', 'a right-to-left override is refused');
 SELECT throws_ok(format('SELECT pgautomator.create_job(%L)', 'a' || chr(8232) || 'b'), '22023',
                  'job name must not contain line separators or bidirectional controls', 'a line separator is refused');
+SELECT throws_ok(format('SELECT pgautomator.create_job(%L, description => %L)', 'j-long', repeat('x', 10001)), '22023',
+                 'description is longer than 10000 characters', 'a description has a bound (a 100 MB one was stored)');
 SELECT * FROM finish();
 ROLLBACK;
