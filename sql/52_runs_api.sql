@@ -161,10 +161,7 @@ DECLARE
     v_id      bigint;
     v_running integer;
 BEGIN
-    -- (written after reads through their indexes: locked first, so that a
-    -- REINDEX of one waits for this call or it for the REINDEX, instead of
-    -- a deadlock; as the launcher, the workers and the agent calls)
-    LOCK TABLE pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;
+    -- (the caller, start_job, holds the run tables' locks)
     IF p_from_step IS NOT NULL THEN
         v_step_id := (pgautomator._step_of(p_job.id, p_from_step)).id;
     END IF;
@@ -185,8 +182,11 @@ END
 $$;
 COMMENT ON FUNCTION pgautomator._start_job(pgautomator.job, text) IS 'Creates a manual run of a job (from a step when given) and starts it when its overlap limit allows.';
 
--- (the table locks before the job's row lock that _job_for takes: held the
--- other way round, a REINDEX and the launcher could close a cycle with it)
+-- The run tables, written after reads through their indexes, are locked
+-- first, so that a REINDEX of one waits for this call or it for the
+-- REINDEX, instead of a deadlock (as the launcher, the workers and the
+-- agent calls do); and before the job's row lock that _job_for takes: held
+-- the other way round, a REINDEX and the launcher could close a cycle.
 CREATE FUNCTION pgautomator.start_job(job bigint, from_step text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -229,7 +229,7 @@ BEGIN
     IF stop_run.run IS NULL THEN
         RAISE EXCEPTION 'run must not be NULL' USING ERRCODE = '22004';
     END IF;
-    LOCK TABLE pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;     -- (see _start_job)
+    LOCK TABLE pgautomator.run, pgautomator.step_run IN ROW EXCLUSIVE MODE;     -- (see start_job)
     SELECT r.job_id INTO v_job_id FROM pgautomator.run r WHERE r.id = stop_run.run
        AND (pgautomator._is_operator() OR pgautomator._may_manage(r.owner));
     IF NOT FOUND THEN
@@ -297,7 +297,7 @@ BEGIN
     PERFORM pgautomator._check_interval('older_than', purge_history.older_than, true);
     v_before := pg_catalog.now() - purge_history.older_than;
     v_managed_only := NOT pgautomator._is_admin();
-    LOCK TABLE pgautomator.run, pgautomator.step_run, pgautomator.mail IN ROW EXCLUSIVE MODE;   -- (see _start_job)
+    LOCK TABLE pgautomator.run, pgautomator.step_run, pgautomator.mail IN ROW EXCLUSIVE MODE;   -- (see start_job)
     -- In batches, as the dispatcher's retention: runs whose rows someone
     -- holds (a running mail, a stop in an open transaction) are left for a
     -- later purge instead of waited for.
