@@ -1,6 +1,6 @@
 -- Categories and jobs: create, alter (NULL = unchanged), enable/disable, drop, errors.
 BEGIN;
-SELECT plan(50);
+SELECT plan(52);
 
 -- categories
 SELECT isnt(pgautomator.create_category('etl', 'loading data'), NULL, 'create_category returns an id');
@@ -112,6 +112,10 @@ SELECT throws_ok($$SELECT pgautomator.drop_job(NULL::text)$$, '22004', 'job must
 
 SELECT throws_ok($$SELECT pgautomator.drop_category(NULL::text)$$, '22004', 'category must not be NULL',
                  'drop_category(NULL) is refused, not a silent no-op');
+SELECT throws_ok($$SELECT pgautomator.drop_category(NULL::bigint)$$, '22004', 'category must not be NULL',
+                 'by id too');
+SELECT throws_ok(format('SELECT pgautomator.create_job(%L, notify_to => ARRAY[%L])', 'j-sep', 'a' || chr(8232) || 'b@example.com'),
+                 '22023', NULL, 'an address with a line separator is refused (Python refuses it in a header)');
 
 SELECT throws_ok(format('SELECT pgautomator.create_job(%L)', chr(160) || chr(12288)), '22023', 'job name must not be empty',
                  'a name of no-break and ideographic spaces only is empty');

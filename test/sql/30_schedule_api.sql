@@ -1,7 +1,7 @@
 -- The schedule API: alter, enable/disable, exclusions, attach/detach, drop,
 -- next_job_runs, the schedules view, schedule()/unschedule(), and rights.
 BEGIN;
-SELECT plan(52);
+SELECT plan(53);
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
 
@@ -139,6 +139,8 @@ SELECT throws_ok($$SELECT pgautomator.next_runs('dawn', '294247-01-11 00:00+00',
     'after must be before 9000-01-01, not 294247-01-11 00:00:00+00', 'an instant past the engine''s calendar');
 SELECT throws_ok($$SELECT pgautomator.describe_schedule(NULL::text)$$, '22004', 'schedule must not be NULL',
     'describe_schedule of NULL');
+SELECT throws_ok($$SELECT pgautomator.describe_schedule(NULL::bigint)$$, '22004', 'schedule must not be NULL',
+    'describe_schedule of NULL by id');
 SELECT throws_ok($$SELECT pgautomator.drop_exclusion(NULL)$$, '22004', 'exclusion must not be NULL',
     'drop_exclusion of NULL');
 
