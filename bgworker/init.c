@@ -99,6 +99,8 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("pgautomator");
 
+	pga_handout_request_shmem();
+
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;

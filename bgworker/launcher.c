@@ -28,6 +28,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 
@@ -39,6 +40,7 @@
 static void
 pga_launcher_exit(int code, Datum arg)
 {
+	pga_handout_reset(-1);
 	pga_slots_terminate_all();
 }
 
@@ -88,6 +90,7 @@ pga_launcher_main(Datum main_arg)
 	SetConfigOption("application_name", "pgautomator launcher", PGC_USERSET, PGC_S_SESSION);
 
 	pga_slots_init();
+	pga_handout_reset(PGA_MY_PROCNO);
 	before_shmem_exit(pga_launcher_exit, (Datum) 0);
 	pga_launcher_listen();
 

@@ -16,6 +16,7 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -338,4 +339,39 @@ pga_call_release(int64 step_run_id)
 
 	pga_spi_run("SELECT pgautomator._launcher_release($1)", 1, types, values, NULL);
 	pga_spi_done();
+}
+
+/*
+ * pga_call_handout_stale marks in stale[] which of the step runs ids[0..n)
+ * waiting in the hand-out queue no worker is to take any more
+ * (_launcher_handout_stale).
+ */
+void
+pga_call_handout_stale(const int64 *ids, int n, bool *stale)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		values[1];
+	uint64		i;
+	int			k;
+
+	for (k = 0; k < n; k++)
+	{
+		elems[k] = Int64GetDatum(ids[k]);
+		stale[k] = false;
+	}
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	pga_spi_run("SELECT pgautomator._launcher_handout_stale($1)", 1, types, values, NULL);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		for (k = 0; k < n; k++)
+			if (ids[k] == id)
+				stale[k] = true;
+	}
+	pga_spi_done();
+	pfree(elems);
 }

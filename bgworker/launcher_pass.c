@@ -22,6 +22,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -49,6 +50,9 @@
 #define PGA_PREFIRE_MAX_LEAD_MS		200
 #define PGA_PREFIRE_MARGIN_MS		5
 
+/* the longest a step run waits in the hand-out queue (see pga_pass_prune_handout) */
+#define PGA_HANDOUT_MAX_WAIT_MS		5000
+
 bool		pga_have_release = false;
 static bool pga_have_spares = false;	/* _launcher_sessions_due is there */
 
@@ -70,7 +74,9 @@ static TimestampTz pga_spares_tried = 0;	/* the last instant given spares */
 static bool pga_pass_ready = true;	/* the extension was there */
 static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
 /* the tables a pass reads and then writes (see table_locks.c) */
-static const char *const pga_pass_tables[] = {"agent", "job_schedule", "run", "step_run"};
+static const char *const pga_pass_tables[] = {"agent", "job_schedule", "run", "step_run", "step_outcome"};
+static PgaClaimed pga_staged;	/* claims for the hand-out queue, once committed */
+static bool pga_outcomes_pending = false;	/* deferred outcomes to apply */
 static int *pga_claimed_slots = NULL;	/* idle worker reserved, or: */
 #define PGA_NO_SLOT			(-1)	/* a new worker starts after the commit */
 #define PGA_STARTED_HELD	(-2)	/* a new worker started, held until then */
@@ -146,6 +152,120 @@ pga_pass_reserve(void)
 }
 
 /*
+ * pga_pass_release_one is _launcher_release of one step run, for
+ * pga_subxact.
+ */
+static void
+pga_pass_release_one(void *arg)
+{
+	pga_call_release(*(int64 *) arg);
+}
+
+/*
+ * pga_pass_release_handout gives the step runs waiting in the hand-out
+ * queue back to the ready queue (pgautomator.enabled is off: no worker
+ * takes them).  Inside the pass's transaction.
+ */
+static void
+pga_pass_release_handout(void)
+{
+	PgaStepInput input;
+
+	if (!pga_have_release)
+		return;
+	while (pga_handout_take_any(&input, pga_pass_context))
+		(void) pga_subxact(pga_pass_release_one, &input.step_run_id, "_launcher_release");
+}
+
+/*
+ * pga_pass_handout_stale is pga_call_handout_stale for pga_subxact.
+ */
+typedef struct PgaStaleArgs
+{
+	int64	   *ids;
+	int			n;
+	bool	   *stale;
+} PgaStaleArgs;
+
+static void
+pga_pass_handout_stale(void *arg)
+{
+	PgaStaleArgs *args = arg;
+
+	pga_call_handout_stale(args->ids, args->n, args->stale);
+}
+
+/*
+ * pga_pass_prune_handout gives back to the ready queue the step runs
+ * waiting in the hand-out queue that no worker is to take any more (their
+ * runs stopped, their time up: the dispatcher then ends them), and all of
+ * them once they have waited PGA_HANDOUT_MAX_WAIT_MS (the workers are busy
+ * with long steps: in the ready queue they wait as any, where a step run
+ * claimed without a worker would count as lost).  Inside the pass's
+ * transaction, after its tick.
+ */
+static void
+pga_pass_prune_handout(void)
+{
+	PgaStaleArgs args;
+	TimestampTz filled_at;
+	bool		all;
+	int			i;
+
+	if (!pga_have_release || !pga_handout_waiting())
+		return;
+	args.ids = pga_handout_ready_ids(pga_pass_context, &args.n, &filled_at);
+	if (args.n == 0)
+		return;
+	args.stale = MemoryContextAllocZero(pga_pass_context, sizeof(bool) * args.n);
+	all = TimestampDifferenceExceeds(filled_at, GetCurrentTimestamp(), PGA_HANDOUT_MAX_WAIT_MS);
+	if (!all && !pga_subxact(pga_pass_handout_stale, &args, "_launcher_handout_stale"))
+		return;
+	for (i = 0; i < args.n; i++)
+		if ((all || args.stale[i]) && pga_handout_take_id(args.ids[i]))
+			(void) pga_subxact(pga_pass_release_one, &args.ids[i], "_launcher_release");
+}
+
+/*
+ * pga_pass_stage_handout keeps, of the claims of a prepared instant, those
+ * beyond the workers it has (free_slots) for the hand-out queue, to be put
+ * there once the claims commit; those that do not fit are given back to
+ * the ready queue.  Inside the preparing transaction.
+ */
+static void
+pga_pass_stage_handout(int free_slots)
+{
+	int			extra = pga_claimed.count - free_slots;
+	int			fit;
+	int			i;
+
+	pga_staged.count = 0;
+	if (extra <= 0)
+		return;
+	pga_staged.steps = &pga_claimed.steps[free_slots];
+	pga_claimed.count = free_slots;
+	fit = pga_handout_fits(pga_staged.steps, extra);
+	for (i = fit; i < extra; i++)
+		(void) pga_subxact(pga_pass_release_one, &pga_staged.steps[i].step_run_id, "_launcher_release");
+	pga_staged.count = fit;
+}
+
+/*
+ * pga_pass_start_handed_out starts, on the worker slots that are free, the
+ * step runs that wait in the hand-out queue (oldest first), as it starts
+ * its own claims.  After the pass's commit.
+ */
+static void
+pga_pass_start_handed_out(void)
+{
+	int			free_slots = pga_slots_free();
+	PgaStepInput input;
+
+	while (free_slots-- > 0 && pga_handout_take_any(&input, pga_pass_context))
+		(void) pga_slots_start(&input, pga_slots_reserve(&input));
+}
+
+/*
  * pga_pass_failed schedules the next try of a failed start or tick, later
  * each time, at most max_sleep apart.
  */
@@ -193,7 +313,10 @@ pga_pass_work(bool notified)
 			 * the workers of the one before run is not this one's.
 			 */
 			if (OidIsValid(pga_extension_oid))
+			{
 				pga_slots_abandon_all();
+				pga_handout_reset(PGA_MY_PROCNO);
+			}
 			pga_extension_oid = extension_oid;
 			pga_started = false;
 			pga_next_tick = 0;
@@ -218,7 +341,20 @@ pga_pass_work(bool notified)
 		must_tick = true;
 
 	if (!pga_enabled)
+	{
+		pga_pass_release_handout();
 		return true;
+	}
+
+	/* outcomes the workers deferred in a burst: the tick applies them */
+	if (pga_handout_take_deferred())
+		pga_outcomes_pending = true;
+	if (pga_outcomes_pending)
+	{
+		must_tick = true;
+		/* (a tick held back below comes at the earliest allowed instant) */
+		pga_next_tick = Min(pga_next_tick, pga_tick_not_before);
+	}
 
 	/*
 	 * Under load every report NOTIFYs: tick at most every PGA_TICK_GAP_MS
@@ -243,13 +379,22 @@ pga_pass_work(bool notified)
 
 			pga_next_tick = (next == 0 || next > latest) ? latest : next;
 			pga_backoff_ms = PGA_FIRST_BACKOFF_MS;
+			pga_outcomes_pending = false;
 		}
 		else
 			pga_pass_failed(now);
+		pga_pass_prune_handout();
+		/* while step runs wait there, they are looked at each second */
+		if (pga_handout_waiting())
+			pga_next_tick = Min(pga_next_tick, TimestampTzPlusMilliseconds(now, 1000));
 	}
 
+	/*
+	 * Step runs waiting in the hand-out queue were claimed before any the
+	 * claim would take: free slots go to them first, after the commit.
+	 */
 	free_slots = pga_slots_free();
-	if (free_slots > 0)
+	if (free_slots > 0 && !pga_handout_waiting())
 	{
 		MemoryContext old = MemoryContextSwitchTo(pga_pass_context);
 
@@ -304,6 +449,8 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 	pga_claimed.count = 0;
 	pga_claimed.steps = NULL;
 	pga_claimed_slots = NULL;
+	pga_staged.count = 0;
+	pga_staged.steps = NULL;
 
 	pgstat_report_activity(STATE_RUNNING, activity);
 	SetCurrentStatementStartTimestamp();
@@ -326,6 +473,7 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 				(errcode(edata->sqlerrcode),
 				 errmsg("pgautomator launcher: %s failed: %s", activity, edata->message)));
 		pga_claimed.count = 0;
+		pga_staged.count = 0;
 		pga_slots_unreserve();
 		pga_slots_release_held(false);
 		/* a failed preparation leaves the instant to the ordinary pass */
@@ -341,6 +489,11 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 	for (i = 0; i < pga_claimed.count; i++)
 		if (pga_claimed_slots[i] != PGA_STARTED_HELD)
 			(void) pga_slots_start(&pga_claimed.steps[i], pga_claimed_slots[i]);
+	/* the rest of a prepared instant's claims, for busy workers to take */
+	if (pga_staged.count > 0)
+		pga_handout_fill(pga_staged.steps, pga_staged.count);
+	if (pga_enabled)
+		pga_pass_start_handed_out();
 	return result;
 }
 
@@ -423,20 +576,30 @@ pga_prefire_work(void *arg)
 	TimestampTz at = *(TimestampTz *) arg;
 	TimestampTz start = GetCurrentTimestamp();
 	int			free_slots;
+	int			room;
 	long		took_ms;
 
 	pga_prefire_due = 0;
 	pga_prefire_all_fired = false;
 	if (!pga_subxact(pga_pass_prefire, &at, "_launcher_prefire") || pga_prefire_due == 0)
 		return false;
+	/*
+	 * The first steps as of the instant: for the workers it has, and for
+	 * the hand-out queue (when it is empty), which busy workers take from
+	 * without a claim of their own: a burst then starts at the pace of its
+	 * steps (handout.c).
+	 */
 	free_slots = pga_slots_free();
-	if (free_slots > 0)
+	room = pga_handout_room();
+	if (free_slots + room > 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(pga_pass_context);
+		int			claim = free_slots + room;
 
 		pga_claim_at = at;
-		(void) pga_subxact(pga_pass_claim, &free_slots, "_launcher_claim");
+		(void) pga_subxact(pga_pass_claim, &claim, "_launcher_claim");
 		MemoryContextSwitchTo(old);
+		pga_pass_stage_handout(free_slots);
 		pga_pass_reserve();
 		pga_prefire_start_workers();
 	}

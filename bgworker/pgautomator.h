@@ -195,6 +195,7 @@ extern PgaSessions pga_call_sessions_due(TimestampTz at);
 extern void pga_call_started(int64 step_run_id, int pid);
 extern void pga_call_report(int64 step_run_id, const PgaStepOutcome *outcome);
 extern void pga_call_release(int64 step_run_id);
+extern void pga_call_handout_stale(const int64 *ids, int n, bool *stale);
 extern char *pga_server_text(const char *text, int encoding);
 extern Datum pga_text_datum(const char *text, int encoding, char *null);
 extern void pga_read_local_step(HeapTuple tuple, TupleDesc desc, PgaStepInput *step,
@@ -219,6 +220,22 @@ extern int	pga_slots_sync(void);
 extern bool pga_slots_capped(void);
 extern void pga_slots_abandon_all(void);
 extern void pga_slots_terminate_all(void);
+
+/* the launcher's hand-out queue of claimed step runs (handout.c) */
+extern void pga_handout_request_shmem(void);
+extern void pga_handout_reset(int launcher_procno);
+extern int	pga_handout_room(void);
+extern int	pga_handout_fits(const PgaStepInput *steps, int n);
+extern void pga_handout_fill(const PgaStepInput *steps, int n);
+extern bool pga_handout_take_mine(const char *database, const char *run_as, PgaStepInput *input);
+extern void pga_handout_settle_held(bool keep, bool deferred);
+extern void pga_handout_xact_end(bool committed);
+extern void pga_handout_worker_init(void);
+extern bool pga_handout_take_any(PgaStepInput *input, MemoryContext context);
+extern bool pga_handout_waiting(void);
+extern bool pga_handout_take_deferred(void);
+extern int64 *pga_handout_ready_ids(MemoryContext context, int *n, TimestampTz *filled_at);
+extern bool pga_handout_take_id(int64 step_run_id);
 
 /* the tables a bookkeeping transaction uses, locked first (table_locks.c) */
 extern void pga_lock_tables(const char *const *tables, int count);

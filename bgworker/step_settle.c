@@ -121,13 +121,14 @@ pga_session_reset(bool keep_cancel)
 }
 
 static SPIPlanPtr pga_settle_plan = NULL;
+static SPIPlanPtr pga_defer_plan = NULL;	/* _worker_defer's */
 
 /*
  * The tables _worker_settle reads and then writes (see table_locks.c).
  * (Not those it only reads: a REINDEX waiting for someone else's lock on
  * one would then hold up every worker.)
  */
-static const char *const pga_settle_tables[] = {"run", "step_run"};
+static const char *const pga_settle_tables[] = {"run", "step_run", "step_outcome"};
 
 /*
  * pga_settle_prepare plans the call of _worker_settle, once per worker:
@@ -140,19 +141,69 @@ pga_settle_prepare(void)
 	BOOLOID, NAMEOID, INT4OID};
 	SPIPlanPtr	plan;
 
-	if (pga_settle_plan != NULL)
-		return;
-	plan = SPI_prepare("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
-					   " FROM pgautomator._worker_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-					   10, types);
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare _worker_settle: %s", SPI_result_code_string(SPI_result));
-	pga_settle_plan = plan;
+	if (pga_settle_plan == NULL)
+	{
+		plan = SPI_prepare("SELECT step_run_id, database, run_as, code, transaction, timeout_ms"
+						   " FROM pgautomator._worker_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+						   10, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare _worker_settle: %s", SPI_result_code_string(SPI_result));
+		pga_settle_plan = plan;
+	}
+	if (pga_defer_plan == NULL)
+	{
+		/* _worker_defer's: those of _worker_settle, then the next and the pid */
+		types[7] = INT8OID;
+		types[8] = INT4OID;
+		plan = SPI_prepare("SELECT pgautomator._worker_defer($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare _worker_defer: %s", SPI_result_code_string(SPI_result));
+		pga_defer_plan = plan;
+	}
 }
 
 /*
- * pga_settle_call runs _worker_settle; with a row back, fills next (its
- * code allocated in TopMemoryContext) and returns true.
+ * pga_settle_defer records the outcome for later and takes next, the step
+ * run this worker took from the launcher's hand-out queue (handout.c), as
+ * its next one (values: _worker_settle's; inside SPI); true when it is to
+ * run next.  Otherwise next is let go: back to the hand-out queue when
+ * it was busy, else to the ready queue (_worker_defer).
+ */
+static bool
+pga_settle_defer(Datum *values, char *nulls, PgaStepInput *next)
+{
+	Datum		dvalues[9];
+	char		dnulls[10];
+	bool		isnull;
+	int			rc;
+	int			taken;
+
+	memcpy(dvalues, values, sizeof(Datum) * 7);
+	memcpy(dnulls, nulls, 7);
+	dvalues[7] = Int64GetDatum(next->step_run_id);
+	dvalues[8] = Int32GetDatum(MyProcPid);
+	dnulls[7] = ' ';
+	dnulls[8] = ' ';
+	dnulls[9] = '\0';
+	rc = SPI_execute_plan(pga_defer_plan, dvalues, dnulls, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "_worker_defer returned SPI code %d", rc);
+	taken = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* taken, or given back to the ready queue: for good once this commits */
+	pga_handout_settle_held(taken != 0, true);
+	if (taken == 1)
+		return true;
+	pfree(next->code);
+	next->code = NULL;
+	return false;
+}
+
+/*
+ * pga_settle_call records the outcome and, when claim, finds the next step
+ * run: one of the launcher's hand-out queue (pga_settle_defer, which
+ * defers the outcome), else one _worker_settle claims (after recording the
+ * outcome in full).  With one, fills next (its code allocated in
+ * TopMemoryContext) and returns true.
  */
 static bool
 pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
@@ -210,13 +261,19 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pga_settle_prepare();
-	rc = SPI_execute_plan(pga_settle_plan, values, nulls, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "_worker_settle returned SPI code %d", rc);
-	if (SPI_processed > 0)
+	/* the next step run from the launcher's hand-out queue, if it has one */
+	if (claim && pga_handout_take_mine(pga_database, NameStr(run_as), next))
+		claimed = pga_settle_defer(values, nulls, next);
+	else
 	{
-		pga_read_local_step(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, next, TopMemoryContext);
-		claimed = true;
+		rc = SPI_execute_plan(pga_settle_plan, values, nulls, false, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "_worker_settle returned SPI code %d", rc);
+		if (SPI_processed > 0)
+		{
+			pga_read_local_step(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, next, TopMemoryContext);
+			claimed = true;
+		}
 	}
 	PopActiveSnapshot();
 	SPI_finish();

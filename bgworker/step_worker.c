@@ -60,6 +60,8 @@ pga_step_worker_exit(int code, Datum arg)
 	char		sqlstate[6];
 	char	   *message;
 
+	/* a hand-out entry its unfinished bookkeeping held goes back */
+	pga_handout_xact_end(false);
 	if (pga_step_segment == NULL || !pga_shm_taken(pga_step_segment))
 		return;
 	memset(&outcome, 0, sizeof(outcome));
@@ -387,6 +389,7 @@ pga_step_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(database, run_as, 0);
 	pga_messages_raise_level();
 	pga_self_settle = strcmp(database, pga_database) == 0;
+	pga_handout_worker_init();
 
 	/*
 	 * A spare (started ahead of a due instant) has the time to rehearse,

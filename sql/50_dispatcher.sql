@@ -362,6 +362,12 @@ BEGIN
     IF v_state IS DISTINCT FROM 'running' OR v_pid IS DISTINCT FROM p_pid THEN
         RETURN false;
     END IF;
+    -- Recorded with its step, the worker runs another one now (a deferred
+    -- outcome, 55_deferred_outcomes.sql; its row lock orders this check
+    -- against that record).
+    IF EXISTS (SELECT FROM pgautomator.step_outcome o WHERE o.step_run_id = p_step_run_id) THEN
+        RETURN false;
+    END IF;
     IF p_terminate THEN
         RETURN pg_catalog.pg_terminate_backend(p_pid);
     END IF;

@@ -356,7 +356,8 @@ COMMENT ON FUNCTION pgautomator._advance(pgautomator.run, pgautomator.step_run, 
 -- stopped, crashed or already reported) or belongs to another agent.
 CREATE FUNCTION pgautomator._step_report(
     p_step_run_id bigint, p_agent_id bigint, p_ok boolean, p_exit_code integer, p_sqlstate text,
-    p_error text, p_messages text, p_rows bigint, p_output text, p_keep_output boolean DEFAULT false)
+    p_error text, p_messages text, p_rows bigint, p_output text, p_keep_output boolean DEFAULT false,
+    p_ended_at timestamptz DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -370,6 +371,8 @@ DECLARE
     v_error   text := p_error;
     v_end     text;
     v_upd     record;
+    -- when the step ended: now, or for a deferred outcome (55_deferred_outcomes.sql) when it committed
+    v_at      timestamptz := coalesce(p_ended_at, pg_catalog.statement_timestamp());
 BEGIN
     IF p_ok IS NULL THEN
         RAISE EXCEPTION 'succeeded must not be NULL' USING ERRCODE = '22004';
@@ -407,13 +410,15 @@ BEGIN
             v_end := 'stopped';
             v_error := pg_catalog.format('stopped by %s: %s', coalesce(v_run.stop_requested_by, 'request'),
                                          coalesce(p_error, 'cancelled'));
-        ELSIF v_sr.cancel_reason = 'job_timeout'
-              OR (v_job.timeout IS NOT NULL AND v_run.started_at + v_job.timeout <= pg_catalog.statement_timestamp()) THEN
+        -- (a cancel requested after a deferred outcome's step ended did
+        -- not end it)
+        ELSIF (v_sr.cancel_reason = 'job_timeout' AND (p_ended_at IS NULL OR v_sr.cancel_requested_at <= p_ended_at))
+              OR (v_job.timeout IS NOT NULL AND v_run.started_at + v_job.timeout <= v_at) THEN
             v_end := 'job_timeout';
             v_error := pg_catalog.format('job timeout of %s exceeded: %s', v_job.timeout,
                                          coalesce(p_error, 'cancelled'));
-        ELSIF v_sr.cancel_reason = 'timeout'
-              OR (v_step.timeout IS NOT NULL AND v_sr.started_at + v_step.timeout <= pg_catalog.statement_timestamp()) THEN
+        ELSIF (v_sr.cancel_reason = 'timeout' AND (p_ended_at IS NULL OR v_sr.cancel_requested_at <= p_ended_at))
+              OR (v_step.timeout IS NOT NULL AND v_sr.started_at + v_step.timeout <= v_at) THEN
             v_error := pg_catalog.format('step timeout of %s exceeded: %s', v_step.timeout,
                                          coalesce(p_error, 'cancelled'));
         END IF;
@@ -427,7 +432,7 @@ BEGIN
     -- statements of every step's end)
     UPDATE pgautomator.step_run u SET
         state = v_state,
-        finished_at = pg_catalog.statement_timestamp(),
+        finished_at = v_at,
         exit_code = p_exit_code,
         sqlstate = CASE WHEN p_ok THEN NULL ELSE coalesce(p_sqlstate, sqlstate) END,
         -- (_tail only for long texts: most are short, and a call costs)
@@ -492,7 +497,7 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._step_report(bigint, bigint, boolean, integer, text, text, text, bigint, text, boolean) IS 'Records the outcome of a running step run and advances its run; false when the step run is no longer running.';
+COMMENT ON FUNCTION pgautomator._step_report(bigint, bigint, boolean, integer, text, text, text, bigint, text, boolean, timestamptz) IS 'Records the outcome of a running step run (p_ended_at: when it ended, default now) and advances its run; false when the step run is no longer running.';
 
 -- Ends a step run that its executor lost (server restart, killed worker,
 -- agent gone) as crashed, its run too, and queues a crash retry of the run
@@ -511,6 +516,11 @@ DECLARE
     v_retry   bigint;
     v_message text;
 BEGIN
+    -- Its worker recorded an outcome with the step and went on (a deferred
+    -- outcome, 55_deferred_outcomes.sql): that outcome, not a crash.
+    IF pgautomator._apply_outcome(p_step_run_id) THEN
+        RETURN NULL;
+    END IF;
     -- One the dispatcher was cancelling for a timeout, and then ended when
     -- it outlived kill_grace, failed by its timeout, not by a crash: its
     -- retries, on_failure or the job timeout apply, never a crash retry

@@ -53,6 +53,10 @@ BEGIN
            registered_at = excluded.registered_at, heartbeat_timeout = excluded.heartbeat_timeout
     RETURNING a.id INTO v_agent;
 
+    -- What the workers of the previous life recorded with their steps and
+    -- did not apply yet (55_deferred_outcomes.sql), oldest first: those
+    -- step runs ended as they did, not as crashed.
+    PERFORM pgautomator._apply_outcomes();
     FOR v IN
         SELECT sr.id, sr.run_id, r.job_id, sr.worker_pid
           FROM pgautomator.step_run sr
@@ -120,7 +124,13 @@ BEGIN
         END IF;
         PERFORM pg_catalog.set_config('pgautomator_dispatch.zone_check', v_now::text, false);
     END IF;
-    v_next := pgautomator._dispatch_deadlines(v_now);
+    -- The outcomes step workers deferred in a burst, first: until then
+    -- their step runs look running (55_deferred_outcomes.sql).  Those left
+    -- (their runs locked by someone) are tried again within 100 ms.
+    IF EXISTS (SELECT FROM pgautomator.step_outcome) AND pgautomator._apply_outcomes() > 0 THEN
+        v_next := v_now + interval '100 milliseconds';
+    END IF;
+    v_next := least(v_next, pgautomator._dispatch_deadlines(v_now));
     v_next := least(v_next, pgautomator._dispatch_crashes(v_now));
     v_next := least(v_next, pgautomator._dispatch_fires(v_now));
     v_next := least(v_next, pgautomator._dispatch_queued(v_now));
@@ -438,13 +448,15 @@ COMMENT ON FUNCTION pgautomator._worker_settle(bigint, boolean, text, text, text
 -- before its first step, so that the first step of each new worker does
 -- not pay for compiling and planning it (several milliseconds of CPU each,
 -- when a burst needs every core).  In a block that always rolls back, it
--- makes a one-step job of the worker's role with two running runs, one
--- whose step run the worker "ran" and one whose step run is ready before
--- any other (not_before -infinity), and settles the first as a success
--- with a claim, as _worker_settle does after a real step: the claim takes
--- the rehearsal's own step run, never a real one.  Nothing of it stays
--- (sequence numbers aside) and nobody else sees it.  True when the
--- rehearsal went through to its claim.
+-- makes a one-step job of the worker's role with three running runs: one
+-- whose step run the worker "ran", one whose step run is ready before any
+-- other (not_before -infinity), and one whose step run the launcher
+-- claimed for its hand-out queue.  It settles the first as a success with
+-- a claim, as _worker_settle does after a real step (the claim takes the
+-- rehearsal's own step run, never a real one), then defers the outcome of
+-- the second and takes the third, as _worker_defer does in a burst.
+-- Nothing of it stays (sequence numbers aside) and nobody else sees it.
+-- True when the rehearsal went through to its last step.
 CREATE FUNCTION pgautomator._worker_rehearse(p_run_as name, p_pid integer)
 RETURNS boolean LANGUAGE plpgsql
 SET lock_timeout = '100ms'          -- never wait on someone's row for this
@@ -457,6 +469,7 @@ DECLARE
     v_runs    bigint[];
     v_done    bigint;
     v_ready   bigint;
+    v_handed  bigint;
     v_claimed boolean := false;
 BEGIN
     IF v_agent IS NULL THEN
@@ -472,7 +485,7 @@ BEGIN
         RETURNING id INTO v_step;
         WITH r AS (
             INSERT INTO pgautomator.run (job_id, owner, trigger, state, started_at)
-            SELECT v_job, p_run_as, 'manual', 'running', pg_catalog.now() FROM pg_catalog.generate_series(1, 2)
+            SELECT v_job, p_run_as, 'manual', 'running', pg_catalog.now() FROM pg_catalog.generate_series(1, 3)
             RETURNING id)
         SELECT pg_catalog.array_agg(id ORDER BY id) INTO v_runs FROM r;
         INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, agent_id, worker_pid, started_at)
@@ -481,9 +494,16 @@ BEGIN
         INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, not_before)
         VALUES (v_runs[2], v_step, 'rehearsal', 'sql', 'queued', '-infinity')
         RETURNING id INTO v_ready;
+        -- (and one the launcher claimed for its hand-out queue)
+        INSERT INTO pgautomator.step_run (run_id, step_id, step_name, kind, state, agent_id, started_at)
+        VALUES (v_runs[3], v_step, 'rehearsal', 'sql', 'running', v_agent, pg_catalog.now())
+        RETURNING id INTO v_handed;
         v_claimed := EXISTS (SELECT FROM pgautomator._worker_settle(v_done, true, NULL, NULL, NULL, 1, NULL,
                                                                     true, p_run_as, p_pid) c
                               WHERE c.step_run_id = v_ready);
+        -- the step after that one, taken from the hand-out queue
+        v_claimed := v_claimed
+                     AND pgautomator._worker_defer(v_ready, true, NULL, NULL, NULL, 1, NULL, v_handed, p_pid) = 1;
         RAISE EXCEPTION USING ERRCODE = 'PA001';    -- undoes all of the above
     EXCEPTION WHEN SQLSTATE 'PA001' THEN
         NULL;

@@ -15,7 +15,7 @@ BEGIN
     FOREACH v_table IN ARRAY ARRAY['pgautomator.category', 'pgautomator.agent', 'pgautomator.job',
                                    'pgautomator.step', 'pgautomator.schedule', 'pgautomator.exclusion',
                                    'pgautomator.job_schedule', 'pgautomator.run', 'pgautomator.step_run',
-                                   'pgautomator.mail', 'pgautomator.setting',
+                                   'pgautomator.step_outcome', 'pgautomator.mail', 'pgautomator.setting',
                                    'pgautomator.zone_rules']::regclass[]
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(v_table, '');

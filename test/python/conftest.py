@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -179,3 +180,28 @@ def wait_launcher_disabled(admin: psycopg.Connection) -> None:
             " AND query LIKE 'disabled%%'",
         ),
     )
+
+
+def wait_launcher(admin: psycopg.Connection) -> None:
+    """Waits until the launcher is connected (on a fresh cluster it starts
+    again a few seconds after its database was created) and its first pass
+    has run, so that it prepares the next fire instant ahead."""
+    wait_until(
+        "the launcher",
+        lambda: scalar(
+            admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgautomator launcher'"
+            " AND query LIKE 'waiting%%'",
+        ),
+    )
+
+
+def once_schedule(admin: psycopg.Connection, seconds: int) -> tuple[datetime, int]:
+    """A 'once' schedule at a whole second `seconds` or a little less from now."""
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+    schedule = scalar(
+        admin,
+        "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
+        (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
+    )
+    return at, int(schedule)

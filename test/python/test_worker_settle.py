@@ -6,29 +6,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from conftest import scalar, start, step_runs, wait_launcher_disabled, wait_run, wait_until
+from conftest import once_schedule, scalar, start, step_runs, wait_launcher_disabled, wait_run, wait_until
 
 
 def wait_for_lock_waiter(admin: psycopg.Connection, key: int) -> None:
     """Waits until a step blocks on the advisory lock `key` the test holds."""
     sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s"
     wait_until("a step waiting for the lock", lambda: scalar(admin, sql, (key,)) == 1)
-
-
-def once_schedule(admin: psycopg.Connection, seconds: int) -> tuple[datetime, int]:
-    """A 'once' schedule at a whole second `seconds` or a little less from now."""
-    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
-    schedule = scalar(
-        admin,
-        "SELECT pgautomator.create_schedule(%s, 'once', on_date => %s, at_time => %s, timezone => 'UTC')",
-        (f"once_{uuid.uuid4().hex[:8]}", at.date(), at.time()),
-    )
-    return at, int(schedule)
 
 
 SETTLE_ARGS = "1, true, NULL, NULL, NULL, 0, NULL, true, NULL, 0"

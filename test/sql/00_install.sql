@@ -4,7 +4,7 @@ SELECT plan(9);
 
 SELECT has_schema('pgautomator', 'schema pgautomator exists');
 SELECT tables_are('pgautomator',
-    ARRAY['agent', 'category', 'exclusion', 'job', 'job_schedule', 'mail', 'run', 'schedule', 'setting', 'setting_default', 'step', 'step_run', 'zone_rules'],
+    ARRAY['agent', 'category', 'exclusion', 'job', 'job_schedule', 'mail', 'run', 'schedule', 'setting', 'setting_default', 'step', 'step_outcome', 'step_run', 'zone_rules'],
     'the data model has exactly its tables');
 SELECT has_role('pgautomator_admin', 'role pgautomator_admin exists');
 SELECT has_role('pgautomator_operator', 'role pgautomator_operator exists');

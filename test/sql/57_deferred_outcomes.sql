@@ -1,0 +1,104 @@
+-- Deferred outcomes (55_deferred_outcomes.sql): a worker that takes its
+-- next step run from the launcher's hand-out queue records its outcome for
+-- later (_worker_defer); the launcher applies it (_apply_outcomes), and
+-- whoever would end its step run otherwise applies it first.
+BEGIN;
+SELECT plan(27);
+
+SELECT pgautomator._launcher_start(4242);
+SELECT pgautomator.set_setting('history_retention', 'off');
+CREATE ROLE do_a LOGIN IN ROLE pgautomator_user;
+
+-- A two-step job started twice: the first run's step is the worker's
+-- (pid 4343), the second run's the launcher claimed for the queue.
+SELECT pgautomator.create_job('do_two', run_as => 'do_a', overlap => 'parallel', max_parallel => 5) AS j \gset
+SELECT pgautomator.add_step(:j, 'first', 'SELECT 1');
+SELECT pgautomator.add_step(:j, 'second', 'SELECT 2');
+SELECT pgautomator.start_job(:j) AS r1 \gset
+SELECT pgautomator.start_job(:j) AS r2 \gset
+SELECT array_agg(step_run_id ORDER BY step_run_id) AS claimed FROM pgautomator._launcher_claim(10) \gset
+SELECT (:'claimed'::bigint[])[1] AS a, (:'claimed'::bigint[])[2] AS b \gset
+SELECT pgautomator._launcher_started(:a, 4343);
+
+SELECT is(pgautomator._worker_defer(:a, true, NULL, NULL, 'a notice', 1, '1', :b, 4343), 1,
+          'the worker takes the handed-out step run');
+SELECT is((SELECT concat_ws('|', state, worker_pid) FROM pgautomator.step_run WHERE id = :b), 'running|4343',
+          '... which is now its own (its pid, for a stop or a timeout)');
+SELECT is((SELECT state FROM pgautomator.step_run WHERE id = :a), 'running',
+          'the finished step run is not recorded yet');
+SELECT is((SELECT concat_ws('|', succeeded, messages, rows_affected, output) FROM pgautomator.step_outcome
+            WHERE step_run_id = :a), 't|a notice|1|1', '... its outcome waits in step_outcome');
+SELECT ended_at AS ended FROM pgautomator.step_outcome WHERE step_run_id = :a \gset
+
+SELECT is(pgautomator._apply_outcomes(), 0, 'the launcher applies it, none left');
+SELECT is((SELECT concat_ws('|', state, messages, rows_affected, output, finished_at = :'ended')
+             FROM pgautomator.step_run WHERE id = :a),
+          'succeeded|a notice|1|1|t', 'as the worker would have recorded it, when the worker recorded it');
+SELECT is((SELECT state FROM pgautomator.step_run WHERE run_id = :r1 AND step_name = 'second'), 'queued',
+          'and its run goes on with the next step');
+SELECT is_empty('SELECT FROM pgautomator.step_outcome', 'the outcome is gone once applied');
+
+-- A deferred failure: a timeout flagged after the step ended did not end it
+UPDATE pgautomator.step_run SET cancel_requested_at = clock_timestamp() + interval '1 second',
+                                cancel_reason = 'timeout'
+ WHERE id = :b;
+SELECT array_agg(step_run_id ORDER BY step_run_id) AS claimed2 FROM pgautomator._launcher_claim(10) \gset
+SELECT (:'claimed2'::bigint[])[1] AS c \gset
+SELECT is(pgautomator._worker_defer(:b, false, '42P01', 'no table', NULL, 0, NULL, :c, 4343), 1,
+          'a failed step run is deferred too');
+SELECT pgautomator._apply_outcomes();
+SELECT is((SELECT concat_ws('|', state, sqlstate, error) FROM pgautomator.step_run WHERE id = :b),
+          'failed|42P01|no table', 'a cancel requested after the step ended does not make it a timeout');
+SELECT is((SELECT state || ' / ' || message FROM pgautomator.run WHERE id = :r2),
+          'failed / step "first" failed: no table', 'its run ends as the failure says');
+
+-- A handed-out step run that may no longer run here
+SELECT pgautomator.start_job(:j) AS r3 \gset
+SELECT pgautomator.start_job(:j) AS r4 \gset
+SELECT array_agg(step_run_id ORDER BY step_run_id) AS claimed3 FROM pgautomator._launcher_claim(2) \gset
+SELECT (:'claimed3'::bigint[])[1] AS d, (:'claimed3'::bigint[])[2] AS e \gset
+SELECT pgautomator.stop_run(:r3);
+SELECT is(pgautomator._worker_defer(:c, true, NULL, NULL, NULL, 1, NULL, :d, 4343), -1,
+          'a step run whose run is being stopped is not taken');
+SELECT is((SELECT concat_ws('|', state, worker_pid, agent_id) FROM pgautomator.step_run WHERE id = :d), 'queued',
+          '... it goes back to the ready queue');
+SELECT is((SELECT count(*)::integer FROM pgautomator.step_outcome WHERE step_run_id = :c), 1,
+          '... and the outcome is deferred all the same');
+SELECT pgautomator._launcher_tick();
+SELECT is((SELECT state FROM pgautomator.run WHERE id = :r3), 'stopped', 'the next pass ends the stopped run');
+SELECT is((SELECT state FROM pgautomator.step_run WHERE id = :c), 'succeeded', '... and applies the outcome first');
+
+SELECT pgautomator._launcher_started(:e, 5555);
+SELECT is(pgautomator._worker_defer(:e, true, NULL, NULL, NULL, 1, NULL, :e, 4343), -1,
+          'a step run another worker runs is not taken');
+SELECT is((SELECT concat_ws('|', state, worker_pid) FROM pgautomator.step_run WHERE id = :e), 'running|5555',
+          '... and stays that worker''s');
+DELETE FROM pgautomator.step_outcome;
+SELECT is(pgautomator._worker_defer(:e, true, NULL, NULL, NULL, 1, NULL, -1, 4343), -1,
+          'nor one that does not exist');
+
+-- Whoever ends a running step run applies its deferred outcome first
+SELECT is(pgautomator._apply_outcomes(), 0, '(applied)');
+SELECT pgautomator.start_job(:j) AS r5 \gset
+SELECT step_run_id AS f FROM pgautomator._launcher_claim(1) \gset
+SELECT pgautomator._launcher_started(:f, 2147483647);     -- (no such process: lost, as after a restart)
+SELECT is(pgautomator._worker_defer(:f, true, NULL, NULL, NULL, 7, NULL, -1, 2147483647), -1, '(deferred)');
+SELECT pgautomator._launcher_start(4242);
+SELECT is((SELECT concat_ws('|', state, rows_affected) FROM pgautomator.step_run WHERE id = :f), 'succeeded|7',
+          'a launcher starting again applies what its workers deferred, rather than crash it');
+SELECT pgautomator.start_job(:j) AS r6 \gset
+SELECT step_run_id AS g FROM pgautomator._launcher_claim(1) \gset
+SELECT pgautomator._launcher_started(:g, 2147483647);
+SELECT pgautomator._worker_defer(:g, false, '22012', 'division by zero', NULL, NULL, NULL, -1, 2147483647);
+SELECT is(pgautomator._crash_step_run(:g, 'its worker was lost'), NULL::bigint, 'a crash of a step run with an outcome');
+SELECT is((SELECT concat_ws('|', state, sqlstate) FROM pgautomator.step_run WHERE id = :g), 'failed|22012',
+          '... applies the outcome instead');
+SELECT is((SELECT state FROM pgautomator.run WHERE id = (SELECT run_id FROM pgautomator.step_run WHERE id = :g)),
+          'failed', '... to its run too, no crash retry');
+
+-- the rehearsal leaves no outcome behind
+SELECT ok(pgautomator._worker_rehearse('do_a', 4545), 'the rehearsal goes through to a handed-out step');
+SELECT is_empty('SELECT FROM pgautomator.step_outcome', '... and leaves no outcome behind');
+
+SELECT * FROM finish();
+ROLLBACK;
