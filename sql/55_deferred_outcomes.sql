@@ -56,16 +56,20 @@ BEGIN
     -- The step run, key-share locked: a cancel for it (_signal_worker)
     -- locks it first, so it either comes before this commits (and cancels
     -- this transaction, the step's) or finds the outcome and signals no one.
-    IF EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id FOR KEY SHARE) THEN
-        INSERT INTO pgautomator.step_outcome (step_run_id, succeeded, sqlstate, error, messages, rows_affected,
-                                              output, ended_at)
-        VALUES (p_step_run_id, p_succeeded, nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output,
-                pg_catalog.statement_timestamp());
-    END IF;
+    INSERT INTO pgautomator.step_outcome (step_run_id, succeeded, sqlstate, error, messages, rows_affected,
+                                          output, ended_at)
+    SELECT sr.id, p_succeeded, nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output,
+           pg_catalog.statement_timestamp()
+      FROM pgautomator.step_run sr
+     WHERE sr.id = p_step_run_id
+       FOR KEY SHARE;
     -- The next one, claimed by the launcher for no worker yet, locked
-    -- without waiting, its run first (as _lock_step_run, in one statement
-    -- with what it checks): a stop or a timeout holding it now must not
-    -- make the step's transaction wait.
+    -- without waiting: a stop or a timeout holding it now must not make
+    -- the step's transaction wait.  (Its run is read, not locked: a stop
+    -- that comes meanwhile marks this step run too, which waits for this
+    -- lock, and then cancels this worker.  A lock that never waits closes
+    -- no cycle, so the lock order of other paths, run first, is not
+    -- needed.)
     SELECT sr.state IS NOT DISTINCT FROM 'running' AND sr.worker_pid IS NULL AND sr.cancel_requested_at IS NULL
            AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL
            AND (j.timeout IS NULL OR r.started_at + j.timeout > pg_catalog.statement_timestamp())
@@ -74,12 +78,9 @@ BEGIN
       JOIN pgautomator.run r ON r.id = sr.run_id
       JOIN pgautomator.job j ON j.id = r.job_id
      WHERE sr.id = p_next
-       FOR KEY SHARE OF r SKIP LOCKED;
+       FOR NO KEY UPDATE OF sr SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN CASE WHEN EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_next) THEN 0 ELSE -1 END;
-    END IF;
-    IF v_ok AND NOT EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_next FOR UPDATE SKIP LOCKED) THEN
-        RETURN 0;
     END IF;
     IF v_ok THEN
         UPDATE pgautomator.step_run SET worker_pid = p_pid, lost_since = NULL WHERE id = p_next;
