@@ -50,8 +50,6 @@ RETURNS integer LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_ok boolean;
 BEGIN
     -- The step run, key-share locked: a cancel for it (_signal_worker)
     -- locks it first, so it either comes before this commits (and cancels
@@ -64,27 +62,25 @@ BEGIN
      WHERE sr.id = p_step_run_id
        FOR KEY SHARE;
     -- The next one, claimed by the launcher for no worker yet, locked
-    -- without waiting: a stop or a timeout holding it now must not make
-    -- the step's transaction wait.  (Its run is read, not locked: a stop
-    -- that comes meanwhile marks this step run too, which waits for this
-    -- lock, and then cancels this worker.  A lock that never waits closes
-    -- no cycle, so the lock order of other paths, run first, is not
-    -- needed.)
-    SELECT sr.state IS NOT DISTINCT FROM 'running' AND sr.worker_pid IS NULL AND sr.cancel_requested_at IS NULL
-           AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL
-           AND (j.timeout IS NULL OR r.started_at + j.timeout > pg_catalog.statement_timestamp())
-      INTO v_ok
-      FROM pgautomator.step_run sr
-      JOIN pgautomator.run r ON r.id = sr.run_id
-      JOIN pgautomator.job j ON j.id = r.job_id
-     WHERE sr.id = p_next
-       FOR NO KEY UPDATE OF sr SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN CASE WHEN EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_next) THEN 0 ELSE -1 END;
-    END IF;
-    IF v_ok THEN
-        UPDATE pgautomator.step_run SET worker_pid = p_pid, lost_since = NULL WHERE id = p_next;
+    -- without waiting (a stop or a timeout holding it now must not make
+    -- the step's transaction wait) and taken, in one statement, when it
+    -- may still run.  (Its run is read, not locked: a stop that comes
+    -- meanwhile marks this step run too, which waits for this lock, and
+    -- then cancels this worker.  A lock that never waits closes no cycle,
+    -- so the lock order of other paths, run first, is not needed.)
+    UPDATE pgautomator.step_run u SET worker_pid = p_pid, lost_since = NULL
+      FROM pgautomator.run r, pgautomator.job j
+     WHERE u.id = (SELECT sr.id FROM pgautomator.step_run sr WHERE sr.id = p_next FOR NO KEY UPDATE SKIP LOCKED)
+       AND r.id = u.run_id AND j.id = r.job_id
+       AND u.state IS NOT DISTINCT FROM 'running' AND u.worker_pid IS NULL AND u.cancel_requested_at IS NULL
+       AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL
+       AND (j.timeout IS NULL OR r.started_at + j.timeout > pg_catalog.statement_timestamp());
+    IF FOUND THEN
         RETURN 1;
+    END IF;
+    -- Locked by someone else (a stop or a timeout at work): busy.
+    IF NOT EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_next FOR NO KEY UPDATE SKIP LOCKED) THEN
+        RETURN CASE WHEN EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_next) THEN 0 ELSE -1 END;
     END IF;
     -- Not to run here: back to the ready queue, as a claim the launcher
     -- could not start (a run being stopped then ends at the next pass).
