@@ -84,11 +84,13 @@ static shmem_request_hook_type pga_prev_shmem_request_hook = NULL;
 #endif
 static shmem_startup_hook_type pga_prev_shmem_startup_hook = NULL;
 
+static void pga_handout_give_back(void);
+
 /* the entry this process's bookkeeping transaction holds */
 static int	pga_held_entry = -1;
 static uint64 pga_held_fill = 0;
 static bool pga_held_keep = false;	/* on commit: taken for good (else READY) */
-static bool pga_held_deferred = false;	/* its transaction deferred an outcome */
+static bool pga_xact_deferred = false;	/* this transaction deferred an outcome */
 
 #if PG_VERSION_NUM >= 150000
 static void
@@ -296,8 +298,19 @@ pga_handout_take_mine(const char *database, const char *run_as, PgaStepInput *in
 	pga_held_entry = found;
 	pga_held_fill = fill;
 	pga_held_keep = false;
-	pga_held_deferred = false;
 	pga_handout_copy(found, input, TopMemoryContext);
+	/* (copied unlocked: only a reset and a new fill meanwhile could change it) */
+	SpinLockAcquire(&pga_handout->mutex);
+	if (pga_handout->fill != fill)
+		found = -1;
+	SpinLockRelease(&pga_handout->mutex);
+	if (found < 0)
+	{
+		pga_held_entry = -1;
+		pfree(input->code);
+		input->code = NULL;
+		return false;
+	}
 	return true;
 }
 
@@ -311,17 +324,32 @@ pga_handout_take_mine(const char *database, const char *run_as, PgaStepInput *in
 void
 pga_handout_settle_held(bool keep, bool deferred)
 {
-	pga_held_deferred = deferred;
+	pga_xact_deferred = deferred;
 	if (keep)
 		pga_held_keep = true;
 	else
-		pga_handout_xact_end(false);
+		pga_handout_give_back();
+}
+
+/*
+ * pga_handout_give_back ends the hold of this process's entry at once:
+ * READY again for another worker or the launcher.
+ */
+static void
+pga_handout_give_back(void)
+{
+	bool		deferred = pga_xact_deferred;
+
+	/* (what the transaction deferred still counts at its commit) */
+	pga_handout_xact_end(false);
+	pga_xact_deferred = deferred;
 }
 
 /*
  * pga_handout_xact_end ends the hold of this process's entry: taken for
  * good when its transaction committed and it was to be kept, else READY
- * again for another worker or the launcher.  From the worker's transaction
+ * again for another worker or the launcher; and counts an outcome the
+ * transaction deferred for the launcher.  From the worker's transaction
  * callback and its exit; never fails.
  */
 void
@@ -331,7 +359,12 @@ pga_handout_xact_end(bool committed)
 	bool		wake = false;
 	int			procno = -1;
 
-	if (pga_held_entry < 0 || pga_handout == NULL)
+	if (pga_handout == NULL)
+		return;
+	if (committed && pga_xact_deferred)
+		pg_atomic_fetch_add_u32(&pga_handout->deferred, 1);
+	pga_xact_deferred = false;
+	if (pga_held_entry < 0)
 		return;
 	SpinLockAcquire(&pga_handout->mutex);
 	entry = &pga_handout->entries[pga_held_entry];
@@ -352,11 +385,8 @@ pga_handout_xact_end(bool committed)
 	}
 	procno = pga_handout->launcher_procno;
 	SpinLockRelease(&pga_handout->mutex);
-	if (committed && pga_held_deferred)
-		pg_atomic_fetch_add_u32(&pga_handout->deferred, 1);
 	pga_held_entry = -1;
 	pga_held_keep = false;
-	pga_held_deferred = false;
 	if (wake && procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
@@ -413,28 +443,25 @@ pga_handout_take_any(PgaStepInput *input, MemoryContext context)
 	SpinLockRelease(&pga_handout->mutex);
 	if (found < 0)
 		return false;
-	pga_handout_copy(found, input, context);
+	PG_TRY();
+	{
+		pga_handout_copy(found, input, context);
+	}
+	PG_CATCH();
+	{
+		/* (out of memory) it waits on, rather than stay held for good */
+		SpinLockAcquire(&pga_handout->mutex);
+		pga_handout->entries[found].state = PGA_ENTRY_READY;
+		pga_handout->first_ready = Min(pga_handout->first_ready, found);
+		SpinLockRelease(&pga_handout->mutex);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	SpinLockAcquire(&pga_handout->mutex);
 	pga_handout->entries[found].state = PGA_ENTRY_DONE;
 	pga_handout->waiting--;
 	SpinLockRelease(&pga_handout->mutex);
 	return true;
-}
-
-/*
- * pga_handout_waiting tells whether step runs wait in the queue.
- */
-bool
-pga_handout_waiting(void)
-{
-	bool		waiting;
-
-	if (pga_handout == NULL)
-		return false;
-	SpinLockAcquire(&pga_handout->mutex);
-	waiting = pga_handout->waiting > 0;
-	SpinLockRelease(&pga_handout->mutex);
-	return waiting;
 }
 
 /*
@@ -500,4 +527,51 @@ pga_handout_take_id(int64 step_run_id)
 	}
 	SpinLockRelease(&pga_handout->mutex);
 	return taken;
+}
+
+/*
+ * pga_handout_has_ready tells whether a step run waits in the queue for a
+ * worker (one held by a worker's bookkeeping does not count).
+ */
+bool
+pga_handout_has_ready(void)
+{
+	bool		ready = false;
+	int			i;
+
+	if (pga_handout == NULL)
+		return false;
+	SpinLockAcquire(&pga_handout->mutex);
+	for (i = pga_handout->first_ready; i < pga_handout->count && !ready; i++)
+		ready = pga_handout->entries[i].state == PGA_ENTRY_READY;
+	SpinLockRelease(&pga_handout->mutex);
+	return ready;
+}
+
+/*
+ * pga_handout_put_back puts a step run the launcher took out of the queue
+ * (pga_handout_take_id, pga_handout_take_any) back: giving it back to the
+ * ready queue failed.  Nothing when the queue was filled or reset since.
+ */
+void
+pga_handout_put_back(int64 step_run_id)
+{
+	int			i;
+
+	if (pga_handout == NULL)
+		return;
+	SpinLockAcquire(&pga_handout->mutex);
+	for (i = 0; i < pga_handout->count; i++)
+	{
+		PgaHandoutEntry *entry = &pga_handout->entries[i];
+
+		if (entry->state == PGA_ENTRY_DONE && entry->step_run_id == step_run_id)
+		{
+			entry->state = PGA_ENTRY_READY;
+			pga_handout->waiting++;
+			pga_handout->first_ready = Min(pga_handout->first_ready, i);
+			break;
+		}
+	}
+	SpinLockRelease(&pga_handout->mutex);
 }

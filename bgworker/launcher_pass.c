@@ -76,6 +76,8 @@ static long pga_prefire_lead_ms = PGA_PREFIRE_FIRST_LEAD_MS;
 /* the tables a pass reads and then writes (see table_locks.c) */
 static const char *const pga_pass_tables[] = {"agent", "job_schedule", "run", "step_run", "step_outcome"};
 static PgaClaimed pga_staged;	/* claims for the hand-out queue, once committed */
+static int64 *pga_released = NULL;	/* taken out of it and given back in this pass */
+static int	pga_released_count = 0;
 static bool pga_outcomes_pending = false;	/* deferred outcomes to apply */
 static int *pga_claimed_slots = NULL;	/* idle worker reserved, or: */
 #define PGA_NO_SLOT			(-1)	/* a new worker starts after the commit */
@@ -162,6 +164,26 @@ pga_pass_release_one(void *arg)
 }
 
 /*
+ * pga_pass_give_back gives a step run the launcher took out of the hand-out
+ * queue back to the ready queue (_launcher_release), inside the pass's
+ * transaction; it goes back into the hand-out queue if that fails now or
+ * the pass does not commit (pga_pass_run).
+ */
+static void
+pga_pass_give_back(int64 step_run_id)
+{
+	if (pga_released == NULL)
+		pga_released = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * 1024);
+	if (pga_released_count >= 1024 ||
+		!pga_subxact(pga_pass_release_one, &step_run_id, "_launcher_release"))
+	{
+		pga_handout_put_back(step_run_id);
+		return;
+	}
+	pga_released[pga_released_count++] = step_run_id;
+}
+
+/*
  * pga_pass_release_handout gives the step runs waiting in the hand-out
  * queue back to the ready queue (pgautomator.enabled is off: no worker
  * takes them).  Inside the pass's transaction.
@@ -174,7 +196,7 @@ pga_pass_release_handout(void)
 	if (!pga_have_release)
 		return;
 	while (pga_handout_take_any(&input, pga_pass_context))
-		(void) pga_subxact(pga_pass_release_one, &input.step_run_id, "_launcher_release");
+		pga_pass_give_back(input.step_run_id);
 }
 
 /*
@@ -212,7 +234,7 @@ pga_pass_prune_handout(void)
 	bool		all;
 	int			i;
 
-	if (!pga_have_release || !pga_handout_waiting())
+	if (!pga_have_release || !pga_handout_has_ready())
 		return;
 	args.ids = pga_handout_ready_ids(pga_pass_context, &args.n, &filled_at);
 	if (args.n == 0)
@@ -223,7 +245,7 @@ pga_pass_prune_handout(void)
 		return;
 	for (i = 0; i < args.n; i++)
 		if ((all || args.stale[i]) && pga_handout_take_id(args.ids[i]))
-			(void) pga_subxact(pga_pass_release_one, &args.ids[i], "_launcher_release");
+			pga_pass_give_back(args.ids[i]);
 }
 
 /*
@@ -385,7 +407,7 @@ pga_pass_work(bool notified)
 			pga_pass_failed(now);
 		pga_pass_prune_handout();
 		/* while step runs wait there, they are looked at each second */
-		if (pga_handout_waiting())
+		if (pga_handout_has_ready())
 			pga_next_tick = Min(pga_next_tick, TimestampTzPlusMilliseconds(now, 1000));
 	}
 
@@ -394,7 +416,7 @@ pga_pass_work(bool notified)
 	 * claim would take: free slots go to them first, after the commit.
 	 */
 	free_slots = pga_slots_free();
-	if (free_slots > 0 && !pga_handout_waiting())
+	if (free_slots > 0 && !pga_handout_has_ready())
 	{
 		MemoryContext old = MemoryContextSwitchTo(pga_pass_context);
 
@@ -451,6 +473,7 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 	pga_claimed_slots = NULL;
 	pga_staged.count = 0;
 	pga_staged.steps = NULL;
+	pga_released_count = 0;
 
 	pgstat_report_activity(STATE_RUNNING, activity);
 	SetCurrentStatementStartTimestamp();
@@ -474,6 +497,10 @@ pga_pass_run(bool (*work) (void *), void *arg, const char *activity)
 				 errmsg("pgautomator launcher: %s failed: %s", activity, edata->message)));
 		pga_claimed.count = 0;
 		pga_staged.count = 0;
+		/* what it gave back from the hand-out queue was not given back */
+		for (i = 0; i < pga_released_count; i++)
+			pga_handout_put_back(pga_released[i]);
+		pga_released_count = 0;
 		pga_slots_unreserve();
 		pga_slots_release_held(false);
 		/* a failed preparation leaves the instant to the ordinary pass */

@@ -232,10 +232,11 @@ extern void pga_handout_settle_held(bool keep, bool deferred);
 extern void pga_handout_xact_end(bool committed);
 extern void pga_handout_worker_init(void);
 extern bool pga_handout_take_any(PgaStepInput *input, MemoryContext context);
-extern bool pga_handout_waiting(void);
 extern bool pga_handout_take_deferred(void);
 extern int64 *pga_handout_ready_ids(MemoryContext context, int *n, TimestampTz *filled_at);
 extern bool pga_handout_take_id(int64 step_run_id);
+extern bool pga_handout_has_ready(void);
+extern void pga_handout_put_back(int64 step_run_id);
 
 /* the tables a bookkeeping transaction uses, locked first (table_locks.c) */
 extern void pga_lock_tables(const char *const *tables, int count);

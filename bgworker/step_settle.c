@@ -215,6 +215,8 @@ pga_settle_call(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 	int			rc;
 	HeapTuple	role;
 
+	next->code = NULL;			/* (freed by the caller after an error) */
+
 	/*
 	 * Claims go by role name: only while the role this session connected as
 	 * still exists (not dropped and made again) and may log in.  (The role
@@ -620,13 +622,19 @@ PgaSettleResult
 pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next)
 {
 	PgaSettleArgs args = {outcome, claim, next, false};
-	ErrorData  *edata = pga_settle_transaction(pga_settle_step_call, &args, true);
+	ErrorData  *edata;
 	PgaSettleResult result;
+
+	next->code = NULL;
+	edata = pga_settle_transaction(pga_settle_step_call, &args, true);
 
 	if (edata == NULL)
 		return args.claimed ? PGA_SETTLE_NEXT : PGA_SETTLE_DONE;
-	if (args.claimed && next->code != NULL)
-		pfree(next->code);		/* claimed, then rolled back */
+	if (next->code != NULL)
+	{
+		pfree(next->code);		/* claimed or taken, then rolled back */
+		next->code = NULL;
+	}
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
 			 errmsg("pgautomator step worker: could not record step run " INT64_FORMAT " itself: %s",

@@ -261,10 +261,11 @@ pga_step_worker_settle(dsm_segment *seg, PgaStepOutcome *outcome, PgaInStepSettl
 
 	if (outcome->recorded_with_step)
 		return pga_step_worker_recorded(seg, outcome, in_step, next);
-	if (in_step->claimed)
+	if (in_step->next.code != NULL)
 	{
-		/* claimed in a transaction that then failed to commit */
+		/* claimed (or taken) in a transaction that then failed to commit */
 		pfree(in_step->next.code);
+		in_step->next.code = NULL;
 		in_step->claimed = false;
 	}
 	if (!pga_self_settle)

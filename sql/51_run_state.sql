@@ -405,7 +405,9 @@ BEGIN
         v_state := 'failed';
         -- Why it failed decides what follows: a stop ends the run stopped, a
         -- job timeout ends it failed, a step timeout is a failure like any.
-        IF v_run.stop_requested_at IS NOT NULL OR v_sr.cancel_reason = 'stop' THEN
+        -- (a deferred outcome's failure came before a stop requested later)
+        IF (v_run.stop_requested_at IS NOT NULL AND (p_ended_at IS NULL OR v_run.stop_requested_at <= p_ended_at))
+           OR (v_sr.cancel_reason = 'stop' AND (p_ended_at IS NULL OR v_sr.cancel_requested_at <= p_ended_at)) THEN
             v_state := 'stopped';
             v_end := 'stopped';
             v_error := pg_catalog.format('stopped by %s: %s', coalesce(v_run.stop_requested_by, 'request'),

@@ -367,8 +367,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- (locked by primary key alone, its state checked here: see _claim_local)
+    -- (not one whose worker deferred its outcome and went on: see
+    -- _worker_defer)
     IF pgautomator._lock_run_of(p_step_run_id) IS NOT NULL
-       AND (SELECT sr.state FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id FOR NO KEY UPDATE) = 'running' THEN
+       AND (SELECT sr.state FROM pgautomator.step_run sr WHERE sr.id = p_step_run_id FOR NO KEY UPDATE) = 'running'
+       AND NOT EXISTS (SELECT FROM pgautomator.step_outcome o WHERE o.step_run_id = p_step_run_id) THEN
         UPDATE pgautomator.step_run SET worker_pid = nullif(p_pid, 0), lost_since = NULL
          WHERE id = p_step_run_id;
     END IF;

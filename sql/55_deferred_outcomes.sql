@@ -39,7 +39,8 @@ COMMENT ON TABLE pgautomator.step_outcome IS 'Outcomes of step runs recorded wit
 -- Returns 1 when p_next is its to run; 0 when p_next is busy (locked by a
 -- stop or a timeout just now: the worker puts it back in the queue); -1
 -- when p_next may no longer run here (its run is being stopped or ended,
--- another worker has it, its time is up): it goes back to the ready queue
+-- another worker has it, its time is up, its step was dropped): it goes
+-- back to the ready queue
 -- for the dispatcher to end or claim again, and the worker drops it.
 -- Called from C as the bootstrap superuser (see _worker_settle); granted
 -- to no one.
@@ -51,16 +52,22 @@ SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- The step run, key-share locked: a cancel for it (_signal_worker)
-    -- locks it first, so it either comes before this commits (and cancels
-    -- this transaction, the step's) or finds the outcome and signals no one.
+    -- The outcome, and the finished step run no longer this worker's (no
+    -- pid: a stop or a timeout signals no one for it; a crash check applies
+    -- the outcome first).  An update, not only a lock: a cancel for it
+    -- (_signal_worker) locks it first, so it either comes before this
+    -- commits (and cancels this transaction, the step's) or, read
+    -- committed, finds no pid, or, at a stricter isolation level, fails
+    -- with a serialization error rather than act on an older snapshot.
+    WITH done AS (
+        UPDATE pgautomator.step_run sr SET worker_pid = NULL
+         WHERE sr.id = p_step_run_id
+        RETURNING sr.id)
     INSERT INTO pgautomator.step_outcome (step_run_id, succeeded, sqlstate, error, messages, rows_affected,
                                           output, ended_at)
-    SELECT sr.id, p_succeeded, nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output,
+    SELECT done.id, p_succeeded, nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output,
            pg_catalog.statement_timestamp()
-      FROM pgautomator.step_run sr
-     WHERE sr.id = p_step_run_id
-       FOR KEY SHARE;
+      FROM done;
     -- The next one, claimed by the launcher for no worker yet, locked
     -- without waiting (a stop or a timeout holding it now must not make
     -- the step's transaction wait) and taken, in one statement, when it
@@ -68,11 +75,15 @@ BEGIN
     -- meanwhile marks this step run too, which waits for this lock, and
     -- then cancels this worker.  A lock that never waits closes no cycle,
     -- so the lock order of other paths, run first, is not needed.)
-    UPDATE pgautomator.step_run u SET worker_pid = p_pid, lost_since = NULL
+    -- Its start is now: its time limits count from when it runs, not from
+    -- when it was claimed (its worker's own timer counts from now as well).
+    UPDATE pgautomator.step_run u SET worker_pid = p_pid, lost_since = NULL,
+                                      started_at = pg_catalog.statement_timestamp()
       FROM pgautomator.run r, pgautomator.job j
      WHERE u.id = (SELECT sr.id FROM pgautomator.step_run sr WHERE sr.id = p_next FOR NO KEY UPDATE SKIP LOCKED)
        AND r.id = u.run_id AND j.id = r.job_id
        AND u.state IS NOT DISTINCT FROM 'running' AND u.worker_pid IS NULL AND u.cancel_requested_at IS NULL
+       AND u.step_id IS NOT NULL
        AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL
        AND (j.timeout IS NULL OR r.started_at + j.timeout > pg_catalog.statement_timestamp());
     IF FOUND THEN
@@ -123,8 +134,8 @@ COMMENT ON FUNCTION pgautomator._apply_outcome(bigint) IS 'Applies the deferred 
 -- (a stop_run in an open transaction) waits for a later pass, as does one
 -- that met a conflict that may pass (a deadlock, a lock timeout).  One
 -- that fails otherwise would fail each time: it is logged and dropped, and
--- its step run, left running with no worker, ends as crashed like any lost
--- one.  Returns how many are left for a later pass.
+-- its step run is marked lost, which the crash check ends as crashed 10
+-- seconds later.  Returns how many are left for a later pass.
 CREATE FUNCTION pgautomator._apply_outcomes()
 RETURNS integer LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
@@ -155,6 +166,10 @@ BEGIN
             RAISE WARNING 'pgautomator: could not apply the outcome of step run %: %', v_id, v_error
                 USING ERRCODE = v_code, HINT = 'The step run ends as crashed.';
             DELETE FROM pgautomator.step_outcome WHERE step_run_id = v_id;
+            -- (no pid, lost since now: the crash check ends it; its worker
+            -- runs other steps, which no stop of it may reach)
+            UPDATE pgautomator.step_run SET worker_pid = NULL, lost_since = pg_catalog.now()
+             WHERE id = v_id AND state IS NOT DISTINCT FROM 'running';
         END;
     END LOOP;
     RETURN v_left;
@@ -165,7 +180,8 @@ COMMENT ON FUNCTION pgautomator._apply_outcomes() IS 'Applies the deferred step 
 -- Which of the step runs waiting in the launcher's hand-out queue (p_ids)
 -- no worker is to take any more: those whose runs are being stopped or
 -- have ended, whose job timeout has passed, that a timeout or a stop is
--- cancelling, or that are no longer claimed and waiting.  The launcher
+-- cancelling, whose step was dropped, or that are no longer claimed and
+-- waiting.  The launcher
 -- takes them out of the queue and gives them back to the ready queue
 -- (_launcher_release, which leaves alone one that is not waiting), where
 -- the dispatcher ends them as it ends any.
@@ -179,7 +195,7 @@ AS $$
       LEFT JOIN pgautomator.run r ON r.id = sr.run_id
       LEFT JOIN pgautomator.job j ON j.id = r.job_id
      WHERE sr.id IS NULL OR sr.state IS DISTINCT FROM 'running' OR sr.worker_pid IS NOT NULL
-        OR sr.cancel_requested_at IS NOT NULL
+        OR sr.cancel_requested_at IS NOT NULL OR sr.step_id IS NULL
         OR r.state IS DISTINCT FROM 'running' OR r.stop_requested_at IS NOT NULL
         OR r.started_at + j.timeout <= pg_catalog.now()
 $$;

@@ -34,6 +34,8 @@ def test_a_burst_beyond_the_workers_is_handed_out_and_every_run_completes(
         for i in range(BURST)
     ]
     wait_launcher(admin)
+    deferred = "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'pgautomator.step_outcome'::regclass"
+    before = scalar(admin, deferred)
     at, schedule = once_schedule(admin, seconds=4)
     try:
         attach_all(admin, jobs, schedule)
@@ -55,19 +57,22 @@ def test_a_burst_beyond_the_workers_is_handed_out_and_every_run_completes(
             "a step ran twice or never"
         )
         first = admin.execute(
-            "SELECT sr.started_at, sr.finished_at, sr.worker_pid, later.started_at"
+            "SELECT sr.started_at, sr.finished_at, later.started_at"
             " FROM pgautomator.step_run sr JOIN pgautomator.run r ON r.id = sr.run_id"
             " JOIN pgautomator.step_run later ON later.run_id = sr.run_id AND later.step_name = 's2'"
             " WHERE r.job_id = ANY(%s) AND sr.step_name = 's1'",
             (jobs,),
         ).fetchall()
-        # all claimed by the launcher at the instant (a worker's own claim
-        # starts a step run when it claims it): more than it had workers for
-        assert [started for started, *_ in first] == [at] * BURST
-        assert len({pid for *_, pid, _ in first}) <= 8
-        # each first step's outcome was recorded when it ended, and its run
-        # went on from there
-        assert all(started <= finished <= second for started, finished, _, second in first)
+        # each first step started at or after the instant, its outcome was
+        # recorded when it ended, and its run went on from there
+        assert all(at <= started <= finished <= second for started, finished, second in first)
+        # the workers took the 32 step runs beyond their first ones from the
+        # hand-out queue, deferring an outcome each time (the statistics
+        # come from the workers, once idle)
+        wait_until(
+            "the deferred outcomes in the statistics",
+            lambda: scalar(admin, deferred) - before >= BURST - 8,
+        )
         assert scalar(admin, "SELECT count(*) FROM pgautomator.step_outcome") == 0
     finally:
         admin.execute("SELECT pgautomator.drop_schedule(%s::bigint, force => true)", (schedule,))

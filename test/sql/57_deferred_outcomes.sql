@@ -3,7 +3,7 @@
 -- later (_worker_defer); the launcher applies it (_apply_outcomes), and
 -- whoever would end its step run otherwise applies it first.
 BEGIN;
-SELECT plan(27);
+SELECT plan(29);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -19,13 +19,15 @@ SELECT pgautomator.start_job(:j) AS r2 \gset
 SELECT array_agg(step_run_id ORDER BY step_run_id) AS claimed FROM pgautomator._launcher_claim(10) \gset
 SELECT (:'claimed'::bigint[])[1] AS a, (:'claimed'::bigint[])[2] AS b \gset
 SELECT pgautomator._launcher_started(:a, 4343);
+SELECT started_at AS b_claimed FROM pgautomator.step_run WHERE id = :b \gset
 
 SELECT is(pgautomator._worker_defer(:a, true, NULL, NULL, 'a notice', 1, '1', :b, 4343), 1,
           'the worker takes the handed-out step run');
-SELECT is((SELECT concat_ws('|', state, worker_pid) FROM pgautomator.step_run WHERE id = :b), 'running|4343',
-          '... which is now its own (its pid, for a stop or a timeout)');
-SELECT is((SELECT state FROM pgautomator.step_run WHERE id = :a), 'running',
-          'the finished step run is not recorded yet');
+SELECT is((SELECT concat_ws('|', state, worker_pid, started_at > :'b_claimed') FROM pgautomator.step_run
+            WHERE id = :b), 'running|4343|t',
+          '... which is now its own (its pid, for a stop or a timeout), started now');
+SELECT is((SELECT concat_ws('|', state, worker_pid) FROM pgautomator.step_run WHERE id = :a), 'running',
+          'the finished step run is not recorded yet, and no longer the worker''s');
 SELECT is((SELECT concat_ws('|', succeeded, messages, rows_affected, output) FROM pgautomator.step_outcome
             WHERE step_run_id = :a), 't|a notice|1|1', '... its outcome waits in step_outcome');
 SELECT ended_at AS ended FROM pgautomator.step_outcome WHERE step_run_id = :a \gset
@@ -52,6 +54,18 @@ SELECT is((SELECT concat_ws('|', state, sqlstate, error) FROM pgautomator.step_r
 SELECT is((SELECT state || ' / ' || message FROM pgautomator.run WHERE id = :r2),
           'failed / step "first" failed: no table', 'its run ends as the failure says');
 
+-- A deferred failure: a stop requested after the step ended did not stop it
+SELECT pgautomator.start_job(:j) AS r7 \gset
+SELECT pgautomator.start_job(:j) AS r8 \gset
+SELECT array_agg(step_run_id ORDER BY step_run_id) AS claimed7 FROM pgautomator._launcher_claim(10) \gset
+SELECT (:'claimed7'::bigint[])[1] AS h, (:'claimed7'::bigint[])[2] AS k \gset
+UPDATE pgautomator.run SET stop_requested_at = clock_timestamp() + interval '1 second' WHERE id = :r7;
+SELECT is(pgautomator._worker_defer(:h, false, 'P0001', 'boom', NULL, 0, NULL, :k, 4343), 1, '(deferred)');
+SELECT pgautomator._apply_outcomes();
+SELECT is((SELECT concat_ws('|', state, error) FROM pgautomator.step_run WHERE id = :h), 'failed|boom',
+          'a stop requested after a deferred failure ended does not make it a stopped step');
+UPDATE pgautomator.step_run SET state = 'succeeded' WHERE id = :k;   -- (out of the way)
+
 -- A handed-out step run that may no longer run here
 SELECT pgautomator.start_job(:j) AS r3 \gset
 SELECT pgautomator.start_job(:j) AS r4 \gset
@@ -69,7 +83,7 @@ SELECT is((SELECT state FROM pgautomator.run WHERE id = :r3), 'stopped', 'the ne
 SELECT is((SELECT state FROM pgautomator.step_run WHERE id = :c), 'succeeded', '... and applies the outcome first');
 
 SELECT pgautomator._launcher_started(:e, 5555);
-SELECT is(pgautomator._worker_defer(:e, true, NULL, NULL, NULL, 1, NULL, :e, 4343), -1,
+SELECT is(pgautomator._worker_defer(-1, true, NULL, NULL, NULL, 1, NULL, :e, 4343), -1,
           'a step run another worker runs is not taken');
 SELECT is((SELECT concat_ws('|', state, worker_pid) FROM pgautomator.step_run WHERE id = :e), 'running|5555',
           '... and stays that worker''s');
