@@ -213,11 +213,14 @@ pga_handout_fill(const PgaStepInput *steps, int n)
 		return;
 	}
 	/*
-	 * No worker reads an entry or a text of this fill before it is READY,
-	 * and none of the last fill's is READY or HELD: written under the lock
-	 * (a few hundred kilobytes at most, once per instant).
+	 * Emptied first, written unlocked (a few hundred kilobytes at most):
+	 * no worker reads past count, and none of the last fill's entries is
+	 * READY or HELD.  The lock taken again publishes them.
 	 */
 	pga_handout->fill++;
+	pga_handout->count = 0;
+	pga_handout->first_ready = 0;
+	SpinLockRelease(&pga_handout->mutex);
 	for (i = 0; i < n; i++)
 	{
 		PgaHandoutEntry *entry = &pga_handout->entries[i];
@@ -233,6 +236,7 @@ pga_handout_fill(const PgaStepInput *steps, int n)
 		used += len;
 		entry->state = PGA_ENTRY_READY;
 	}
+	SpinLockAcquire(&pga_handout->mutex);
 	pga_handout->count = n;
 	pga_handout->first_ready = 0;
 	pga_handout->waiting = n;
