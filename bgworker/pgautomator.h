@@ -152,6 +152,10 @@ extern bool pga_settle_error_may_pass(int sqlerrcode);
 extern PgaSettleResult pga_settle_step(const PgaStepOutcome *outcome, bool claim, PgaStepInput *next);
 extern bool pga_settle_in_step(const PgaStepOutcome *outcome, void *arg);
 
+/* deferring an outcome and taking the next step run (step_defer.c) */
+extern void pga_defer_pin_search_path(int action);
+extern int	pga_defer_execute(Datum *values, const char *nulls);
+
 /* the output receiver of a step (step_output.c) */
 extern struct _DestReceiver *pga_output_receiver(PgaTailBuffer *output);
 

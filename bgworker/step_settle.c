@@ -121,7 +121,6 @@ pga_session_reset(bool keep_cancel)
 }
 
 static SPIPlanPtr pga_settle_plan = NULL;
-static SPIPlanPtr pga_defer_plan = NULL;	/* _worker_defer's */
 
 /*
  * The tables _worker_settle reads and then writes (see table_locks.c).
@@ -150,16 +149,6 @@ pga_settle_prepare(void)
 			elog(ERROR, "could not prepare _worker_settle: %s", SPI_result_code_string(SPI_result));
 		pga_settle_plan = plan;
 	}
-	if (pga_defer_plan == NULL)
-	{
-		/* _worker_defer's: those of _worker_settle, then the next and the pid */
-		types[7] = INT8OID;
-		types[8] = INT4OID;
-		plan = SPI_prepare("SELECT pgautomator._worker_defer($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare _worker_defer: %s", SPI_result_code_string(SPI_result));
-		pga_defer_plan = plan;
-	}
 }
 
 /*
@@ -167,15 +156,13 @@ pga_settle_prepare(void)
  * run this worker took from the launcher's hand-out queue (handout.c), as
  * its next one (values: _worker_settle's; inside SPI); true when it is to
  * run next.  Otherwise next is let go: back to the hand-out queue when
- * it was busy, else to the ready queue (_worker_defer).
+ * it was busy, else to the ready queue (step_defer.c).
  */
 static bool
 pga_settle_defer(Datum *values, char *nulls, PgaStepInput *next)
 {
 	Datum		dvalues[9];
-	char		dnulls[10];
-	bool		isnull;
-	int			rc;
+	char		dnulls[9];
 	int			taken;
 
 	memcpy(dvalues, values, sizeof(Datum) * 7);
@@ -184,11 +171,7 @@ pga_settle_defer(Datum *values, char *nulls, PgaStepInput *next)
 	dvalues[8] = Int32GetDatum(MyProcPid);
 	dnulls[7] = ' ';
 	dnulls[8] = ' ';
-	dnulls[9] = '\0';
-	rc = SPI_execute_plan(pga_defer_plan, dvalues, dnulls, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "_worker_defer returned SPI code %d", rc);
-	taken = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	taken = pga_defer_execute(dvalues, dnulls);
 	/* taken, or given back to the ready queue: for good once this commits */
 	pga_handout_settle_held(taken != 0, true);
 	if (taken == 1)
@@ -379,6 +362,8 @@ static void
 pga_settle_pin_settings(GucAction action)
 {
 	pga_settle_pin_planner(action);
+	/* what the plans were made with (step_defer.c) */
+	pga_defer_pin_search_path(action);
 	/* only what differs: setting a parameter costs, even to its value */
 	if (XactIsoLevel != XACT_READ_COMMITTED)
 		(void) set_config_option("transaction_isolation", "read committed", PGC_SUSET,

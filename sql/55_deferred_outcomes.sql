@@ -40,61 +40,31 @@ COMMENT ON TABLE pgautomator.step_outcome IS 'Outcomes of step runs recorded wit
 -- stop or a timeout just now: the worker puts it back in the queue); -1
 -- when p_next may no longer run here (its run is being stopped or ended,
 -- another worker has it, its time is up, its step was dropped): it goes
--- back to the ready queue
--- for the dispatcher to end or claim again, and the worker drops it.
--- Called from C as the bootstrap superuser (see _worker_settle); granted
--- to no one.
+-- back to the ready queue for the dispatcher to end or claim again, and
+-- the worker drops it.  In C (bgworker/step_defer.c): one statement planned
+-- once per worker, which the worker runs directly, as the bootstrap
+-- superuser (see _worker_settle); this is the same code for SQL (tests, the
+-- rehearsal).  Granted to no one.
 CREATE FUNCTION pgautomator._worker_defer(p_step_run_id bigint, p_succeeded boolean, p_sqlstate text,
                                           p_error text, p_messages text, p_rows bigint, p_output text,
                                           p_next bigint, p_pid integer)
+RETURNS integer LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp   -- (the worker pins the same itself)
+AS 'MODULE_PATHNAME', 'pga_worker_defer';
+COMMENT ON FUNCTION pgautomator._worker_defer(bigint, boolean, text, text, text, bigint, text, bigint, integer) IS 'Called by an in-database step worker that took its next step run from the launcher''s hand-out queue: records its finished step run''s outcome for later (step_outcome) and makes the next one its own; 1: run it, 0: busy, put it back, -1: not to run (given back to the ready queue).';
+
+-- The rest of _worker_defer when the next step run p_next could not be
+-- taken: 0 when someone else holds it now (a stop or a timeout at work),
+-- else -1, after giving it back to the ready queue as a claim the launcher
+-- could not start (a run being stopped then ends at the next pass).
+CREATE FUNCTION pgautomator._worker_defer_refused(p_next bigint)
 RETURNS integer LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan   -- see _launcher_tick
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- The outcome, and the finished step run no longer this worker's (no
-    -- pid: a stop or a timeout signals no one for it; a crash check applies
-    -- the outcome first).  An update, not only a lock: a cancel for it
-    -- (_signal_worker) locks it first, so it either comes before this
-    -- commits (and cancels this transaction, the step's) or, read
-    -- committed, finds no pid, or, at a stricter isolation level, fails
-    -- with a serialization error rather than act on an older snapshot.
-    WITH done AS (
-        UPDATE pgautomator.step_run sr SET worker_pid = NULL
-         WHERE sr.id = p_step_run_id
-        RETURNING sr.id)
-    INSERT INTO pgautomator.step_outcome (step_run_id, succeeded, sqlstate, error, messages, rows_affected,
-                                          output, ended_at)
-    SELECT done.id, p_succeeded, nullif(p_sqlstate, ''), p_error, p_messages, p_rows, p_output,
-           pg_catalog.statement_timestamp()
-      FROM done;
-    -- The next one, claimed by the launcher for no worker yet, locked
-    -- without waiting (a stop or a timeout holding it now must not make
-    -- the step's transaction wait) and taken, in one statement, when it
-    -- may still run.  (Its run is read, not locked: a stop that comes
-    -- meanwhile marks this step run too, which waits for this lock, and
-    -- then cancels this worker.  A lock that never waits closes no cycle,
-    -- so the lock order of other paths, run first, is not needed.)
-    -- Its start is now: its time limits count from when it runs, not from
-    -- when it was claimed (its worker's own timer counts from now as well).
-    UPDATE pgautomator.step_run u SET worker_pid = p_pid, lost_since = NULL,
-                                      started_at = pg_catalog.statement_timestamp()
-      FROM pgautomator.run r, pgautomator.job j
-     WHERE u.id = (SELECT sr.id FROM pgautomator.step_run sr WHERE sr.id = p_next FOR NO KEY UPDATE SKIP LOCKED)
-       AND r.id = u.run_id AND j.id = r.job_id
-       AND u.state IS NOT DISTINCT FROM 'running' AND u.worker_pid IS NULL AND u.cancel_requested_at IS NULL
-       AND u.step_id IS NOT NULL
-       AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL
-       AND (j.timeout IS NULL OR r.started_at + j.timeout > pg_catalog.statement_timestamp());
-    IF FOUND THEN
-        RETURN 1;
-    END IF;
-    -- Locked by someone else (a stop or a timeout at work): busy.
     IF NOT EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_next FOR NO KEY UPDATE SKIP LOCKED) THEN
         RETURN CASE WHEN EXISTS (SELECT FROM pgautomator.step_run sr WHERE sr.id = p_next) THEN 0 ELSE -1 END;
     END IF;
-    -- Not to run here: back to the ready queue, as a claim the launcher
-    -- could not start (a run being stopped then ends at the next pass).
     UPDATE pgautomator.step_run
        SET state = 'queued', agent_id = NULL, started_at = NULL, lost_since = NULL,
            cancel_requested_at = NULL, cancel_reason = NULL
@@ -105,7 +75,7 @@ BEGIN
     RETURN -1;
 END
 $$;
-COMMENT ON FUNCTION pgautomator._worker_defer(bigint, boolean, text, text, text, bigint, text, bigint, integer) IS 'Called by an in-database step worker that took its next step run from the launcher''s hand-out queue: records its finished step run''s outcome for later (step_outcome) and makes the next one its own; 1: run it, 0: busy, put it back, -1: not to run (given back to the ready queue).';
+COMMENT ON FUNCTION pgautomator._worker_defer_refused(bigint) IS 'The end of _worker_defer for a next step run it could not take: 0 when it is busy (locked by someone else), else -1 after giving it back to the ready queue.';
 
 -- Applies one deferred outcome as the worker would have reported it, at
 -- the instant it recorded it, and drops it.  False when there was none.
