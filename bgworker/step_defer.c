@@ -97,9 +97,10 @@ pga_defer_keep(const char *sql, int nargs, Oid *types)
 }
 
 /*
- * pga_defer_pin_search_path sets, for the current GUC nest level (the
- * caller's, which it ends), the search_path the statements are planned
- * and run under; only when it differs, since setting costs.
+ * pga_defer_pin_search_path sets, as action says (within a GUC nest
+ * level or the transaction that the caller ends), the search_path the
+ * statements are planned and run under; only when it differs, since
+ * setting costs.
  */
 void
 pga_defer_pin_search_path(int action)
