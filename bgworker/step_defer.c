@@ -136,7 +136,7 @@ pga_defer_execute(Datum *values, const char *nulls)
 		return 1;
 	if (pga_refused_plan == NULL)
 		pga_refused_plan = pga_defer_keep("SELECT pgautomator._worker_defer_refused($1)", 1, &types[7]);
-	rc = SPI_execute_plan(pga_refused_plan, &values[7], nulls ? &nulls[7] : NULL, false, 1);
+	rc = SPI_execute_plan(pga_refused_plan, &values[7], &nulls[7], false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "_worker_defer_refused returned SPI code %d", rc);
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -162,7 +162,7 @@ pga_worker_defer(PG_FUNCTION_ARGS)
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 	}
-	/* (null step runs or flags would match nothing: refused as invalid) */
+	/* the statement needs these: refused here with a clear error */
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(7) || PG_ARGISNULL(8))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -3,7 +3,7 @@
 -- later (_worker_defer); the launcher applies it (_apply_outcomes), and
 -- whoever would end its step run otherwise applies it first.
 BEGIN;
-SELECT plan(29);
+SELECT plan(32);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -113,6 +113,14 @@ SELECT is((SELECT state FROM pgautomator.run WHERE id = (SELECT run_id FROM pgau
 -- the rehearsal leaves no outcome behind
 SELECT ok(pgautomator._worker_rehearse('do_a', 4545), 'the rehearsal goes through to a handed-out step');
 SELECT is_empty('SELECT FROM pgautomator.step_outcome', '... and leaves no outcome behind');
+
+-- NULL where the statement needs a value: a clear error, nothing written
+SELECT throws_ok($$SELECT pgautomator._worker_defer(1, NULL, NULL, NULL, NULL, 1, NULL, 2, 4343)$$,
+    '22004', NULL, 'a NULL p_succeeded is refused');
+SELECT throws_ok($$SELECT pgautomator._worker_defer(1, true, NULL, NULL, NULL, 1, NULL, NULL, 4343)$$,
+    '22004', NULL, 'a NULL p_next is refused');
+SELECT throws_ok($$SELECT pgautomator._worker_defer(1, true, NULL, NULL, NULL, 1, NULL, 2, NULL)$$,
+    '22004', NULL, 'a NULL p_pid is refused');
 
 SELECT * FROM finish();
 ROLLBACK;
