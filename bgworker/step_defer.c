@@ -29,9 +29,7 @@
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/snapmgr.h"
 
 #include "pgautomator.h"
 
@@ -91,7 +89,7 @@ pga_defer_keep(const char *sql, int nargs, Oid *types)
 	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare the deferred outcome's statement: %s",
+		elog(ERROR, "could not prepare \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));
 	return plan;
 }
