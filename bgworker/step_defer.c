@@ -48,12 +48,17 @@
  * The next one ($8), claimed by the launcher for no worker yet, locked
  * without waiting (a stop or a timeout holding it now must not make the
  * step's transaction wait) and taken when it may still run, with this
- * worker's pid ($9).  Its run is read, not locked: a stop that comes
- * meanwhile marks this step run too, which waits for this lock, and then
- * cancels this worker.  A lock that never waits closes no cycle, so the
- * lock order of other paths, run first, is not needed.  Its start is now:
- * its time limits count from when it runs, not from when it was claimed.
- * (The two step runs are never the same row.)
+ * worker's pid ($9).  A stop marks it (cancel_requested_at, with its run's
+ * stop request in one transaction), waiting for this lock if it comes
+ * meanwhile, and then cancels this worker.  A lock that never waits closes
+ * no cycle, so the lock order of other paths, run first, is not needed.
+ * Its start is now: its time limits count from when it runs, not from when
+ * it was claimed.  (The two step runs are never the same row.)
+ *
+ * Its run and job are read only when it has a time limit ($10): then
+ * whether the job's timeout has passed while it waited.  Reading them for
+ * every step doubled a burst's median start lag on a slow stretch of this
+ * machine (README, Performance); a stop needs no such read, as above.
  */
 static const char *const pga_defer_sql =
 "WITH done AS ("
@@ -67,14 +72,15 @@ static const char *const pga_defer_sql =
 "      FROM done)"
 " UPDATE pgautomator.step_run u SET worker_pid = $9, lost_since = NULL,"
 "                                   started_at = statement_timestamp()"
-"   FROM pgautomator.run r, pgautomator.job j"
 "  WHERE u.id = (SELECT sr.id FROM pgautomator.step_run sr WHERE sr.id = $8"
 "                   FOR NO KEY UPDATE SKIP LOCKED)"
-"    AND r.id = u.run_id AND j.id = r.job_id"
 "    AND u.state IS NOT DISTINCT FROM 'running' AND u.worker_pid IS NULL"
 "    AND u.cancel_requested_at IS NULL AND u.step_id IS NOT NULL"
-"    AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL"
-"    AND (j.timeout IS NULL OR r.started_at + j.timeout > statement_timestamp())"
+"    AND (NOT $10 OR EXISTS ("
+"         SELECT FROM pgautomator.run r JOIN pgautomator.job j ON j.id = r.job_id"
+"          WHERE r.id = u.run_id"
+"            AND r.state IS NOT DISTINCT FROM 'running' AND r.stop_requested_at IS NULL"
+"            AND (j.timeout IS NULL OR r.started_at + j.timeout > statement_timestamp())))"
 " RETURNING u.id";
 
 static SPIPlanPtr pga_defer_plan = NULL;
@@ -110,8 +116,9 @@ pga_defer_pin_search_path(int action)
 
 /*
  * pga_defer_execute records the outcome of step run values[0] for later
- * and takes step run values[7] for process values[8] (the arguments of
- * _worker_defer, nulls as SPI's); returns 1 when that one is taken, 0 when
+ * and takes step run values[7] for process values[8], reading its run and
+ * job when values[9] (the arguments of _worker_defer, nulls as SPI's);
+ * returns 1 when that one is taken, 0 when
  * it is busy (locked by a stop or a timeout: the caller puts it back in
  * the hand-out queue), -1 when it may not run (given back to the ready
  * queue, or gone).  Inside SPI, with a snapshot, as a user who may write
@@ -120,13 +127,13 @@ pga_defer_pin_search_path(int action)
 int
 pga_defer_execute(Datum *values, const char *nulls)
 {
-	Oid			types[9] = {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
-	INT8OID, INT4OID};
+	Oid			types[10] = {INT8OID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+	INT8OID, INT4OID, BOOLOID};
 	int			rc;
 	bool		isnull;
 
 	if (pga_defer_plan == NULL)
-		pga_defer_plan = pga_defer_keep(pga_defer_sql, 9, types);
+		pga_defer_plan = pga_defer_keep(pga_defer_sql, 10, types);
 	rc = SPI_execute_plan(pga_defer_plan, values, nulls, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "the deferred outcome's statement returned SPI code %d", rc);
@@ -150,21 +157,21 @@ PG_FUNCTION_INFO_V1(pga_worker_defer);
 Datum
 pga_worker_defer(PG_FUNCTION_ARGS)
 {
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[10];
+	char		nulls[10];
 	int			i;
 	int			taken;
 
-	for (i = 0; i < 9; i++)
+	for (i = 0; i < 10; i++)
 	{
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 	}
 	/* the statement needs these: refused here with a clear error */
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(7) || PG_ARGISNULL(8))
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(7) || PG_ARGISNULL(8) || PG_ARGISNULL(9))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("_worker_defer: p_succeeded, p_next and p_pid must not be NULL")));
+				 errmsg("_worker_defer: p_succeeded, p_next, p_pid and p_check_run must not be NULL")));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	taken = pga_defer_execute(values, nulls);

@@ -161,16 +161,17 @@ pga_settle_prepare(void)
 static bool
 pga_settle_defer(Datum *values, char *nulls, PgaStepInput *next)
 {
-	Datum		dvalues[9];
-	char		dnulls[9];
+	Datum		dvalues[10];
+	char		dnulls[10];
 	int			taken;
 
 	memcpy(dvalues, values, sizeof(Datum) * 7);
 	memcpy(dnulls, nulls, 7);
 	dvalues[7] = Int64GetDatum(next->step_run_id);
 	dvalues[8] = Int32GetDatum(MyProcPid);
-	dnulls[7] = ' ';
-	dnulls[8] = ' ';
+	/* its run and job are read only for a time limit (step_defer.c) */
+	dvalues[9] = BoolGetDatum(next->timeout_ms > 0);
+	memset(&dnulls[7], ' ', 3);
 	taken = pga_defer_execute(dvalues, dnulls);
 	/* taken, or given back to the ready queue: for good once this commits */
 	pga_handout_settle_held(taken != 0, true);

@@ -41,17 +41,20 @@ COMMENT ON TABLE pgautomator.step_outcome IS 'Outcomes of step runs recorded wit
 -- when p_next may no longer run here (its run is being stopped or ended,
 -- another worker has it, its time is up, its step was dropped): it goes
 -- back to the ready queue for the dispatcher to end or claim again, and
--- the worker drops it.  In C (bgworker/step_defer.c): one statement planned
--- once per worker, which the worker runs directly, as the bootstrap
--- superuser (see _worker_settle); this is the same code for SQL (tests, the
--- rehearsal).  Granted to no one.
+-- the worker drops it.  A stop is seen on p_next itself (stop_run marks its
+-- running step runs); its run and job are read only when p_check_run (the
+-- worker passes whether p_next has a time limit): whether the job's
+-- timeout passed while it waited.  In C (bgworker/step_defer.c): one
+-- statement planned once per worker, which the worker runs directly, as
+-- the bootstrap superuser (see _worker_settle); this is the same code for
+-- SQL (tests, the rehearsal).  Granted to no one.
 CREATE FUNCTION pgautomator._worker_defer(p_step_run_id bigint, p_succeeded boolean, p_sqlstate text,
                                           p_error text, p_messages text, p_rows bigint, p_output text,
-                                          p_next bigint, p_pid integer)
+                                          p_next bigint, p_pid integer, p_check_run boolean DEFAULT true)
 RETURNS integer LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp   -- (the worker pins the same itself)
 AS 'MODULE_PATHNAME', 'pga_worker_defer';
-COMMENT ON FUNCTION pgautomator._worker_defer(bigint, boolean, text, text, text, bigint, text, bigint, integer) IS 'Called by an in-database step worker that took its next step run from the launcher''s hand-out queue: records its finished step run''s outcome for later (step_outcome) and makes the next one its own; 1: run it, 0: busy, put it back, -1: not to run (given back to the ready queue).';
+COMMENT ON FUNCTION pgautomator._worker_defer(bigint, boolean, text, text, text, bigint, text, bigint, integer, boolean) IS 'Called by an in-database step worker that took its next step run from the launcher''s hand-out queue: records its finished step run''s outcome for later (step_outcome) and makes the next one its own; 1: run it, 0: busy, put it back, -1: not to run (given back to the ready queue).';
 
 -- The rest of _worker_defer when the next step run p_next could not be
 -- taken: 0 when someone else holds it now (a stop or a timeout at work),

@@ -3,7 +3,7 @@
 -- later (_worker_defer); the launcher applies it (_apply_outcomes), and
 -- whoever would end its step run otherwise applies it first.
 BEGIN;
-SELECT plan(32);
+SELECT plan(36);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -114,6 +114,29 @@ SELECT is((SELECT state FROM pgautomator.run WHERE id = (SELECT run_id FROM pgau
 SELECT ok(pgautomator._worker_rehearse('do_a', 4545), 'the rehearsal goes through to a handed-out step');
 SELECT is_empty('SELECT FROM pgautomator.step_outcome', '... and leaves no outcome behind');
 
+-- Its run and job unread (the worker, for a step run with no time limit):
+-- a stop is seen on the step run itself; a job timeout is left to the
+-- launcher, which cancels the step as it would any running one.
+SELECT pgautomator.create_job('do_four', run_as => 'do_a', overlap => 'parallel', max_parallel => 4) AS j4 \gset
+SELECT pgautomator.add_step(:j4, 'only', 'SELECT 4');
+SELECT pgautomator.start_job(:j4) AS r8 \gset
+SELECT pgautomator.start_job(:j4) AS r9 \gset
+SELECT pgautomator.start_job(:j4) AS r10 \gset
+SELECT pgautomator.start_job(:j4) AS r11 \gset
+SELECT count(*) FROM pgautomator._launcher_claim(10);
+SELECT max(id) FILTER (WHERE run_id = :r8) AS m, max(id) FILTER (WHERE run_id = :r9) AS n,
+       max(id) FILTER (WHERE run_id = :r10) AS o, max(id) FILTER (WHERE run_id = :r11) AS q
+  FROM pgautomator.step_run WHERE state = 'running' \gset
+SELECT pgautomator.stop_run(:r9);
+SELECT is(pgautomator._worker_defer(:m, true, NULL, NULL, NULL, 1, NULL, :n, 4343, p_check_run => false), -1,
+          'unread, a step run whose run is being stopped is not taken either');
+UPDATE pgautomator.job SET timeout = interval '1 minute' WHERE id = :j4;
+UPDATE pgautomator.run SET started_at = started_at - interval '1 hour' WHERE id IN (:r10, :r11);
+SELECT is(pgautomator._worker_defer(-1, true, NULL, NULL, NULL, 1, NULL, :q, 4343), -1,
+          'read, a step run whose job timeout passed while it waited is not taken');
+SELECT is(pgautomator._worker_defer(-1, true, NULL, NULL, NULL, 1, NULL, :o, 4343, p_check_run => false), 1,
+          'unread, it is: the worker passes false only for a step run with no time limit');
+
 -- NULL where the statement needs a value: a clear error, nothing written
 SELECT throws_ok($$SELECT pgautomator._worker_defer(1, NULL, NULL, NULL, NULL, 1, NULL, 2, 4343)$$,
     '22004', NULL, 'a NULL p_succeeded is refused');
@@ -121,6 +144,8 @@ SELECT throws_ok($$SELECT pgautomator._worker_defer(1, true, NULL, NULL, NULL, 1
     '22004', NULL, 'a NULL p_next is refused');
 SELECT throws_ok($$SELECT pgautomator._worker_defer(1, true, NULL, NULL, NULL, 1, NULL, 2, NULL)$$,
     '22004', NULL, 'a NULL p_pid is refused');
+SELECT throws_ok($$SELECT pgautomator._worker_defer(1, true, NULL, NULL, NULL, 1, NULL, 2, 4343, NULL)$$,
+    '22004', NULL, 'a NULL p_check_run is refused');
 
 SELECT * FROM finish();
 ROLLBACK;
