@@ -57,8 +57,9 @@
  *
  * Its run and job are read only when it has a time limit ($10): then
  * whether the job's timeout has passed while it waited.  Reading them for
- * every step doubled a burst's median start lag on a slow stretch of this
- * machine (README, Performance); a stop needs no such read, as above.
+ * every step nearly doubled the median start lag of repeated bursts once
+ * the tables held earlier runs (README, Performance); a stop needs no such
+ * read, as above.
  */
 static const char *const pga_defer_sql =
 "WITH done AS ("
