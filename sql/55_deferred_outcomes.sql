@@ -39,7 +39,7 @@ COMMENT ON TABLE pgautomator.step_outcome IS 'Outcomes of step runs recorded wit
 -- Returns 1 when p_next is its to run; 0 when p_next is busy (locked by a
 -- stop or a timeout just now: the worker puts it back in the queue); -1
 -- when p_next may no longer run here (its run is being stopped or ended,
--- another worker has it, its time is up, its step was dropped): it goes
+-- another worker has it, its time is up): it goes
 -- back to the ready queue for the dispatcher to end or claim again, and
 -- the worker drops it.  A stop is seen on p_next itself (stop_run marks its
 -- running step runs); its run and job are read only when p_check_run (the
@@ -153,8 +153,7 @@ COMMENT ON FUNCTION pgautomator._apply_outcomes() IS 'Applies the deferred step 
 -- Which of the step runs waiting in the launcher's hand-out queue (p_ids)
 -- no worker is to take any more: those whose runs are being stopped or
 -- have ended, whose job timeout has passed, that a timeout or a stop is
--- cancelling, whose step was dropped, or that are no longer claimed and
--- waiting.  The launcher
+-- cancelling, or that are no longer claimed and waiting.  The launcher
 -- takes them out of the queue and gives them back to the ready queue
 -- (_launcher_release, which leaves alone one that is not waiting), where
 -- the dispatcher ends them as it ends any.

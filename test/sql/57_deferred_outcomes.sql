@@ -3,7 +3,7 @@
 -- later (_worker_defer); the launcher applies it (_apply_outcomes), and
 -- whoever would end its step run otherwise applies it first.
 BEGIN;
-SELECT plan(36);
+SELECT plan(37);
 
 SELECT pgautomator._launcher_start(4242);
 SELECT pgautomator.set_setting('history_retention', 'off');
@@ -130,6 +130,13 @@ SELECT max(id) FILTER (WHERE run_id = :r8) AS m, max(id) FILTER (WHERE run_id = 
 SELECT pgautomator.stop_run(:r9);
 SELECT is(pgautomator._worker_defer(:m, true, NULL, NULL, NULL, 1, NULL, :n, 4343, p_check_run => false), -1,
           'unread, a step run whose run is being stopped is not taken either');
+-- (the worker passes false for a time limit of 0; a job timeout alone gives one)
+SELECT pgautomator.create_job('do_timed', run_as => 'do_a', timeout => interval '1 hour') AS jt \gset
+SELECT pgautomator.add_step(:jt, 'only', 'SELECT 5');
+SELECT pgautomator.start_job(:jt) AS rt \gset
+SELECT is((SELECT c.timeout_ms BETWEEN 1 AND 3600000 FROM pgautomator._launcher_claim(10) c
+            JOIN pgautomator.step_run sr ON sr.id = c.step_run_id WHERE sr.run_id = :rt), true,
+          'a step run whose job alone has a timeout is claimed with a time limit');
 UPDATE pgautomator.job SET timeout = interval '1 minute' WHERE id = :j4;
 UPDATE pgautomator.run SET started_at = started_at - interval '1 hour' WHERE id IN (:r10, :r11);
 SELECT is(pgautomator._worker_defer(-1, true, NULL, NULL, NULL, 1, NULL, :q, 4343), -1,
