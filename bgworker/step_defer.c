@@ -117,11 +117,11 @@ pga_defer_pin_search_path(int action)
 
 /*
  * pga_defer_execute records the outcome of step run values[0] for later
- * and takes step run values[7] for process values[8]; values[9]: whether
- * to read its run and job (the arguments of _worker_defer, nulls as
- * SPI's).  Returns 1 when that one is taken, 0 when
- * it is busy (locked by a stop or a timeout: the caller puts it back in
- * the hand-out queue), -1 when it may not run (given back to the ready
+ * and takes step run values[7] for process values[8], reading its run and
+ * job only when values[9] (values and nulls: the arguments of
+ * _worker_defer, as SPI takes them).  Returns 1 when that one is taken, 0
+ * when it is busy (locked by a stop or a timeout: the caller puts it back
+ * in the hand-out queue), -1 when it may not run (given back to the ready
  * queue, or gone).  Inside SPI, with a snapshot, as a user who may write
  * pgautomator's tables, search_path pinned.
  */
